@@ -1,0 +1,146 @@
+"""Resolving the acting person and deciding whether they may act, every reason listed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+from uuid import UUID
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from compliance.db import models as m
+from compliance.domain import reasons as rc
+from compliance.domain.ids import Kind, kind_of, normalise
+from compliance.domain.lifecycle import PharmacyStatus, PrescriberStatus, StaffStatus
+from compliance.domain.roles import DELEGABLE, Action, Role, allowed
+from compliance.errors import InvalidInput, NotPermitted
+
+_ROLE_OF_KIND: dict[Kind, tuple[Role, Any]] = {
+    Kind.ADMINISTRATOR: (Role.ADMINISTRATOR, m.Administrator),
+    Kind.PRESCRIBER: (Role.PRESCRIBER, m.Prescriber),
+    Kind.DESIGNEE: (Role.DESIGNEE, m.Designee),
+    Kind.PHARMACIST: (Role.PHARMACIST, m.Pharmacist),
+}
+
+
+@dataclass(frozen=True)
+class Acting:
+    """Who is acting, and for which prescriber when a designee acts."""
+
+    actor: str
+    on_behalf_of: str | None = None
+
+
+@dataclass(frozen=True)
+class Actor:
+    short_id: str
+    uuid: UUID
+    role: Role
+    on_behalf_of: str | None = None
+    on_behalf_of_uuid: UUID | None = None
+    pharmacy_uuid: UUID | None = None
+
+    @property
+    def prescriber_uuid(self) -> UUID | None:
+        """The prescriber whose work this is: the actor, or the one a designee acts for."""
+        if self.role is Role.PRESCRIBER:
+            return self.uuid
+        return self.on_behalf_of_uuid
+
+
+def refuse(action: Action, codes: list[str], subjects: tuple[str, ...] = ()) -> NotPermitted:
+    detail = "; ".join(rc.MESSAGES.get(c, c) for c in codes)
+    error = NotPermitted(f"not permitted to {action.value}: {detail}", codes)
+    error.subjects = subjects  # type: ignore[attr-defined]
+    return error
+
+
+def grant_active(grant: m.DesigneeGrant, now: datetime) -> bool:
+    return grant.revoked_at is None and (grant.expires_at is None or grant.expires_at > now)
+
+
+def pharmacy_today(pharmacy: m.Pharmacy, now: datetime) -> date:
+    return now.astimezone(ZoneInfo(pharmacy.time_zone)).date()
+
+
+def pharmacy_problems(pharmacy: m.Pharmacy, now: datetime) -> list[str]:
+    if pharmacy.status != PharmacyStatus.ACTIVATED:
+        return [rc.PHARMACY_NOT_CERTIFIED]
+    expires = pharmacy.activation_expires_on
+    if expires is not None and pharmacy_today(pharmacy, now) > expires:
+        return [rc.PHARMACY_ACTIVATION_EXPIRED]
+    return []
+
+
+def authorize(session: Session, acting: Acting, action: Action, now: datetime) -> Actor:
+    """Resolve ``acting`` and check role, status and (for designees) the grant; raise if refused."""
+    ref = normalise(acting.actor)
+    kind = kind_of(ref)
+    if kind is None or kind not in _ROLE_OF_KIND:
+        raise refuse(action, [rc.ACTOR_UNKNOWN])
+    role, model = _ROLE_OF_KIND[kind]
+    row = session.execute(select(model).where(model.short_id == ref)).scalar_one_or_none()
+    if row is None:
+        raise refuse(action, [rc.ACTOR_UNKNOWN])
+    if acting.on_behalf_of is not None and role is not Role.DESIGNEE:
+        raise InvalidInput("on_behalf_of", "only a designee acts on behalf of a prescriber")
+
+    codes: list[str] = []
+    if not allowed(role, action):
+        codes.append(rc.ACTOR_NOT_PERMITTED)
+    actor = Actor(ref, row.id, role)
+    if role is Role.PRESCRIBER:
+        if row.status != PrescriberStatus.ACTIVATED:
+            codes.append(rc.PRESCRIBER_NOT_CERTIFIED)
+    elif row.status != StaffStatus.ACTIVE:
+        codes.append(rc.ACTOR_INACTIVE)
+    if role is Role.PHARMACIST:
+        pharmacy = session.get(m.Pharmacy, row.pharmacy_id)
+        assert pharmacy is not None  # the foreign key guarantees it
+        codes.extend(pharmacy_problems(pharmacy, now))
+        actor = Actor(ref, row.id, role, pharmacy_uuid=pharmacy.id)
+    if role is Role.DESIGNEE and rc.ACTOR_NOT_PERMITTED not in codes:
+        actor, grant_codes = _designee(session, actor, acting.on_behalf_of, action, now)
+        codes.extend(grant_codes)
+    if codes:
+        raise refuse(action, codes)
+    return actor
+
+
+def _designee(
+    session: Session, actor: Actor, on_behalf_of: str | None, action: Action, now: datetime
+) -> tuple[Actor, list[str]]:
+    grants = session.execute(
+        select(m.DesigneeGrant, m.Prescriber)
+        .join(m.Prescriber, m.Prescriber.id == m.DesigneeGrant.prescriber_id)
+        .where(m.DesigneeGrant.designee_id == actor.uuid)
+        .order_by(m.DesigneeGrant.granted_at)
+    ).all()
+    if on_behalf_of is None:
+        live = {p.short_id for g, p in grants if grant_active(g, now)}
+        if len(live) != 1:
+            raise InvalidInput(
+                "on_behalf_of",
+                "name the prescriber this designee acts for"
+                + (" (the designee holds grants from several)" if live else ""),
+            )
+        on_behalf_of = live.pop()
+    target = normalise(on_behalf_of)
+    if kind_of(target) is not Kind.PRESCRIBER:
+        raise InvalidInput("on_behalf_of", f"{on_behalf_of!r} is not a prescriber id")
+    mine = [(g, p) for g, p in grants if p.short_id == target]
+    if not mine:
+        return actor, [rc.DESIGNEE_GRANT_MISSING]
+    grant, prescriber = mine[-1]
+    resolved = Actor(actor.short_id, actor.uuid, actor.role, target, prescriber.id)
+    codes: list[str] = []
+    if not grant_active(grant, now):
+        codes.append(rc.DESIGNEE_GRANT_EXPIRED)
+    elif action in DELEGABLE and action.value not in grant.scopes:
+        codes.append(rc.DESIGNEE_GRANT_SCOPE)
+    if prescriber.status != PrescriberStatus.ACTIVATED:
+        codes.append(rc.PRESCRIBER_NOT_CERTIFIED)
+    return resolved, codes

@@ -1,0 +1,98 @@
+"""Plain result objects returned by the public API; each renders itself as JSON-ready data."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+class _Result:
+    def to_dict(self) -> dict[str, Any]:
+        return {k: _plain(v) for k, v in asdict(self).items()}  # type: ignore[call-overload]
+
+
+@dataclass(frozen=True)
+class PersonInfo(_Result):
+    """An administrator, prescriber, designee or pharmacist."""
+
+    id: str
+    uuid: uuid.UUID
+    role: str
+    name: str
+    status: str
+    created_at: datetime
+    id_system: str | None = None
+    external_id: str | None = None
+    pharmacy: str | None = None
+
+
+@dataclass(frozen=True)
+class PharmacyInfo(_Result):
+    id: str
+    uuid: uuid.UUID
+    name: str
+    id_system: str
+    external_id: str
+    time_zone: str
+    status: str
+    created_at: datetime
+    activation_expires_on: date | None
+
+
+@dataclass(frozen=True)
+class GrantInfo(_Result):
+    designee: str
+    prescriber: str
+    scopes: tuple[str, ...]
+    granted_at: datetime
+    granted_by: str
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    active: bool
+
+
+@dataclass(frozen=True)
+class PatientInfo(_Result):
+    id: str
+    uuid: uuid.UUID
+    name: str
+    date_of_birth: date
+    external_ids: dict[str, str]
+    created_at: datetime
+    created_by: str
+
+
+@dataclass(frozen=True)
+class PatientRegistration(_Result):
+    """A new patient, and the existing patients that share the name and birth date.
+
+    The engine never merges or matches on name and birth date: a clinic decides whether a
+    warning is a real duplicate.
+    """
+
+    patient: PatientInfo
+    possible_duplicates: tuple[str, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class SchemaStatus(_Result):
+    url: str
+    current: str | None
+    head: str
+    up_to_date: bool

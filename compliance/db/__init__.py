@@ -1,0 +1,1 @@
+"""Persistence: typed models, engines, transactions and programmatic migrations."""

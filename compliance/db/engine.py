@@ -1,0 +1,90 @@
+"""Engines for the two supported databases, set up for durability.
+
+SQLite: WAL, ``synchronous=FULL``, ``foreign_keys=ON`` and a busy timeout on every connection, and
+write transactions that begin with ``BEGIN IMMEDIATE`` so a read-then-write never fails half-way
+with "database is locked". A new database file is created readable by its owner only.
+PostgreSQL: psycopg 3.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from compliance.errors import InvalidInput
+
+DEFAULT_URL = "sqlite:///compliance.db"
+URL_ENV = "COMPLIANCE_DATABASE_URL"
+BUSY_TIMEOUT_MS = 30_000
+
+
+def resolve_url(url: str | None = None) -> str:
+    """Explicit URL, else ``COMPLIANCE_DATABASE_URL``, else ``compliance.db`` in this folder."""
+    return url or os.environ.get(URL_ENV) or DEFAULT_URL
+
+
+def parse_url(url: str) -> URL:
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise InvalidInput("database URL", f"{url!r} is not a database URL") from None
+    backend = parsed.get_backend_name()
+    if backend == "postgresql":
+        if parsed.drivername in {"postgresql", "postgres"}:
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        elif parsed.drivername != "postgresql+psycopg":
+            raise InvalidInput("database URL", "PostgreSQL is supported through psycopg 3 only")
+    elif backend != "sqlite":
+        raise InvalidInput("database URL", f"unsupported database {backend!r}")
+    return parsed
+
+
+def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
+    parsed = parse_url(resolve_url(url))
+    if parsed.get_backend_name() == "sqlite":
+        _create_private_file(parsed)
+        engine = create_engine(parsed, **kwargs)
+        configure_sqlite(engine)
+        return engine
+    return create_engine(parsed, pool_pre_ping=True, **kwargs)
+
+
+def _create_private_file(url: URL) -> None:
+    database = url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database)
+    if path.exists():
+        return
+    if not path.parent.exists():
+        raise InvalidInput("database URL", f"folder {str(path.parent)!r} does not exist")
+    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    os.close(fd)
+
+
+def configure_sqlite(engine: Engine) -> None:
+    """Set the durability pragmas and take the write lock at BEGIN. Idempotent per engine."""
+    if getattr(engine, "_compliance_sqlite", False):
+        return
+    engine._compliance_sqlite = True  # type: ignore[attr-defined]
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy's BEGIN below, not the driver, open transactions.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = FULL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        mode = conn.get_execution_options().get("sqlite_begin", "IMMEDIATE")
+        conn.exec_driver_sql(f"BEGIN {mode}")
