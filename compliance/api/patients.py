@@ -15,7 +15,7 @@ from compliance.api.parties import _flush_unique, _unique_short_id, load, record
 from compliance.api.results import PatientInfo, PatientRegistration
 from compliance.db import models as m
 from compliance.domain import validate as v
-from compliance.domain.ids import Kind, kind_of, normalise
+from compliance.domain.ids import Kind, normalise
 from compliance.domain.roles import Action
 from compliance.errors import Conflict, InvalidInput, NotFound
 
@@ -135,7 +135,7 @@ def find_one(session: Session, ref: object) -> m.Patient:
     if not isinstance(ref, str) or not ref.strip():
         raise InvalidInput("patient", "must be a patient id, UUID, or SYSTEM:VALUE external id")
     text = ref.strip()
-    if kind_of(normalise(text)) is Kind.PATIENT:
+    if normalise(text).startswith(f"{Kind.PATIENT.value}-"):
         return load(session, Kind.PATIENT, text, "patient")  # type: ignore[no-any-return]
     if ":" in text:
         system, _, value = text.partition(":")

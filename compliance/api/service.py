@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 from sqlalchemy.orm import Session, sessionmaker
 
-from compliance.api import parties, patients
+from compliance.api import parties, patients, settings
 from compliance.api.authz import Acting, Actor, authorize
 from compliance.api.results import (
     GrantInfo,
@@ -91,12 +91,26 @@ class Compliance:
         with _database_errors():
             return migrate.drift(self.engine)
 
-    def initialize(self, admin_name: str) -> PersonInfo:
-        """Migrate a new or existing database and create its first administrator."""
+    def initialize(self, admin_name: str, *, remember_as: str | None = None) -> PersonInfo:
+        """Migrate a new or existing database and create its first administrator.
+
+        ``remember_as`` stores the administrator's id under that settings key, in the same
+        transaction, for tools (such as the demonstration) that come back to the same database.
+        """
         self.migrate()
-        now = self.clock.now()
+        now = ensure_utc(self.clock.now(), "clock")
         with self._transaction() as session:
-            return parties.create_first_administrator(session, admin_name, now)
+            admin = parties.create_first_administrator(session, admin_name, now)
+            if remember_as is not None:
+                settings.put(session, remember_as, {"id": admin.id}, now)
+            return admin
+
+    def remembered(self, key: str) -> str | None:
+        """The id stored by ``initialize(remember_as=key)``, if any."""
+        self._require_schema()
+        with self._transaction(read_only=True) as session:
+            value = settings.get(session, key)
+        return None if value is None else str(value["id"])
 
     # --- the call wrapper -----------------------------------------------------------------
 

@@ -1,0 +1,58 @@
+"""``compliance init`` and ``compliance db ...``: create, migrate and inspect a database."""
+
+from __future__ import annotations
+
+import click
+
+from compliance.cli.context import Context, pass_ctx
+from compliance.cli.output import json_option, say, show_record
+from compliance.errors import DatabaseNotReady
+
+
+@click.command()
+@click.option("--admin-name", required=True, help="Name of the first administrator.")
+@json_option
+@pass_ctx
+def init(state: Context, admin_name: str, as_json: bool) -> None:
+    """Create (or migrate) the database and its first administrator."""
+    admin = state.app().initialize(admin_name)
+    if as_json:
+        show_record(admin.to_dict(), True)
+        return
+    say(f"database ready: {state.app().schema_status().url}")
+    say(f"first administrator: {admin.id} ({admin.name})")
+    say(f"act as them with: --as {admin.id}  (or export COMPLIANCE_ACTOR={admin.id})")
+
+
+@click.group()
+def db() -> None:
+    """Schema migrations: upgrade, current revision, drift check."""
+
+
+@db.command()
+@click.option("--revision", default="head", show_default=True, help="Target revision.")
+@json_option
+@pass_ctx
+def upgrade(state: Context, revision: str, as_json: bool) -> None:
+    """Migrate the database to the latest (or given) schema revision."""
+    status = state.app().migrate(revision)
+    show_record(status.to_dict(), as_json, title="Schema")
+
+
+@db.command()
+@json_option
+@pass_ctx
+def current(state: Context, as_json: bool) -> None:
+    """Show the schema revision of the database and the one this version needs."""
+    show_record(state.app().schema_status().to_dict(), as_json, title="Schema")
+
+
+@db.command()
+@json_option
+@pass_ctx
+def check(state: Context, as_json: bool) -> None:
+    """Check that the database schema matches the models (no drift); exit 8 if not."""
+    problem = state.app().drift()
+    show_record({"drift": problem is not None, "detail": problem}, as_json, title="Drift")
+    if problem is not None:
+        raise DatabaseNotReady(f"schema drift: {problem}")

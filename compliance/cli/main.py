@@ -1,0 +1,121 @@
+"""Root of the ``compliance`` command and its error handling.
+
+Every failure ends as one message on stderr naming the field and the problem, and an exit code
+from ``compliance.errors.EXIT_CODES``; tracebacks appear only with ``COMPLIANCE_DEBUG=1``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import click
+
+from compliance.cli.audit_cmds import audit
+from compliance.cli.context import Context, pass_ctx
+from compliance.cli.db_cmds import db, init
+from compliance.cli.demo_cmd import demo
+from compliance.cli.output import json_option, show_record, show_rows, to_json
+from compliance.cli.party_cmds import admin, designee, pharmacist, pharmacy, prescriber
+from compliance.cli.patient_cmds import patient
+from compliance.errors import EXIT_CODES, ComplianceError
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+class _Root(click.Group):
+    """Turns library errors into a message on stderr and a documented exit code."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta["compliance.json"] = "--json" in args
+        return super().parse_args(ctx, args)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except ComplianceError as exc:
+            _report(exc, bool(ctx.meta.get("compliance.json")))
+            ctx.exit(exc.exit_code)
+        except Exception as exc:
+            if os.environ.get("COMPLIANCE_DEBUG"):
+                raise
+            click.echo(f"internal error: {type(exc).__name__}: {exc}", err=True)
+            ctx.exit(1)
+
+
+@click.group(cls=_Root, context_settings=CONTEXT_SETTINGS)
+@click.option(
+    "--db",
+    "url",
+    envvar="COMPLIANCE_DATABASE_URL",
+    metavar="URL",
+    help="Database URL [env COMPLIANCE_DATABASE_URL; default sqlite:///compliance.db].",
+)
+@click.option(
+    "--as",
+    "actor",
+    envvar="COMPLIANCE_ACTOR",
+    metavar="ID",
+    help="The person acting, e.g. ADM-XXXXXXXX [env COMPLIANCE_ACTOR].",
+)
+@click.option(
+    "--on-behalf-of",
+    metavar="PRESCRIBER",
+    help="For a designee: the prescriber acted for (optional with a single grant).",
+)
+@click.version_option(package_name="compliance", message="compliance %(version)s")
+@click.pass_context
+def cli(ctx: click.Context, url: str | None, actor: str | None, on_behalf_of: str | None) -> None:
+    """Pregnancy-prevention programme engine: parties, audit trail and (soon) treatment courses."""
+    state = Context(url=url, actor=actor, on_behalf_of=on_behalf_of)
+    ctx.obj = state
+    ctx.call_on_close(state.close)
+
+
+@cli.command()
+@json_option
+def permissions(as_json: bool) -> None:
+    """Print the permission table: which role may perform which action."""
+    from compliance.domain.roles import Role, permission_rows
+
+    roles = [r.value for r in Role]
+    rows = [{"action": a, **dict(zip(roles, flags, strict=True))} for a, flags in permission_rows()]
+    shown = [{"action": r["action"], **{k: "yes" if r[k] else "-" for k in roles}} for r in rows]
+    show_rows(shown, ["action", *roles], as_json, title="Permissions", document=rows)
+
+
+@cli.command("exit-codes")
+@json_option
+def exit_codes(as_json: bool) -> None:
+    """Print the exit codes and what each means."""
+    rows = [{"code": c, "name": n, "meaning": m} for c, n, m in EXIT_CODES]
+    show_rows(rows, ["code", "name", "meaning"], as_json, title="Exit codes")
+
+
+@cli.command()
+@json_option
+@pass_ctx
+def whoami(state: Context, as_json: bool) -> None:
+    """Show the acting person (--as) as the database knows them."""
+    person = state.app().get_person(state.who(), state.who(), state.on_behalf_of)
+    show_record(person.to_dict(), as_json, title="Acting as")
+
+
+for command in (init, db, demo, admin, prescriber, designee, pharmacy, pharmacist, patient, audit):
+    cli.add_command(command)
+
+
+def _report(error: ComplianceError, as_json: bool) -> None:
+    if as_json:
+        click.echo(to_json(error.to_dict()), err=True)
+        return
+    click.echo(f"error: {error.message}", err=True)
+    reasons = getattr(error, "reasons", ())
+    if reasons:
+        click.echo(f"reasons: {', '.join(reasons)}", err=True)
+
+
+def main(argv: list[str] | None = None) -> Any:
+    return cli.main(args=argv, prog_name="compliance")

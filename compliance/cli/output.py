@@ -1,0 +1,99 @@
+"""Rendering: one JSON document with ``--json``; rich tables on a terminal; plain text in a pipe.
+
+rich is imported only when a table is actually drawn, to keep start-up fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def json_option(fn: F) -> F:
+    return click.option(
+        "--json", "as_json", is_flag=True, help="Print one JSON document on stdout, nothing else."
+    )(fn)
+
+
+def to_json(data: Any) -> str:
+    return json.dumps(data, ensure_ascii=False, indent=2, sort_keys=False, default=str)
+
+
+def _terminal() -> bool:
+    return sys.stdout.isatty()
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, list | tuple):
+        return ", ".join(_cell(v) for v in value) or "-"
+    if isinstance(value, Mapping):
+        return ", ".join(f"{k}={_cell(v)}" for k, v in value.items()) or "-"
+    return str(value)
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console(no_color=bool(os.environ.get("NO_COLOR")), highlight=False)
+
+
+def show_record(data: Mapping[str, Any], as_json: bool, title: str | None = None) -> None:
+    if as_json:
+        click.echo(to_json(data))
+        return
+    if not _terminal():
+        for key, value in data.items():
+            click.echo(f"{key}: {_cell(value)}")
+        return
+    from rich.table import Table
+
+    table = Table(title=title, show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    for key, value in data.items():
+        table.add_row(key, _cell(value))
+    _console().print(table)
+
+
+def show_rows(
+    rows: Sequence[Mapping[str, Any]],
+    columns: Sequence[str],
+    as_json: bool,
+    title: str | None = None,
+    document: Any = None,
+) -> None:
+    """A list of records; ``document`` replaces the rows as the JSON document when given."""
+    if as_json:
+        click.echo(to_json(list(rows) if document is None else document))
+        return
+    if not _terminal():
+        click.echo("\t".join(columns))
+        for row in rows:
+            click.echo("\t".join(_cell(row.get(c)) for c in columns))
+        return
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(_cell(row.get(c)) for c in columns))
+    _console().print(table)
+
+
+def say(message: str) -> None:
+    """A human line on stdout (never used together with ``--json``)."""
+    click.echo(message)
+
+
+def warn(message: str) -> None:
+    click.echo(f"warning: {message}", err=True)

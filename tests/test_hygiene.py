@@ -1,0 +1,68 @@
+"""Static checks the suite enforces: ruff, mypy --strict, and one-way import layers."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "compliance"
+
+# What each layer may not import: domain -> persistence -> API -> CLI, never backwards.
+FORBIDDEN = {
+    "compliance/domain": ("sqlalchemy", "alembic", "click", "rich", "psycopg", "compliance.db",
+                          "compliance.api", "compliance.cli", "compliance.audit.store"),
+    "compliance/audit/chain.py": ("sqlalchemy", "click", "compliance.db", "compliance.api",
+                                  "compliance.cli"),
+    "compliance/errors.py": ("sqlalchemy", "click", "compliance."),
+    "compliance/clock.py": ("sqlalchemy", "click"),
+    "compliance/db": ("click", "rich", "compliance.api", "compliance.cli"),
+    "compliance/audit/store.py": ("click", "rich", "compliance.api", "compliance.cli"),
+    "compliance/api": ("click", "rich", "compliance.cli"),
+}
+
+
+def _imports(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+@pytest.mark.parametrize("layer", sorted(FORBIDDEN))
+def test_import_layers_point_one_way(layer: str) -> None:
+    target = ROOT / layer
+    files = sorted(target.rglob("*.py")) if target.is_dir() else [target]
+    assert files
+    offences = [
+        f"{f.relative_to(ROOT)} imports {name}"
+        for f in files
+        for name in _imports(f)
+        for banned in FORBIDDEN[layer]
+        if name == banned.rstrip(".") or name.startswith(banned.rstrip(".") + ".")
+        or (banned.endswith(".") and name.startswith(banned))
+    ]
+    assert offences == []
+
+
+def test_ruff_is_clean() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "ruff", "check", "compliance"], cwd=ROOT, capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_mypy_strict_is_clean() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy"], cwd=ROOT, capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
