@@ -44,9 +44,20 @@ class Refused(ComplianceError):
     exit_code = 3
     code = "REFUSED"
 
-    def __init__(self, message: str, reasons: Sequence[str]) -> None:
+    def __init__(
+        self,
+        message: str,
+        reasons: Sequence[str],
+        *,
+        subjects: Sequence[str] = (),
+        on_behalf_of: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.reasons = tuple(reasons)
+        # What the refused request was about and, for a designee, the prescriber it was for:
+        # both go into the audit event that records the refusal.
+        self.subjects = tuple(subjects)
+        self.on_behalf_of = on_behalf_of
 
     def to_dict(self) -> dict[str, object]:
         return {"error": self.code, "message": self.message, "reasons": list(self.reasons)}

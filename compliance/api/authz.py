@@ -51,11 +51,19 @@ class Actor:
         return self.on_behalf_of_uuid
 
 
-def refuse(action: Action, codes: list[str], subjects: tuple[str, ...] = ()) -> NotPermitted:
+def refuse(
+    action: Action,
+    codes: list[str],
+    subjects: tuple[str, ...] = (),
+    on_behalf_of: str | None = None,
+) -> NotPermitted:
     detail = "; ".join(rc.MESSAGES.get(c, c) for c in codes)
-    error = NotPermitted(f"not permitted to {action.value}: {detail}", codes)
-    error.subjects = subjects  # type: ignore[attr-defined]
-    return error
+    return NotPermitted(
+        f"not permitted to {action.value}: {detail}",
+        codes,
+        subjects=subjects,
+        on_behalf_of=on_behalf_of,
+    )
 
 
 def grant_active(grant: m.DesigneeGrant, now: datetime) -> bool:
@@ -106,7 +114,7 @@ def authorize(session: Session, acting: Acting, action: Action, now: datetime) -
         actor, grant_codes = _designee(session, actor, acting.on_behalf_of, action, now)
         codes.extend(grant_codes)
     if codes:
-        raise refuse(action, codes)
+        raise refuse(action, codes, on_behalf_of=actor.on_behalf_of)
     return actor
 
 
@@ -121,23 +129,28 @@ def _designee(
     ).all()
     if on_behalf_of is None:
         live = {p.short_id for g, p in grants if grant_active(g, now)}
-        if len(live) != 1:
+        ever = {p.short_id for _, p in grants}
+        if len(live) > 1:
             raise InvalidInput(
-                "on_behalf_of",
-                "name the prescriber this designee acts for"
-                + (" (the designee holds grants from several)" if live else ""),
+                "on_behalf_of", "the designee holds grants from several prescribers: name one"
             )
-        on_behalf_of = live.pop()
+        if not ever:
+            return actor, [rc.DESIGNEE_GRANT_MISSING]
+        if not live and len(ever) > 1:
+            return actor, [rc.DESIGNEE_GRANT_EXPIRED]
+        on_behalf_of = (live or ever).pop()
     target = normalise(on_behalf_of)
     if kind_of(target) is not Kind.PRESCRIBER:
         raise InvalidInput("on_behalf_of", f"{on_behalf_of!r} is not a prescriber id")
     mine = [(g, p) for g, p in grants if p.short_id == target]
     if not mine:
-        return actor, [rc.DESIGNEE_GRANT_MISSING]
-    grant, prescriber = mine[-1]
+        return Actor(actor.short_id, actor.uuid, actor.role, target), [rc.DESIGNEE_GRANT_MISSING]
+    # A live grant decides, whatever older or revoked grants from the same prescriber exist.
+    live_mine = [(g, p) for g, p in mine if grant_active(g, now)]
+    grant, prescriber = (live_mine or mine)[-1]
     resolved = Actor(actor.short_id, actor.uuid, actor.role, target, prescriber.id)
     codes: list[str] = []
-    if not grant_active(grant, now):
+    if not live_mine:
         codes.append(rc.DESIGNEE_GRANT_EXPIRED)
     elif action in DELEGABLE and action.value not in grant.scopes:
         codes.append(rc.DESIGNEE_GRANT_SCOPE)

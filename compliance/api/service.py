@@ -153,24 +153,21 @@ class Compliance:
     ) -> None:
         """File the refusal under what it was about, else under the person who tried."""
         actor_ref = normalise(acting.actor)[:64] if isinstance(acting.actor, str) else None
-        subjects = (
-            tuple(getattr(refusal, "subjects", ())) or _short_ids(about) or _short_ids((actor_ref,))
+        subjects = refusal.subjects or _short_ids(about) or _short_ids((actor_ref,))
+        on_behalf_of = refusal.on_behalf_of or (
+            normalise(acting.on_behalf_of)[:64] if acting.on_behalf_of else None
         )
         draft = audit.EventDraft(
             action=action.value,
             outcome="refused",
             actor_id=actor_ref,
-            on_behalf_of=normalise(acting.on_behalf_of)[:64] if acting.on_behalf_of else None,
+            on_behalf_of=on_behalf_of,
             subjects=subjects,
             reason_codes=refusal.reasons,
             payload={"message": refusal.message},
         )
         with self._transaction() as session:
             audit.append(session, draft, now)
-
-    @staticmethod
-    def _acting(actor: str, on_behalf_of: str | None) -> Acting:
-        return Acting(actor, on_behalf_of)
 
     # --- administrators -------------------------------------------------------------------
 
