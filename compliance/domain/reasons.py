@@ -18,6 +18,44 @@ DESIGNEE_GRANT_EXPIRED = "DESIGNEE_GRANT_EXPIRED"
 DESIGNEE_GRANT_SCOPE = "DESIGNEE_GRANT_SCOPE"
 OUT_OF_SCOPE = "OUT_OF_SCOPE"
 
+# The course gates (reason-codes.md), plus CONTRACEPTION_NOT_CONFIRMED.
+NO_ACTIVE_COURSE = "NO_ACTIVE_COURSE"
+COURSE_SUSPENDED = "COURSE_SUSPENDED"
+CATEGORY_NOT_ASSIGNED = "CATEGORY_NOT_ASSIGNED"
+INVALID_CATEGORY_REASON = "INVALID_CATEGORY_REASON"
+CONSENT_NOT_SIGNED = "CONSENT_NOT_SIGNED"
+COUNSELING_NOT_DOCUMENTED = "COUNSELING_NOT_DOCUMENTED"
+COMPREHENSION_NOT_DONE = "COMPREHENSION_NOT_DONE"
+CONTRACEPTION_NOT_DOCUMENTED = "CONTRACEPTION_NOT_DOCUMENTED"
+CONTRACEPTION_NOT_CONFIRMED = "CONTRACEPTION_NOT_CONFIRMED"
+CONTRACEPTION_INSUFFICIENT = "CONTRACEPTION_INSUFFICIENT"
+NO_PRIMARY_METHOD = "NO_PRIMARY_METHOD"
+CONTRACEPTION_LEAD_IN_NOT_MET = "CONTRACEPTION_LEAD_IN_NOT_MET"
+CONTRACEPTION_MISMATCH = "CONTRACEPTION_MISMATCH"
+PRETREATMENT_TESTS_INCOMPLETE = "PRETREATMENT_TESTS_INCOMPLETE"
+PRETREATMENT_TEST_SPACING = "PRETREATMENT_TEST_SPACING"
+NO_NEGATIVE_TEST_IN_WINDOW = "NO_NEGATIVE_TEST_IN_WINDOW"
+PREGNANCY_TEST_POSITIVE = "PREGNANCY_TEST_POSITIVE"
+TEST_SETTING_NOT_PERMITTED = "TEST_SETTING_NOT_PERMITTED"
+TEST_SENSITIVITY_INSUFFICIENT = "TEST_SENSITIVITY_INSUFFICIENT"
+TEST_TOO_OLD_FOR_RX = "TEST_TOO_OLD_FOR_RX"
+LOCKOUT_19D = "LOCKOUT_19D"
+WINDOW_EXPIRED = "WINDOW_EXPIRED"
+RX_EXPIRED = "RX_EXPIRED"
+SUPPLY_EXCEEDS_MAX = "SUPPLY_EXCEEDS_MAX"
+REFILLS_NOT_ALLOWED = "REFILLS_NOT_ALLOWED"
+AUTHORIZATION_ALREADY_ISSUED = "AUTHORIZATION_ALREADY_ISSUED"
+AUTHORIZATION_NOT_FOUND = "AUTHORIZATION_NOT_FOUND"
+AUTHORIZATION_EXPIRED = "AUTHORIZATION_EXPIRED"
+AUTHORIZATION_REVERSED = "AUTHORIZATION_REVERSED"
+
+# Flags: obligations and alerts for worklists.
+RMA_REVERSAL_REQUIRED = "RMA_REVERSAL_REQUIRED"
+OVERDUE_POST_TREATMENT_TEST = "OVERDUE_POST_TREATMENT_TEST"
+PREGNANCY_ACTIONS = "PREGNANCY_ACTIONS"
+TEST_DUE_SOON = "TEST_DUE_SOON"
+WINDOW_CLOSING = "WINDOW_CLOSING"
+
 MESSAGES: MappingProxyType[str, str] = MappingProxyType(
     {
         ACTOR_NOT_PERMITTED: "the acting person's role may not perform this action",
@@ -30,5 +68,39 @@ MESSAGES: MappingProxyType[str, str] = MappingProxyType(
         DESIGNEE_GRANT_EXPIRED: "the designee's grant from this prescriber expired or was revoked",
         DESIGNEE_GRANT_SCOPE: "the designee's grant does not cover this action",
         OUT_OF_SCOPE: "the acting person may act only for themselves here",
+        NO_ACTIVE_COURSE: "no open treatment course (never enrolled, ended, completed, withdrawn)",
+        COURSE_SUSPENDED: "the course is suspended: no prescribing or dispensing",
+        CATEGORY_NOT_ASSIGNED: "the patient has no reproductive-potential category",
+        INVALID_CATEGORY_REASON: "the reason given cannot support the category",
+        CONSENT_NOT_SIGNED: "a required consent form is not signed",
+        COUNSELING_NOT_DOCUMENTED: "required counselling is not documented",
+        COMPREHENSION_NOT_DONE: "the patient's comprehension questions are not completed",
+        CONTRACEPTION_NOT_DOCUMENTED: "no contraception (or abstinence) is documented",
+        CONTRACEPTION_NOT_CONFIRMED: "the patient has not confirmed their methods this cycle",
+        CONTRACEPTION_INSUFFICIENT: "fewer contraception methods than the programme requires",
+        NO_PRIMARY_METHOD: "none of the methods is of the required (primary) tier",
+        CONTRACEPTION_LEAD_IN_NOT_MET: "contraception started too recently",
+        CONTRACEPTION_MISMATCH: "the patient's methods differ from the prescriber's",
+        PRETREATMENT_TESTS_INCOMPLETE: "fewer than the required pre-treatment pregnancy tests",
+        PRETREATMENT_TEST_SPACING: "pre-treatment pregnancy tests are too close together",
+        NO_NEGATIVE_TEST_IN_WINDOW: "no negative pregnancy test whose window covers today",
+        PREGNANCY_TEST_POSITIVE: "a positive pregnancy test is on file",
+        TEST_SETTING_NOT_PERMITTED: "the test's setting is not allowed for this test",
+        TEST_SENSITIVITY_INSUFFICIENT: "the test is less sensitive than the programme requires",
+        TEST_TOO_OLD_FOR_RX: "the test was documented too long before the prescription",
+        LOCKOUT_19D: "the waiting period after a missed first window is still running",
+        WINDOW_EXPIRED: "the prescription/dispense window has closed",
+        RX_EXPIRED: "the prescription was presented after its validity",
+        SUPPLY_EXCEEDS_MAX: "the days' supply exceeds the programme maximum",
+        REFILLS_NOT_ALLOWED: "the programme forbids refills",
+        AUTHORIZATION_ALREADY_ISSUED: "an authorization already exists for this prescription/cycle",
+        AUTHORIZATION_NOT_FOUND: "no such authorization",
+        AUTHORIZATION_EXPIRED: "the authorization is past its do-not-dispense-after time",
+        AUTHORIZATION_REVERSED: "the authorization was reversed",
+        RMA_REVERSAL_REQUIRED: "an authorization was not picked up: reverse it, return to stock",
+        OVERDUE_POST_TREATMENT_TEST: "the post-treatment pregnancy test is overdue",
+        PREGNANCY_ACTIONS: "pregnancy reported: stop the drug, report to the registry, refer",
+        TEST_DUE_SOON: "the next pregnancy test is due soon",
+        WINDOW_CLOSING: "a window closes soon with no authorization yet",
     }
 )

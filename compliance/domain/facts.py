@@ -1,0 +1,96 @@
+"""What the engine knows about one course at one moment: plain values, no database.
+
+The persistence layer builds a ``CourseFacts`` from stored records; the gates read only this.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+from compliance.domain.course import CourseState
+from compliance.programs.model import Ruleset, Setting, TestKind
+
+ABSTINENCE = "abstinence"
+
+
+class TestResult(enum.StrEnum):
+    NEGATIVE = "negative"
+    POSITIVE = "positive"
+
+
+@dataclass(frozen=True)
+class TestRecord:
+    id: str
+    kind: TestKind
+    specimen_date: date
+    setting: Setting
+    clia: bool
+    sensitivity_miu_ml: float
+    result: TestResult
+    cycle: int
+    home_opt_in: bool = False  # the prescriber's home-testing opt-in was in force that day
+
+
+@dataclass(frozen=True)
+class MethodRecord:
+    method: str
+    start_date: date
+
+
+@dataclass(frozen=True)
+class PrescriptionRecord:
+    id: str
+    cycle: int
+    written_on: date
+    office_visit_on: date
+    days_supply: int
+    refills: int
+    prescriber_certified: bool = True
+
+
+@dataclass(frozen=True)
+class AuthorizationRecord:
+    number: str
+    prescription_id: str
+    cycle: int
+    issued_at: datetime
+    do_not_dispense_after: datetime | None
+    test_id: str | None
+    days_supply: int
+    reversed_at: datetime | None = None
+    dispensed_at: datetime | None = None
+
+    @property
+    def live(self) -> bool:
+        """Issued and neither reversed nor dispensed."""
+        return self.reversed_at is None and self.dispensed_at is None
+
+
+@dataclass(frozen=True)
+class CourseFacts:
+    ruleset: Ruleset
+    state: CourseState
+    cycle: int
+    enrolled_on: date
+    category: str | None = None
+    category_reason: str | None = None
+    consents: frozenset[str] = frozenset()
+    counselling_cycles: frozenset[int] = frozenset()
+    comprehension_cycles: frozenset[int] = frozenset()
+    methods: tuple[MethodRecord, ...] = ()
+    patient_confirmed: dict[int, frozenset[str]] = field(default_factory=dict)
+    tests: tuple[TestRecord, ...] = ()
+    prescriptions: tuple[PrescriptionRecord, ...] = ()
+    authorizations: tuple[AuthorizationRecord, ...] = ()
+    first_dispensed_on: date | None = None
+    last_dose_on: date | None = None
+    pregnancy_reported_on: date | None = None
+
+    @property
+    def treatment_started(self) -> bool:
+        return self.first_dispensed_on is not None
+
+    def prescription(self, prescription_id: str) -> PrescriptionRecord | None:
+        return next((p for p in self.prescriptions if p.id == prescription_id), None)

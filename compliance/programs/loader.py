@@ -1,0 +1,333 @@
+"""Load and validate ruleset files. A malformed file is rejected naming the file, the key and
+the problem, so a rule change never half-applies."""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Callable, Mapping
+from datetime import date
+from functools import cache
+from importlib import resources
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from compliance.errors import InvalidInput
+from compliance.programs.model import (
+    Anchor,
+    AuthorizationRules,
+    Cadence,
+    CategoryRules,
+    ContraceptionRules,
+    PrescriptionRules,
+    Ruleset,
+    Setting,
+    TestingRules,
+    TestKind,
+    TestKindRules,
+    Tier,
+    WindowRule,
+)
+
+T = TypeVar("T")
+REQUIRED_CATEGORIES = ("can_get_pregnant", "cannot_get_pregnant")
+
+
+class RulesetError(InvalidInput):
+    """A ruleset file that does not validate."""
+
+    def __init__(self, file: str, key: str, problem: str) -> None:
+        super().__init__(f"{file}: {key}", problem)
+        self.file = file
+        self.key = key
+
+
+class _Reader:
+    """Typed access to one TOML table, recording the dotted key for error messages."""
+
+    def __init__(self, file: str, data: Mapping[str, Any], path: str = "") -> None:
+        self.file, self.data, self.path = file, data, path
+        self.used: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self.path}.{name}" if self.path else name
+
+    def fail(self, name: str, problem: str) -> RulesetError:
+        return RulesetError(self.file, self.key(name), problem)
+
+    def _get(self, name: str, kind: type[T], what: str) -> T:
+        self.used.add(name)
+        if name not in self.data:
+            raise self.fail(name, "is missing")
+        value = self.data[name]
+        if kind is int and isinstance(value, bool):
+            raise self.fail(name, f"must be {what}, not {value!r}")
+        if not isinstance(value, kind):
+            raise self.fail(name, f"must be {what}, not {value!r}")
+        return value
+
+    def text(self, name: str) -> str:
+        value = self._get(name, str, "text")
+        if not value.strip():
+            raise self.fail(name, "must not be empty")
+        return value
+
+    def flag(self, name: str) -> bool:
+        return self._get(name, bool, "true or false")
+
+    def count(self, name: str, low: int = 0, high: int = 10_000) -> int:
+        value = self._get(name, int, "a whole number")
+        if not low <= value <= high:
+            raise self.fail(name, f"must be between {low} and {high}, not {value}")
+        return value
+
+    def number(self, name: str, low: float, high: float) -> float:
+        self.used.add(name)
+        value = self.data.get(name)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.fail(name, "must be a number" if name in self.data else "is missing")
+        if not low <= value <= high:
+            raise self.fail(name, f"must be between {low} and {high}, not {value}")
+        return float(value)
+
+    def words(self, name: str) -> tuple[str, ...]:
+        values = self._get(name, list, "a list of names")
+        if not all(isinstance(v, str) and v for v in values):
+            raise self.fail(name, "must list names (text)")
+        if len(set(values)) != len(values):
+            raise self.fail(name, "lists a name twice")
+        return tuple(values)
+
+    def choice(self, name: str, enum: Callable[[str], T], options: list[str]) -> T:
+        value = self.text(name)
+        try:
+            return enum(value)
+        except ValueError:
+            raise self.fail(name, f"must be one of {', '.join(options)}, not {value!r}") from None
+
+    def table(self, name: str, *, optional: bool = False) -> _Reader | None:
+        self.used.add(name)
+        if name not in self.data:
+            if optional:
+                return None
+            raise self.fail(name, "is missing")
+        value = self.data[name]
+        if not isinstance(value, dict):
+            raise self.fail(name, "must be a table")
+        return _Reader(self.file, value, self.key(name))
+
+    def must_table(self, name: str) -> _Reader:
+        table = self.table(name)
+        assert table is not None
+        return table
+
+    def finish(self) -> None:
+        extra = sorted(set(self.data) - self.used)
+        if extra:
+            raise self.fail(extra[0], "is not a known key (misspelt?)")
+
+
+def _options(enum: Any) -> list[str]:
+    return [e.value for e in enum]
+
+
+def _category(
+    r: _Reader, name: str, reasons: Mapping[str, str], forms: Mapping[str, str]
+) -> CategoryRules:
+    category_reasons = r.words("reasons")
+    for reason in category_reasons:
+        if reason not in reasons:
+            raise r.fail("reasons", f"{reason!r} is not in the [reasons] catalogue")
+    consent = r.words("consent_forms")
+    for form in consent:
+        if form not in forms:
+            raise r.fail("consent_forms", f"{form!r} is not in the [consent_forms] catalogue")
+    window = None
+    w = r.table("window", optional=True)
+    if w is not None:
+        window = WindowRule(w.count("days", 1, 366), w.choice("anchor", Anchor, _options(Anchor)))
+        w.finish()
+    rules = CategoryRules(
+        name=name,
+        label=r.text("label"),
+        reasons=category_reasons,
+        consent_forms=consent,
+        counselling=r.choice("counselling", Cadence, _options(Cadence)),
+        comprehension=r.choice("comprehension", Cadence, _options(Cadence)),
+        contraception=r.flag("contraception"),
+        pregnancy_testing=r.flag("pregnancy_testing"),
+        post_treatment=r.flag("post_treatment"),
+        window=window,
+    )
+    if rules.pregnancy_testing and (window is None or window.anchor is not Anchor.SPECIMEN_DATE):
+        raise r.fail("window", "a category with pregnancy testing needs a specimen-date window")
+    r.finish()
+    return rules
+
+
+def _contraception(r: _Reader) -> ContraceptionRules:
+    methods_table = r.must_table("methods")
+    methods: dict[str, Tier] = {}
+    for method in list(methods_table.data):
+        methods[method] = methods_table.choice(method, Tier, _options(Tier))
+    methods_table.finish()
+    rules = ContraceptionRules(
+        methods_required=r.count("methods_required", 0, 5),
+        primary_required=r.count("primary_required", 0, 5),
+        abstinence_allowed=r.flag("abstinence_allowed"),
+        lead_in_days=r.count("lead_in_days", 0, 366),
+        post_treatment_days=r.count("post_treatment_days", 0, 3660),
+        methods=methods,
+    )
+    if rules.primary_required > rules.methods_required:
+        raise r.fail("primary_required", "cannot exceed methods_required")
+    if not any(t is Tier.PRIMARY for t in methods.values()) and rules.primary_required:
+        raise r.fail("methods", "no method is primary, yet a primary method is required")
+    r.finish()
+    return rules
+
+
+def _testing(r: _Reader) -> TestingRules:
+    kinds_table = r.must_table("kinds")
+    kinds: dict[TestKind, TestKindRules] = {}
+    for kind in TestKind:
+        k = kinds_table.must_table(kind.value)
+        settings = k.words("settings")
+        for setting in settings:
+            if setting not in _options(Setting) or setting == Setting.HOME:
+                raise k.fail("settings", f"{setting!r} is not lab or clinic (home has its own key)")
+        kinds[kind] = TestKindRules(
+            tuple(Setting(s) for s in settings),
+            k.flag("clia_required"),
+            k.flag("home_with_prescriber_opt_in"),
+        )
+        k.finish()
+    kinds_table.finish()
+    rules = TestingRules(
+        min_sensitivity_miu_ml=r.number("min_sensitivity_miu_ml", 1, 1000),
+        pretreatment_count=r.count("pretreatment_count", 0, 5),
+        pretreatment_min_spacing_days=r.count("pretreatment_min_spacing_days", 0, 366),
+        kinds=kinds,
+        end_of_treatment_required=r.flag("end_of_treatment_required"),
+        post_treatment_days_after_last_dose=r.count("post_treatment_days_after_last_dose", 0, 3660),
+    )
+    r.finish()
+    return rules
+
+
+def parse(file: str, text: str) -> Ruleset:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise RulesetError(file, "(file)", f"is not valid TOML: {exc}") from None
+    r = _Reader(file, data)
+    ruleset_id = r.text("id")
+    programme = r.text("programme")
+    if not ruleset_id.startswith(programme + "/"):
+        raise r.fail("id", f"must be '{programme}/<version>'")
+    zone = r.text("today_zone")
+    if zone != "pharmacy":
+        try:
+            ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise r.fail("today_zone", f"{zone!r} is not an IANA zone or 'pharmacy'") from None
+    reasons_table = r.must_table("reasons")
+    reasons = {k: reasons_table.text(k) for k in list(reasons_table.data)}
+    reasons_table.finish()
+    forms_table = r.must_table("consent_forms")
+    forms = {k: forms_table.text(k) for k in list(forms_table.data)}
+    forms_table.finish()
+    categories_table = r.must_table("categories")
+    categories = {
+        name: _category(categories_table.must_table(name), name, reasons, forms)
+        for name in list(categories_table.data)
+    }
+    categories_table.finish()
+    for needed in REQUIRED_CATEGORIES:
+        if needed not in categories:
+            raise r.fail(f"categories.{needed}", "is missing")
+    notes = r.words("notes") if "notes" in data else ()
+    prescription = r.must_table("prescription")
+    authorization = r.must_table("authorization")
+    ruleset = Ruleset(
+        id=ruleset_id,
+        programme=programme,
+        title=r.text("title"),
+        today_zone=zone,
+        lockout_days_after_missed_first_window=r.count(
+            "lockout_days_after_missed_first_window", 0, 366
+        ),
+        categories=categories,
+        contraception=_contraception(r.must_table("contraception")),
+        testing=_testing(r.must_table("pregnancy_tests")),
+        prescription=PrescriptionRules(
+            prescription.count("max_days_supply", 1, 366), prescription.flag("refills_allowed")
+        ),
+        authorization=AuthorizationRules(
+            authorization.flag("reverse_unpicked"),
+            authorization.count("reverse_unpicked_after_days", 1, 366),
+        ),
+        reason_catalogue=reasons,
+        consent_catalogue=forms,
+        notes=notes,
+    )
+    prescription.finish()
+    authorization.finish()
+    r.finish()
+    return ruleset
+
+
+def _files() -> dict[str, str]:
+    folder = resources.files("compliance.programs") / "rulesets"
+    return {
+        entry.name: entry.read_text(encoding="utf-8")
+        for entry in folder.iterdir()
+        if entry.name.endswith(".toml")
+    }
+
+
+@cache
+def all_rulesets() -> dict[str, Ruleset]:
+    loaded: dict[str, Ruleset] = {}
+    for name, text in sorted(_files().items()):
+        ruleset = parse(name, text)
+        if ruleset.id in loaded:
+            raise RulesetError(name, "id", f"{ruleset.id!r} is defined twice")
+        loaded[ruleset.id] = ruleset
+    return loaded
+
+
+def get(ruleset_id: str) -> Ruleset:
+    rulesets = all_rulesets()
+    if ruleset_id not in rulesets:
+        raise InvalidInput(
+            "ruleset", f"unknown ruleset {ruleset_id!r}; known: {', '.join(rulesets)}"
+        )
+    return rulesets[ruleset_id]
+
+
+@cache
+def default_schedule() -> dict[str, date]:
+    """The packaged effective dates (``schedule.toml``)."""
+    text = (resources.files("compliance.programs") / "schedule.toml").read_text(encoding="utf-8")
+    data = tomllib.loads(text).get("effective", {})
+    schedule: dict[str, date] = {}
+    for ruleset_id, when in data.items():
+        if not isinstance(when, date):
+            raise RulesetError("schedule.toml", f"effective.{ruleset_id}", "must be a date")
+        get(ruleset_id)
+        schedule[ruleset_id] = when
+    return schedule
+
+
+def in_force(programme: str, on: date, schedule: Mapping[str, date]) -> Ruleset:
+    """The version of ``programme`` in force on ``on``: the latest to take effect by then."""
+    candidates = sorted(
+        (when, rid)
+        for rid, when in schedule.items()
+        if rid.startswith(programme + "/") and when <= on
+    )
+    if not candidates:
+        raise InvalidInput(
+            "enrolment date", f"no {programme} ruleset is in force on {on.isoformat()}"
+        )
+    return get(candidates[-1][1])
