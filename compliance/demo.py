@@ -1,17 +1,22 @@
-"""The demonstration run by the Quickstart: the foundation at work on a real database file.
+"""The demonstration run by the Quickstart, on a real database file.
 
-It uses only the public API, as an embedding host would, and prints what happens at each step.
-Run again on the same database, it reuses its administrator and adds a fresh set of parties.
+It uses only the public API, as an embedding host would, and prints what happens at each step:
+the parties and their permissions, then whole treatment courses on a simulated clock (every
+event it writes says so), printing each gate decision. Run again on the same database, it reuses
+its administrator and adds a fresh set of parties and patients.
 """
 
 from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
+from datetime import timedelta
 
 from compliance.api.service import Compliance
+from compliance.clock import FixedClock
+from compliance.domain.gates import Decision
 from compliance.domain.validate import npi_with_check_digit
-from compliance.errors import Conflict, NotPermitted
+from compliance.errors import Conflict, NotPermitted, Refused
 
 DEMO_ADMIN_KEY = "demo.administrator"
 
@@ -110,14 +115,200 @@ def run(app: Compliance, actor: str | None, say: Callable[[str], None]) -> bool:
     app.reinstate_prescriber(admin, prescriber.id, note="review closed")
     say(f"   {prescriber.id} suspended, then reinstated.")
 
+    courses_ok = walk_courses(app, admin, prescriber.id, pharmacist.id, say)
+
     point = app.checkpoint_audit(admin)
     report = app.verify_audit(admin)
-    say(f"8. Audit checkpoint over {point.chains} chains, digest {point.digest[:16]}...")
+    say(f"Audit checkpoint over {point.chains} chains, digest {point.digest[:16]}...")
     state = "intact" if report.ok else f"BROKEN: {report.first_break}"
-    say(f"   Audit trail {state}: {report.events} events in {report.chains} chains.")
+    say(f"Audit trail {state}: {report.events} events in {report.chains} chains.")
     say("")
     say("Explore:")
     say(f"   compliance --as {admin} audit log --subject {first.patient.id}")
-    say(f"   compliance --as {admin} prescriber list")
+    say(f"   compliance --as {prescriber.id} due --within 30")
     say(f"   compliance --as {admin} audit verify")
-    return report.ok
+    return report.ok and courses_ok
+
+
+def _decision(say: Callable[[str], None], label: str, decision: Decision) -> None:
+    codes = ", ".join(decision.codes) or "all requirements met"
+    window = (
+        f" [window {decision.window.first_day} to {decision.window.last_day}]"
+        if decision.window
+        else ""
+    )
+    say(f"   {label}: {decision.outcome.value} ({codes}){window}")
+
+
+class _Sim:
+    """A simulated clock over the demonstration's database, counted in days from day 0."""
+
+    def __init__(self, app: Compliance, say: Callable[[str], None]) -> None:
+        self.start = app.clock.now().replace(hour=15, minute=0, second=0, microsecond=0)
+        self.clock = FixedClock(self.start)
+        self.app = Compliance(app.engine, self.clock, simulated=True)
+        self.say = say
+
+    def at(self, days: int) -> str:
+        self.clock.set(self.start + timedelta(days=days))
+        return (self.start.date() + timedelta(days=days)).isoformat()
+
+    def refused(self, label: str, call: Callable[[], object]) -> None:
+        try:
+            call()
+        except Refused as refusal:
+            self.say(f"   {label}: REFUSE ({', '.join(refusal.reasons)})")
+        else:
+            self.say(f"   {label}: unexpectedly allowed")
+
+
+def walk_courses(
+    app: Compliance, admin: str, prescriber: str, pharmacist: str, say: Callable[[str], None]
+) -> bool:
+    """Whole courses on a simulated clock, printing every gate decision."""
+    sim = _Sim(app, say)
+    first = _can_get_pregnant(sim, prescriber, pharmacist)
+    second = _cannot_get_pregnant(sim, prescriber, pharmacist)
+    _positive_test(sim, prescriber)
+    return first == second == "completed"
+
+
+def _can_get_pregnant(s: _Sim, prescriber: str, pharmacist: str) -> str:
+    sim, at, say = s.app, s.at, s.say
+    day0 = s.start.date()
+    say("")
+    say("A patient who can get pregnant, through a whole course (simulated clock):")
+    ana = sim.register_patient(prescriber, "Ana Flores", "2003-08-21").patient.id
+    course = sim.enrol(prescriber, ana).course
+    say(f"Day 0 ({at(0)}): {ana} enrolled under {course.ruleset}.")
+    sim.assign_category(prescriber, ana, "can_get_pregnant", "REPRODUCTIVE_POTENTIAL")
+    for form in ("PATIENT_INFORMATION_CONSENT", "BIRTH_DEFECTS_CONSENT"):
+        sim.record_consent(prescriber, ana, form)
+    started = (day0 - timedelta(days=12)).isoformat()
+    sim.record_contraception(prescriber, ana, {"iud": started, "male_condom": started})
+    sim.record_test(
+        prescriber, ana, kind="screening", specimen_date=at(0), setting="clinic", result="negative"
+    )
+    _decision(say, "may prescribe now?", sim.check_prescribe(prescriber, ana))
+    say(f"Day 19 ({at(19)}): confirmation test, counselling, the patient's own answers.")
+    sim.record_test(
+        prescriber, ana, kind="confirmation", specimen_date=at(19), setting="lab", result="negative"
+    )
+    sim.record_counselling(prescriber, ana)
+    sim.record_comprehension(ana, ana)
+    sim.confirm_contraception(ana, ana, ["iud", "male_condom"])
+    _decision(say, "may prescribe now?", sim.check_prescribe(prescriber, ana, 30))
+    rx = sim.prescribe(prescriber, ana, 30).prescription
+    assert rx is not None
+    say(f"   prescription {rx.id} written for {rx.days_supply} days.")
+    _decision(say, "may the pharmacy dispense?", sim.check_dispense(pharmacist, rx.id))
+    auth = sim.request_authorization(pharmacist, rx.id).authorization
+    assert auth is not None
+    say(
+        f"   authorization {auth.formatted}, do not dispense after "
+        f"{auth.do_not_dispense_after} (UTC)"
+    )
+    s.refused(
+        "a second authorization for the same cycle",
+        lambda: sim.request_authorization(pharmacist, rx.id),
+    )
+    sim.record_dispense(pharmacist, auth.number)
+    say("   dispensed; cycle 2 begins.")
+    return _later_cycles(s, prescriber, pharmacist, ana)
+
+
+def _later_cycles(s: _Sim, prescriber: str, pharmacist: str, ana: str) -> str:
+    sim, at, say = s.app, s.at, s.say
+    say(f"Day 47 ({at(47)}): monthly test, counselling, answers, confirmation; prescription.")
+    sim.record_test(
+        prescriber, ana, kind="monthly", specimen_date=at(47), setting="clinic", result="negative"
+    )
+    sim.record_counselling(prescriber, ana)
+    sim.record_comprehension(ana, ana)
+    sim.confirm_contraception(ana, ana, ["iud", "male_condom"])
+    rx2 = sim.prescribe(prescriber, ana, 30).prescription
+    assert rx2 is not None
+    say(f"Day 54 ({at(54)}), Day 8 of the window:")
+    s.refused("authorization", lambda: sim.request_authorization(pharmacist, rx2.id))
+    say(f"Day 55 ({at(55)}): a new monthly test and prescription; authorized and dispensed.")
+    sim.record_test(
+        prescriber, ana, kind="monthly", specimen_date=at(55), setting="clinic", result="negative"
+    )
+    rx3 = sim.prescribe(prescriber, ana, 30).prescription
+    assert rx3 is not None
+    auth3 = sim.request_authorization(pharmacist, rx3.id).authorization
+    assert auth3 is not None
+    sim.record_dispense(pharmacist, auth3.number)
+    say(f"Day 85 ({at(85)}): last dose; end-of-treatment test; post-treatment month begins.")
+    sim.end_treatment(prescriber, ana, at(85))
+    sim.record_test(
+        prescriber,
+        ana,
+        kind="end_of_treatment",
+        specimen_date=at(85),
+        setting="clinic",
+        result="negative",
+    )
+    at(120)
+    flags = ", ".join(f.code for f in sim.due(prescriber, 7) if f.patient == ana) or "none"
+    say(f"Day 120 ({at(120)}): flags for {ana}: {flags}")
+    done = sim.record_test(
+        prescriber,
+        ana,
+        kind="post_treatment",
+        specimen_date=at(120),
+        setting="clinic",
+        result="negative",
+    ).course
+    say(f"   post-treatment test negative: course {done.state}.")
+
+    return done.state
+
+
+def _cannot_get_pregnant(s: _Sim, prescriber: str, pharmacist: str) -> str:
+    sim, at, say = s.app, s.at, s.say
+    say("")
+    say("A patient who cannot get pregnant (the shorter path):")
+    day = at(0)
+    ben = sim.register_patient(prescriber, "Ben Okoro", "1998-02-14").patient.id
+    sim.enrol(prescriber, ben)
+    say(f"Day 0 ({day}): {ben} enrolled.")
+    sim.assign_category(prescriber, ben, "cannot_get_pregnant", "NO_UTERUS")
+    sim.record_consent(prescriber, ben, "PATIENT_INFORMATION_CONSENT")
+    sim.record_counselling(prescriber, ben)
+    sim.record_comprehension(ben, ben)
+    _decision(say, "may prescribe now?", sim.check_prescribe(prescriber, ben, 30))
+    for month in range(2):
+        rx_b = sim.prescribe(prescriber, ben, 30).prescription
+        assert rx_b is not None
+        auth_b = sim.request_authorization(pharmacist, rx_b.id).authorization
+        assert auth_b is not None
+        sim.record_dispense(pharmacist, auth_b.number)
+        say(f"   cycle {month + 1}: {rx_b.id} authorized {auth_b.formatted} and dispensed.")
+        at(30 * (month + 1))
+    ended = sim.end_treatment(prescriber, ben, at(60)).course
+    say(f"Day 60 ({at(60)}): last dose; course {ended.state}.")
+
+    return ended.state
+
+
+def _positive_test(s: _Sim, prescriber: str) -> None:
+    sim, at, say = s.app, s.at, s.say
+    say("")
+    say("A positive test mid-course suspends at once:")
+    cleo = sim.register_patient(prescriber, "Cleo Martin", "2001-12-03").patient.id
+    sim.enrol(prescriber, cleo)
+    sim.assign_category(prescriber, cleo, "can_get_pregnant", "TUBAL_LIGATION")
+    suspended = sim.record_test(
+        prescriber,
+        cleo,
+        kind="screening",
+        specimen_date=at(60),
+        setting="clinic",
+        result="positive",
+    ).course
+    say(
+        f"   {cleo}: course {suspended.state}; flags: "
+        + ", ".join(f.code for f in sim.due(prescriber, 7) if f.patient == cleo)
+    )
+    s.refused("may prescribe?", lambda: sim.prescribe(prescriber, cleo, 30))

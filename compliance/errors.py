@@ -6,7 +6,7 @@ host and a shell script can both branch on the kind of failure without parsing m
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 
 class ComplianceError(Exception):
@@ -51,16 +51,29 @@ class Refused(ComplianceError):
         *,
         subjects: Sequence[str] = (),
         on_behalf_of: str | None = None,
+        ruleset_id: str | None = None,
+        state: str | None = None,
+        decision: Mapping[str, object] | None = None,
     ) -> None:
         super().__init__(message)
         self.reasons = tuple(reasons)
-        # What the refused request was about and, for a designee, the prescriber it was for:
-        # both go into the audit event that records the refusal.
+        # What the refused request was about, for whom, under which ruleset, in which state,
+        # and the full decision: all go into the audit event that records the refusal.
         self.subjects = tuple(subjects)
         self.on_behalf_of = on_behalf_of
+        self.ruleset_id = ruleset_id
+        self.state = state
+        self.decision = dict(decision) if decision is not None else None
 
     def to_dict(self) -> dict[str, object]:
-        return {"error": self.code, "message": self.message, "reasons": list(self.reasons)}
+        body: dict[str, object] = {
+            "error": self.code,
+            "message": self.message,
+            "reasons": list(self.reasons),
+        }
+        if self.decision is not None:
+            body["decision"] = self.decision
+        return body
 
 
 class NotPermitted(Refused):

@@ -240,12 +240,12 @@ def test_db_commands(shell: Shell) -> None:
 def test_reference_commands(shell: Shell) -> None:
     table = shell.json("permissions")
     assert {row["action"] for row in table} >= {"patient.register", "audit.verify"}
-    assert set(table[0]) == {"action", "administrator", "prescriber", "designee", "pharmacist"}
+    roles = ["administrator", "prescriber", "designee", "pharmacist", "patient"]
+    assert set(table[0]) == {"action", *roles}
     codes = shell.json("exit-codes")
     assert [(c["code"], c["name"]) for c in codes] == [(c, n) for c, n, _ in EXIT_CODES]
     plain = shell.run("permissions").stdout.splitlines()
-    assert plain[0].split("\t") == ["action", "administrator", "prescriber", "designee",
-                                    "pharmacist"]
+    assert plain[0].split("\t") == ["action", *roles]
 
 
 def test_demo_runs_and_reruns(tmp_path: Path) -> None:

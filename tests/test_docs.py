@@ -50,6 +50,8 @@ def test_embedding_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     assert code is not None
     monkeypatch.chdir(tmp_path)
     exec(compile(code.group(1), "README.md", "exec"), {"__name__": "readme"})
-    assert "refused: ('ACTOR_NOT_PERMITTED',)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert out.startswith("ALLOW ()\n")
+    assert "refused: ('AUTHORIZATION_ALREADY_ISSUED',)" in out
     assert (tmp_path / "pharmacy.db").exists()
     assert os.stat(tmp_path / "pharmacy.db").st_mode & 0o777 == 0o600

@@ -23,6 +23,7 @@ _ROLE_OF_KIND: dict[Kind, tuple[Role, Any]] = {
     Kind.PRESCRIBER: (Role.PRESCRIBER, m.Prescriber),
     Kind.DESIGNEE: (Role.DESIGNEE, m.Designee),
     Kind.PHARMACIST: (Role.PHARMACIST, m.Pharmacist),
+    Kind.PATIENT: (Role.PATIENT, m.Patient),
 }
 
 
@@ -103,7 +104,7 @@ def authorize(session: Session, acting: Acting, action: Action, now: datetime) -
     if role is Role.PRESCRIBER:
         if row.status != PrescriberStatus.ACTIVATED:
             codes.append(rc.PRESCRIBER_NOT_CERTIFIED)
-    elif row.status != StaffStatus.ACTIVE:
+    elif role is not Role.PATIENT and row.status != StaffStatus.ACTIVE:
         codes.append(rc.ACTOR_INACTIVE)
     if role is Role.PHARMACIST:
         pharmacy = session.get(m.Pharmacy, row.pharmacy_id)

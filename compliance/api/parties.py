@@ -41,6 +41,7 @@ _KIND_MODEL: dict[Kind, Any] = {
     Kind.PHARMACIST: m.Pharmacist,
     Kind.PHARMACY: m.Pharmacy,
     Kind.PATIENT: m.Patient,
+    Kind.PRESCRIPTION: m.Prescription,
 }
 _LABEL = {
     Kind.ADMINISTRATOR: "administrator",
@@ -49,6 +50,7 @@ _LABEL = {
     Kind.PHARMACIST: "pharmacist",
     Kind.PHARMACY: "pharmacy",
     Kind.PATIENT: "patient",
+    Kind.PRESCRIPTION: "prescription",
 }
 
 

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 from sqlalchemy.orm import Session, sessionmaker
 
-from compliance.api import parties, patients, settings
-from compliance.api.authz import Acting, Actor, authorize
+from compliance.api import course_status, courses, dispensing, parties, patients, settings
+from compliance.api.authz import Acting, Actor, authorize, refuse
 from compliance.api.results import (
     GrantInfo,
     PatientInfo,
@@ -26,14 +26,17 @@ from compliance.api.results import (
     PharmacyInfo,
     SchemaStatus,
 )
+from compliance.api.results_course import CourseStatus, Flag, Outcome
 from compliance.audit import store as audit
 from compliance.audit.chain import AuditRecord
 from compliance.clock import Clock, SystemClock, ensure_utc
 from compliance.db import migrate
 from compliance.db.engine import make_engine, resolve_url
+from compliance.domain import reasons
+from compliance.domain.gates import Decision
 from compliance.domain.ids import Kind, kind_of, normalise
-from compliance.domain.roles import READ_ONLY, Action
-from compliance.errors import Busy, ComplianceError, DatabaseNotReady, InvalidInput, NotPermitted
+from compliance.domain.roles import READ_ONLY, Action, Role
+from compliance.errors import Busy, ComplianceError, DatabaseNotReady, InvalidInput, Refused
 
 T = TypeVar("T")
 
@@ -45,9 +48,18 @@ class Compliance:
     engine as it is (configure SQLite durability with ``compliance.db.engine.configure_sqlite``).
     """
 
-    def __init__(self, engine: Engine, clock: Clock | None = None, *, owns_engine: bool = False):
+    def __init__(
+        self,
+        engine: Engine,
+        clock: Clock | None = None,
+        *,
+        owns_engine: bool = False,
+        simulated: bool = False,
+    ):
         self.engine = engine
         self.clock: Clock = clock or SystemClock()
+        # A simulated clock (the CLI's --now) is written into every audit event it produces.
+        self.simulated = simulated
         self._owns_engine = owns_engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         self._reads = sessionmaker(
@@ -56,9 +68,11 @@ class Compliance:
         self._schema_checked = False
 
     @classmethod
-    def open(cls, url: str | None = None, clock: Clock | None = None) -> Compliance:
+    def open(
+        cls, url: str | None = None, clock: Clock | None = None, *, simulated: bool = False
+    ) -> Compliance:
         """Open by URL (default: ``COMPLIANCE_DATABASE_URL``, else ``compliance.db`` here)."""
-        return cls(make_engine(url), clock, owns_engine=True)
+        return cls(make_engine(url), clock, owns_engine=True, simulated=simulated)
 
     def close(self) -> None:
         if self._owns_engine:
@@ -124,6 +138,11 @@ class Compliance:
     def _transaction(self, *, read_only: bool = False) -> Iterator[Session]:
         factory = self._reads if read_only else self._sessions
         with _database_errors(), factory() as session, session.begin():
+            if self.simulated:
+                session.info[audit.ANNOTATIONS] = {
+                    "simulated_now": self.clock.now().isoformat(),
+                    "recorded_at": SystemClock().now().isoformat(),
+                }
             yield session
 
     def _call(
@@ -139,7 +158,7 @@ class Compliance:
             with self._transaction(read_only=action in READ_ONLY) as session:
                 actor = authorize(session, acting, action, now)
                 return body(session, actor, now)
-        except NotPermitted as refusal:
+        except Refused as refusal:
             self._record_refusal(acting, action, refusal, now, about)
             raise
 
@@ -147,7 +166,7 @@ class Compliance:
         self,
         acting: Acting,
         action: Action,
-        refusal: NotPermitted,
+        refusal: Refused,
         now: datetime,
         about: tuple[object, ...],
     ) -> None:
@@ -157,14 +176,20 @@ class Compliance:
         on_behalf_of = refusal.on_behalf_of or (
             normalise(acting.on_behalf_of)[:64] if acting.on_behalf_of else None
         )
+        payload: dict[str, object] = {"message": refusal.message}
+        if refusal.decision is not None:
+            payload["decision"] = refusal.decision
         draft = audit.EventDraft(
             action=action.value,
             outcome="refused",
             actor_id=actor_ref,
             on_behalf_of=on_behalf_of,
             subjects=subjects,
+            state_before=refusal.state,
+            state_after=refusal.state,
             reason_codes=refusal.reasons,
-            payload={"message": refusal.message},
+            ruleset_id=refusal.ruleset_id,
+            payload=payload,
         )
         with self._transaction() as session:
             audit.append(session, draft, now)
@@ -423,6 +448,320 @@ class Compliance:
             Acting(actor, on_behalf_of),
             Action.PATIENT_READ,
             lambda s, a, now: patients.search(s, name, date_of_birth, limit),
+        )
+
+    # --- rules --------------------------------------------------------------------------
+
+    def rules_schedule(self) -> dict[str, date]:
+        """When each ruleset takes effect: the packaged dates with this database's overrides."""
+        self._require_schema()
+        with self._transaction(read_only=True) as session:
+            return courses.schedule(session)
+
+    def set_rules_schedule(self, actor: str, ruleset: str, effective: object) -> dict[str, date]:
+        return self._call(
+            Acting(actor),
+            Action.RULES_SCHEDULE,
+            lambda s, a, now: courses.set_schedule(s, a, now, ruleset, effective),
+        )
+
+    def set_home_testing(
+        self, actor: str, enabled: bool, procedure: str | None = None, on: object = None
+    ) -> dict[str, object]:
+        """A prescriber's opt-in (with the anti-falsification procedure) to home tests."""
+        return self._call(
+            Acting(actor),
+            Action.HOME_TESTING_SET,
+            lambda s, a, now: courses.set_home_testing(s, a, now, enabled, procedure, on),
+        )
+
+    # --- courses ----------------------------------------------------------------------------
+
+    def _course_call(
+        self,
+        actor: str,
+        on_behalf_of: str | None,
+        action: Action,
+        patient: str,
+        body: Callable[[Session, Actor, datetime], T],
+    ) -> T:
+        return self._call(Acting(actor, on_behalf_of), action, body, about=(patient,))
+
+    def enrol(
+        self,
+        actor: str,
+        patient: str,
+        enrolled_on: object = None,
+        programme: str = "ipledge",
+        on_behalf_of: str | None = None,
+    ) -> Outcome:
+        """Open a course; it is governed by the ruleset in force on the enrolment date."""
+        return self._course_call(
+            actor,
+            on_behalf_of,
+            Action.COURSE_ENROL,
+            patient,
+            lambda s, a, now: courses.enrol(s, a, now, patient, programme, enrolled_on),
+        )
+
+    def assign_category(
+        self, actor: str, patient: str, category: str, reason: str, on_behalf_of: str | None = None
+    ) -> Outcome:
+        return self._course_call(
+            actor,
+            on_behalf_of,
+            Action.CATEGORY_ASSIGN,
+            patient,
+            lambda s, a, now: courses.assign_category(s, a, now, patient, category, reason),
+        )
+
+    def record_consent(
+        self,
+        actor: str,
+        patient: str,
+        form: str,
+        signed_on: object = None,
+        on_behalf_of: str | None = None,
+    ) -> Outcome:
+        return self._course_call(
+            actor,
+            on_behalf_of,
+            Action.CONSENT_RECORD,
+            patient,
+            lambda s, a, now: courses.record_consent(s, a, now, patient, form, signed_on),
+        )
+
+    def record_counselling(
+        self,
+        actor: str,
+        patient: str,
+        counselled_on: object = None,
+        on_behalf_of: str | None = None,
+    ) -> Outcome:
+        return self._course_call(
+            actor,
+            on_behalf_of,
+            Action.COUNSELLING_RECORD,
+            patient,
+            lambda s, a, now: courses.record_counselling(s, a, now, patient, counselled_on),
+        )
+
+    def record_comprehension(self, actor: str, patient: str) -> Outcome:
+        """The patient completed this cycle's comprehension questions (the patient acts)."""
+        return self._course_call(
+            actor,
+            None,
+            Action.COMPREHENSION_RECORD,
+            patient,
+            lambda s, a, now: courses.record_comprehension(s, a, now, patient),
+        )
+
+    def record_contraception(
+        self,
+        actor: str,
+        patient: str,
+        methods: Mapping[str, object],
+        on_behalf_of: str | None = None,
+    ) -> Outcome:
+        """The prescriber's entry: each method with its start date (``abstinence`` allowed)."""
+        return self._course_call(
+            actor,
+            on_behalf_of,
+            Action.CONTRACEPTION_RECORD,
+            patient,
+            lambda s, a, now: courses.record_contraception(s, a, now, patient, methods),
+        )
+
+    def confirm_contraception(self, actor: str, patient: str, methods: list[str]) -> Outcome:
+        """The patient's own confirmation of their methods for this cycle."""
+        return self._course_call(
+            actor,
+            None,
+            Action.CONTRACEPTION_CONFIRM,
+            patient,
+            lambda s, a, now: courses.confirm_contraception(s, a, now, patient, methods),
+        )
+
+    def record_test(
+        self,
+        actor: str,
+        patient: str,
+        *,
+        kind: str,
+        specimen_date: object,
+        setting: str,
+        result: str,
+        sensitivity_miu_ml: float = 25,
+        clia: bool = False,
+        on_behalf_of: str | None = None,
+    ) -> Outcome:
+        """A pregnancy test; a positive one suspends the course at once."""
+        return self._course_call(
+            actor,
+            on_behalf_of,
+            Action.TEST_RECORD,
+            patient,
+            lambda s, a, now: courses.record_test(
+                s,
+                a,
+                now,
+                patient,
+                kind=kind,
+                specimen_date=specimen_date,
+                setting=setting,
+                result=result,
+                sensitivity_miu_ml=sensitivity_miu_ml,
+                clia=clia,
+            ),
+        )
+
+    def prescribe(
+        self,
+        actor: str,
+        patient: str,
+        days_supply: int,
+        refills: int = 0,
+        written_on: object = None,
+        office_visit_on: object = None,
+    ) -> Outcome:
+        """Write a prescription if the prescribe gate passes; refused with every reason if not."""
+        return self._course_call(
+            actor,
+            None,
+            Action.PRESCRIBE,
+            patient,
+            lambda s, a, now: courses.prescribe(
+                s, a, now, patient, days_supply, refills, written_on, office_visit_on
+            ),
+        )
+
+    def end_treatment(self, actor: str, patient: str, last_dose_on: object) -> Outcome:
+        return self._course_call(
+            actor,
+            None,
+            Action.TREATMENT_END,
+            patient,
+            lambda s, a, now: courses.end_treatment(s, a, now, patient, last_dose_on),
+        )
+
+    def report_pregnancy(
+        self,
+        actor: str,
+        patient: str,
+        reported_on: object = None,
+        note: str | None = None,
+        on_behalf_of: str | None = None,
+    ) -> Outcome:
+        return self._course_call(
+            actor,
+            on_behalf_of,
+            Action.PREGNANCY_REPORT,
+            patient,
+            lambda s, a, now: courses.report_pregnancy(s, a, now, patient, reported_on, note),
+        )
+
+    def resume_course(self, actor: str, patient: str, note: str) -> Outcome:
+        return self._course_call(
+            actor,
+            None,
+            Action.COURSE_RESUME,
+            patient,
+            lambda s, a, now: courses.change_state(
+                s, a, now, Action.COURSE_RESUME, patient, "resume", note
+            ),
+        )
+
+    def withdraw_course(self, actor: str, patient: str, note: str | None = None) -> Outcome:
+        return self._course_call(
+            actor,
+            None,
+            Action.COURSE_WITHDRAW,
+            patient,
+            lambda s, a, now: courses.change_state(
+                s, a, now, Action.COURSE_WITHDRAW, patient, "withdraw", note
+            ),
+        )
+
+    def mark_lost_to_follow_up(self, actor: str, patient: str, note: str | None = None) -> Outcome:
+        return self._course_call(
+            actor,
+            None,
+            Action.COURSE_LOST,
+            patient,
+            lambda s, a, now: courses.change_state(
+                s, a, now, Action.COURSE_LOST, patient, "lose_to_follow_up", note
+            ),
+        )
+
+    def check_prescribe(
+        self,
+        actor: str,
+        patient: str,
+        days_supply: int | None = None,
+        refills: int = 0,
+        on_behalf_of: str | None = None,
+    ) -> Decision:
+        """May this patient be prescribed now? Evaluates, changes nothing."""
+        return self._course_call(
+            actor,
+            on_behalf_of,
+            Action.COURSE_READ,
+            patient,
+            lambda s, a, now: courses.check_prescribe(s, a, now, patient, days_supply, refills),
+        )
+
+    def status(self, actor: str, patient: str, on_behalf_of: str | None = None) -> CourseStatus:
+        def body(s: Session, a: Actor, now: datetime) -> CourseStatus:
+            patient_row, course = courses.course_of(s, patient)
+            courses.check_scope(a, Action.COURSE_READ, course, patient_row)
+            return course_status.status(s, now, patient)
+
+        return self._course_call(actor, on_behalf_of, Action.COURSE_READ, patient, body)
+
+    def due(self, actor: str, within_days: int = 7, on_behalf_of: str | None = None) -> list[Flag]:
+        """Flags across courses: tests due, windows closing, reversals owed, pregnancies."""
+        if isinstance(within_days, bool) or not 0 <= within_days <= 366:
+            raise InvalidInput("within", "must be between 0 and 366 days")
+
+        def body(s: Session, a: Actor, now: datetime) -> list[Flag]:
+            mine = a.prescriber_uuid if a.role in {Role.PRESCRIBER, Role.DESIGNEE} else None
+            if a.role is Role.PATIENT:
+                raise refuse(Action.COURSE_READ, [reasons.OUT_OF_SCOPE])
+            return course_status.due(s, now, within_days, mine)
+
+        return self._call(Acting(actor, on_behalf_of), Action.COURSE_READ, body)
+
+    # --- dispensing -------------------------------------------------------------------------
+
+    def check_dispense(self, actor: str, prescription: str) -> Decision:
+        """May this pharmacy dispense this prescription now? Evaluates, changes nothing."""
+        return self._call(
+            Acting(actor),
+            Action.COURSE_READ,
+            lambda s, a, now: dispensing.check_dispense(s, a, now, prescription),
+        )
+
+    def request_authorization(self, actor: str, prescription: str) -> Outcome:
+        """Issue a dispense authorization if the dispense gate passes now."""
+        return self._call(
+            Acting(actor),
+            Action.AUTHORIZATION_REQUEST,
+            lambda s, a, now: dispensing.request_authorization(s, a, now, prescription),
+        )
+
+    def reverse_authorization(self, actor: str, number: str, reason: str) -> Outcome:
+        return self._call(
+            Acting(actor),
+            Action.AUTHORIZATION_REVERSE,
+            lambda s, a, now: dispensing.reverse_authorization(s, a, now, number, reason),
+        )
+
+    def record_dispense(self, actor: str, number: str) -> Outcome:
+        """The patient picked up: refused after do-not-dispense-after or once reversed."""
+        return self._call(
+            Acting(actor),
+            Action.DISPENSE_RECORD,
+            lambda s, a, now: dispensing.record_dispense(s, a, now, number),
         )
 
     # --- audit ----------------------------------------------------------------------------

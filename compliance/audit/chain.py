@@ -98,6 +98,7 @@ class ChainWalk:
 
     heads: Mapping[str, tuple[int, str]]
     expected: Mapping[tuple[str, int], str] = field(default_factory=dict)
+    head_ids: Mapping[str, int] = field(default_factory=dict)
     events: int = 0
     chains: int = 0
     first_break: Break | None = None
@@ -140,7 +141,7 @@ class ChainWalk:
             self._fail(r, r.chain_id, "previous-hash link does not match the preceding event")
         elif r.id <= self._last_id:
             self._fail(r, r.chain_id, "global sequence goes backwards within the chain")
-        elif compute_hash(r) != r.hash:
+        elif _safe_hash(r) != r.hash:
             self._fail(r, r.chain_id, "event content does not match its hash")
         elif self.expected.get((r.chain_id, r.chain_seq), r.hash) != r.hash:
             self._fail(r, r.chain_id, "event differs from the one a checkpoint recorded")
@@ -158,6 +159,8 @@ class ChainWalk:
                 self._chain,
                 f"head records sequence {head[0]} but the chain ends at {self._seq}",
             )
+        elif self.head_ids.get(self._chain, self._last_id) != self._last_id:
+            self._fail(None, self._chain, "head names another event as the chain's last")
 
     def finish(self) -> Break | None:
         if self.first_break is None:
@@ -176,6 +179,14 @@ class ChainWalk:
                     self._fail(None, chain, f"checkpointed event {seq} is missing")
                     break
         return self.first_break
+
+
+def _safe_hash(record: AuditRecord) -> str | None:
+    """The hash, or None when tampering left content that has no canonical form at all."""
+    try:
+        return compute_hash(record)
+    except (TypeError, ValueError, AttributeError):
+        return None
 
 
 def checkpoint_digest(heads: Iterable[tuple[str, int, str]], previous: str) -> str:

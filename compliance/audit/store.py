@@ -28,6 +28,7 @@ from compliance.audit.chain import (
 from compliance.db.models import AuditChainHead, AuditEvent, AuditSubject
 
 CHECKPOINT_ACTION = "audit.checkpoint"
+ANNOTATIONS = "compliance.audit_annotations"
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,8 @@ def append(session: Session, draft: EventDraft, at: datetime) -> AuditRecord:
     ).scalar_one_or_none()
     seq, prev = (head.last_seq, head.last_hash) if head else (0, GENESIS)
     subjects = tuple(dict.fromkeys(draft.subjects))
+    # A session may carry notes every event must record (e.g. a simulated clock).
+    notes = session.info.get(ANNOTATIONS) or {}
     record = AuditRecord(
         id=_next_event_id(session),
         chain_id=chain_id,
@@ -79,7 +82,7 @@ def append(session: Session, draft: EventDraft, at: datetime) -> AuditRecord:
         state_after=draft.state_after,
         reason_codes=tuple(draft.reason_codes),
         ruleset_id=draft.ruleset_id,
-        payload=dict(draft.payload or {}),
+        payload={**(draft.payload or {}), **notes},
         prev_hash=prev,
     )
     digest = compute_hash(record)
@@ -121,6 +124,11 @@ def append(session: Session, draft: EventDraft, at: datetime) -> AuditRecord:
     return AuditRecord(**{**record.__dict__, "hash": digest})
 
 
+def _as_tuple(value: object) -> tuple[Any, ...]:
+    """Stored lists as tuples; a tampered non-list is kept whole so its hash simply fails."""
+    return tuple(value) if isinstance(value, list) else (value,)
+
+
 def to_record(row: AuditEvent) -> AuditRecord:
     return AuditRecord(
         id=row.id,
@@ -131,10 +139,10 @@ def to_record(row: AuditEvent) -> AuditRecord:
         on_behalf_of=row.on_behalf_of,
         action=row.action,
         outcome=row.outcome,
-        subjects=tuple(row.subjects),
+        subjects=_as_tuple(row.subjects),
         state_before=row.state_before,
         state_after=row.state_after,
-        reason_codes=tuple(row.reason_codes),
+        reason_codes=_as_tuple(row.reason_codes),
         ruleset_id=row.ruleset_id,
         payload=row.payload,
         prev_hash=row.prev_hash,
@@ -220,10 +228,10 @@ class VerifyReport:
 
 def verify(session: Session, batch: int = 2000) -> VerifyReport:
     """Walk every chain in order; check links, hashes, heads, checkpoints and the subject index."""
-    heads = {
-        h.chain_id: (h.last_seq, h.last_hash)
-        for h in session.execute(select(AuditChainHead)).scalars()
-    }
+    head_rows = session.execute(select(AuditChainHead)).scalars().all()
+    heads = {h.chain_id: (h.last_seq, h.last_hash) for h in head_rows}
+    head_ids = {h.chain_id: h.last_event_id for h in head_rows}
+    marks = {h.chain_id: h.checkpointed_seq for h in head_rows}
     expected: dict[tuple[str, int], str] = {}
     checkpoints = 0
     checkpoint_break: Break | None = None
@@ -248,7 +256,7 @@ def verify(session: Session, batch: int = 2000) -> VerifyReport:
             expected[(chain, seq)] = digest
         session.expunge(row)
 
-    walk = ChainWalk(heads=heads, expected=expected)
+    walk = ChainWalk(heads=heads, expected=expected, head_ids=head_ids)
     stream = session.execute(
         select(AuditEvent).order_by(AuditEvent.chain_id, AuditEvent.chain_seq),
         execution_options={"yield_per": batch},
@@ -258,8 +266,26 @@ def verify(session: Session, batch: int = 2000) -> VerifyReport:
         session.expunge(row)
         if walk.first_break is not None:
             break
-    first = walk.finish() or checkpoint_break or _subject_index_break(session, batch)
+    first = (
+        walk.finish()
+        or checkpoint_break
+        or _checkpoint_marks_break(marks, expected)
+        or _subject_index_break(session, batch)
+    )
     return VerifyReport(first is None, walk.events, walk.chains, checkpoints, first)
+
+
+def _checkpoint_marks_break(
+    marks: Mapping[str, int], expected: Mapping[tuple[str, int], str]
+) -> Break | None:
+    """Each head's checkpoint mark must be the last sequence a checkpoint recorded for it."""
+    recorded: dict[str, int] = {}
+    for chain, seq in expected:
+        recorded[chain] = max(seq, recorded.get(chain, 0))
+    for chain, mark in sorted(marks.items()):
+        if chain != SYSTEM_CHAIN and mark != recorded.get(chain, 0):
+            return Break(None, chain, mark, "head's checkpoint mark disagrees with the checkpoints")
+    return None
 
 
 def _subject_index_break(session: Session, batch: int) -> Break | None:
@@ -279,15 +305,15 @@ def _subject_index_break(session: Session, batch: int) -> Break | None:
     pending = next(listed, None)
     for event_id, chain_id, subjects in events:
         found: list[str] = []
-        while pending is not None and pending[0] < event_id:
-            return Break(pending[0], chain_id, None, "subject index names an unknown event")
+        if pending is not None and pending[0] < event_id:
+            return Break(pending[0], str(pending[1]), None, "subject index names an unknown event")
         while pending is not None and pending[0] == event_id:
             found.append(pending[1])
             pending = next(listed, None)
-        if sorted(found) != sorted(subjects):
+        if sorted(found) != sorted(str(x) for x in _as_tuple(subjects)):
             return Break(event_id, chain_id, None, "subject index does not match the event")
     if pending is not None:
-        return Break(pending[0], SYSTEM_CHAIN, None, "subject index names an unknown event")
+        return Break(pending[0], str(pending[1]), None, "subject index names an unknown event")
     return None
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -18,13 +19,16 @@ class Context:
     url: str | None = None
     actor: str | None = None
     on_behalf_of: str | None = None
+    now: datetime | None = None
     _app: Any = field(default=None, repr=False)
 
-    def app(self, *, check_schema: bool = True) -> Compliance:
+    def app(self) -> Compliance:
         if self._app is None:
             from compliance.api.service import Compliance
+            from compliance.clock import FixedClock
 
-            self._app = Compliance.open(self.url)
+            clock = FixedClock(self.now) if self.now is not None else None
+            self._app = Compliance.open(self.url, clock, simulated=self.now is not None)
         return self._app  # type: ignore[no-any-return]
 
     def who(self) -> str:

@@ -13,11 +13,14 @@ import click
 
 from compliance.cli.audit_cmds import audit
 from compliance.cli.context import Context, pass_ctx
+from compliance.cli.course_cmds import course, due, status
 from compliance.cli.db_cmds import db, init
 from compliance.cli.demo_cmd import demo
+from compliance.cli.dispense_cmds import dispense
 from compliance.cli.output import json_option, show_record, show_rows, to_json
 from compliance.cli.party_cmds import admin, designee, pharmacist, pharmacy, prescriber
 from compliance.cli.patient_cmds import patient
+from compliance.cli.rules_cmds import rules
 from compliance.errors import EXIT_CODES, ComplianceError
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -65,11 +68,27 @@ class _Root(click.Group):
     metavar="PRESCRIBER",
     help="For a designee: the prescriber acted for (optional with a single grant).",
 )
+@click.option(
+    "--now",
+    "now",
+    metavar="INSTANT",
+    help="Simulate this instant (ISO 8601 with offset) for training; recorded in every event.",
+)
 @click.version_option(package_name="compliance", message="compliance %(version)s")
 @click.pass_context
-def cli(ctx: click.Context, url: str | None, actor: str | None, on_behalf_of: str | None) -> None:
-    """Pregnancy-prevention programme engine: parties, audit trail and (soon) treatment courses."""
-    state = Context(url=url, actor=actor, on_behalf_of=on_behalf_of)
+def cli(
+    ctx: click.Context,
+    url: str | None,
+    actor: str | None,
+    on_behalf_of: str | None,
+    now: str | None,
+) -> None:
+    """Pregnancy-prevention programme engine: iPLEDGE treatment courses, gates, authorizations."""
+    from compliance.cli.party_cmds import parse_instant
+
+    state = Context(
+        url=url, actor=actor, on_behalf_of=on_behalf_of, now=parse_instant("--now", now)
+    )
     ctx.obj = state
     ctx.call_on_close(state.close)
 
@@ -103,7 +122,23 @@ def whoami(state: Context, as_json: bool) -> None:
     show_record(person.to_dict(), as_json, title="Acting as")
 
 
-for command in (init, db, demo, admin, prescriber, designee, pharmacy, pharmacist, patient, audit):
+for command in (
+    init,
+    db,
+    demo,
+    admin,
+    prescriber,
+    designee,
+    pharmacy,
+    pharmacist,
+    patient,
+    audit,
+    course,
+    status,
+    due,
+    dispense,
+    rules,
+):
     cli.add_command(command)
 
 

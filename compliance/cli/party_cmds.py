@@ -135,6 +135,19 @@ _prescriber_change("reinstate", "Reinstate a suspended prescriber.")
 _prescriber_change("deactivate", "Deactivate a prescriber for good.")
 
 
+@prescriber.command("home-testing")
+@click.option("--enable/--disable", required=True, help="Allow or stop home pregnancy tests.")
+@click.option("--procedure", help="The anti-falsification procedure (required to enable).")
+@click.option("--on", "on", help="Date it takes effect (default today).")
+@json_option
+@pass_ctx
+def prescriber_home_testing(
+    state: Context, enable: bool, procedure: str | None, on: str | None, as_json: bool
+) -> None:
+    """The acting prescriber opts in to (or out of) home pregnancy tests."""
+    show_record(state.app().set_home_testing(state.who(), enable, procedure, on), as_json)
+
+
 @prescriber.command("list")
 @status_option
 @json_option

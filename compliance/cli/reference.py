@@ -1,4 +1,5 @@
-"""Generated documentation blocks for the README: CLI reference, permissions, exit codes.
+"""Generated documentation blocks for the README: CLI reference, permissions, exit codes and
+the course state diagram.
 
 ``python -m compliance.cli.reference README.md`` rewrites the blocks in place; a test fails when
 the README is out of date, so the reference stays complete.
@@ -53,13 +54,24 @@ def exit_code_table() -> str:
     return "\n".join(lines) + "\n"
 
 
+def reason_code_table() -> str:
+    from compliance.domain.reasons import MESSAGES
+
+    lines = ["| code | meaning |", "|---|---|"]
+    lines += [f"| `{code}` | {message} |" for code, message in MESSAGES.items()]
+    return "\n".join(lines) + "\n"
+
+
 def blocks() -> dict[str, str]:
+    from compliance.domain.course import mermaid
     from compliance.domain.roles import permission_markdown
 
     return {
         "cli-reference": cli_reference(),
         "permissions": permission_markdown(),
         "exit-codes": exit_code_table(),
+        "course-diagram": f"```mermaid\n{mermaid()}```\n",
+        "reason-codes": reason_code_table(),
     }
 
 

@@ -6,7 +6,16 @@ import uuid
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, Sequence, String, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    ForeignKey,
+    Index,
+    Integer,
+    Sequence,
+    String,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from compliance.db.base import Base, Ident, Name, ShortId, Status, UUIDPk
@@ -177,3 +186,135 @@ class AuditChainHead(Base):
     last_hash: Mapped[str] = mapped_column(String(64))
     last_event_id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"))
     checkpointed_seq: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Course(Base):
+    """One treatment course of one patient, governed by one ruleset for its whole life."""
+
+    __tablename__ = "courses"
+    __table_args__ = (
+        # At most one open course per patient, enforced by the database itself.
+        Index(
+            "uq_courses_open_patient",
+            "patient_id",
+            unique=True,
+            sqlite_where=text("is_open"),
+            postgresql_where=text("is_open"),
+        ),
+    )
+
+    id: Mapped[UUIDPk]
+    patient_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("patients.id"), index=True)
+    prescriber_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("prescribers.id"), index=True)
+    ruleset_id: Mapped[str] = mapped_column(String(32))
+    state: Mapped[str] = mapped_column(String(24), index=True)
+    is_open: Mapped[bool]
+    cycle: Mapped[int] = mapped_column(Integer)
+    enrolled_on: Mapped[date]
+    category: Mapped[str | None] = mapped_column(String(32))
+    category_reason: Mapped[str | None] = mapped_column(String(48))
+    first_dispensed_on: Mapped[date | None]
+    last_dose_on: Mapped[date | None]
+    pregnancy_actions: Mapped[bool]
+    # Orders the course's records, tests and prescriptions even when they share an instant.
+    last_seq: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class CourseRecord(Base):
+    """A dated fact about a course that needs no table of its own: consent, counselling,
+    comprehension, contraception entries and confirmations, category changes, reports."""
+
+    __tablename__ = "course_records"
+    __table_args__ = (Index(None, "course_id", "kind"),)
+
+    id: Mapped[UUIDPk]
+    course_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("courses.id"))
+    kind: Mapped[str] = mapped_column(String(32))
+    seq: Mapped[int] = mapped_column(Integer)
+    cycle: Mapped[int] = mapped_column(Integer)
+    effective_on: Mapped[date]
+    payload: Mapped[dict[str, Any]]
+    recorded_at: Mapped[datetime]
+    recorded_by: Mapped[str] = mapped_column(String(16))
+
+
+class PregnancyTest(Base):
+    __tablename__ = "pregnancy_tests"
+
+    id: Mapped[UUIDPk]
+    course_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("courses.id"), index=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    cycle: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(24))
+    specimen_date: Mapped[date]
+    setting: Mapped[str] = mapped_column(String(8))
+    clia: Mapped[bool]
+    sensitivity_miu_ml: Mapped[float]
+    result: Mapped[str] = mapped_column(String(8))
+    home_opt_in: Mapped[bool]
+    recorded_at: Mapped[datetime]
+    recorded_by: Mapped[str] = mapped_column(String(16))
+
+
+class HomeTestingPolicy(Base):
+    """A prescriber's opt-in to home pregnancy tests, with their anti-falsification procedure."""
+
+    __tablename__ = "home_testing_policies"
+
+    id: Mapped[UUIDPk]
+    prescriber_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("prescribers.id"), index=True)
+    procedure: Mapped[str] = mapped_column(String(2000))
+    enabled_on: Mapped[date]
+    disabled_on: Mapped[date | None]
+    recorded_at: Mapped[datetime]
+
+
+class Prescription(Base):
+    __tablename__ = "prescriptions"
+
+    id: Mapped[UUIDPk]
+    short_id: Mapped[ShortId]
+    course_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("courses.id"), index=True)
+    prescriber_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("prescribers.id"))
+    seq: Mapped[int] = mapped_column(Integer)
+    cycle: Mapped[int] = mapped_column(Integer)
+    written_on: Mapped[date]
+    office_visit_on: Mapped[date]
+    days_supply: Mapped[int] = mapped_column(Integer)
+    refills: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime]
+
+
+class Authorization(Base):
+    """A dispense authorization (RMA). The database holds at most one live authorization per
+    course cycle, whatever races between pharmacy terminals."""
+
+    __tablename__ = "authorizations"
+    __table_args__ = (
+        Index(
+            "uq_authorizations_live_cycle",
+            "course_id",
+            "cycle",
+            unique=True,
+            sqlite_where=text("reversed_at IS NULL"),
+            postgresql_where=text("reversed_at IS NULL"),
+        ),
+    )
+
+    number: Mapped[str] = mapped_column(String(24), primary_key=True)
+    course_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("courses.id"), index=True)
+    prescription_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("prescriptions.id"), index=True)
+    pharmacy_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("pharmacies.id"), index=True)
+    cycle: Mapped[int] = mapped_column(Integer)
+    issued_at: Mapped[datetime]
+    issued_by: Mapped[str] = mapped_column(String(16))
+    do_not_dispense_after: Mapped[datetime | None]
+    test_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("pregnancy_tests.id"))
+    days_supply: Mapped[int] = mapped_column(Integer)
+    reversed_at: Mapped[datetime | None]
+    reversed_by: Mapped[str | None] = mapped_column(String(16))
+    reversal_reason: Mapped[str | None] = mapped_column(String(200))
+    dispensed_at: Mapped[datetime | None]
+    dispensed_by: Mapped[str | None] = mapped_column(String(16))

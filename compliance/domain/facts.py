@@ -82,7 +82,7 @@ class CourseFacts:
     methods: tuple[MethodRecord, ...] = ()
     patient_confirmed: dict[int, frozenset[str]] = field(default_factory=dict)
     tests: tuple[TestRecord, ...] = ()
-    prescriptions: tuple[PrescriptionRecord, ...] = ()
+    prescriptions: tuple[PrescriptionRecord, ...] = ()  # in the order written
     authorizations: tuple[AuthorizationRecord, ...] = ()
     first_dispensed_on: date | None = None
     last_dose_on: date | None = None

@@ -24,7 +24,7 @@ from compliance.domain.facts import (
     TestResult,
 )
 from compliance.domain.timing import Window, today_in, window, zone_for
-from compliance.programs.model import Anchor, Cadence, CategoryRules, TestKind, Tier
+from compliance.programs.model import Anchor, Cadence, CategoryRules, Ruleset, TestKind, Tier
 
 
 class Outcome(enum.StrEnum):
@@ -262,8 +262,9 @@ def contraception_in_place(ev: _Evaluation) -> None:
             )
 
 
-def _test_problems(ev: _Evaluation, test: TestRecord) -> list[str]:
-    testing = ev.ruleset.testing
+def test_problems(ruleset: Ruleset, test: TestRecord) -> list[str]:
+    """Why a test cannot count under ``ruleset`` (sensitivity, setting, CLIA, home opt-in)."""
+    testing = ruleset.testing
     problems = []
     if test.sensitivity_miu_ml > testing.min_sensitivity_miu_ml:
         problems.append(rc.TEST_SENSITIVITY_INSUFFICIENT)
@@ -273,7 +274,7 @@ def _test_problems(ev: _Evaluation, test: TestRecord) -> list[str]:
 
 
 def _report_invalid(ev: _Evaluation, test: TestRecord) -> None:
-    for code in _test_problems(ev, test):
+    for code in test_problems(ev.ruleset, test):
         ev.add(
             code,
             f"{test.kind.value} test of {test.specimen_date.isoformat()} "
@@ -300,11 +301,15 @@ def _pretreatment(ev: _Evaluation) -> TestRecord | None:
         (t for t in ev.facts.tests if t.kind.pretreatment and t.result is TestResult.NEGATIVE),
         key=lambda t: t.specimen_date,
     )
-    if tests:
-        _report_invalid(ev, tests[-1])
-    valid = [t for t in tests if not _test_problems(ev, t)]
+    valid = [t for t in tests if not test_problems(ev.ruleset, t)]
     needed = testing.pretreatment_count
     spacing = timedelta(days=testing.pretreatment_min_spacing_days)
+    chain = _spaced_chain(ev, valid) if valid else []
+    if len(chain) < needed:
+        # Tests that could not count are part of why the requirement fails: say so.
+        for test in tests:
+            if test not in valid:
+                _report_invalid(ev, test)
     if len(valid) < needed:
         earliest = valid[0].specimen_date + spacing * (needed - 1) if valid else None
         ev.add(
@@ -314,7 +319,6 @@ def _pretreatment(ev: _Evaluation) -> TestRecord | None:
             earliest,
         )
         return None
-    chain = _spaced_chain(ev, valid)
     if len(chain) < needed:
         earliest = valid[0].specimen_date + spacing * (needed - 1)
         ev.add(
@@ -329,28 +333,31 @@ def _pretreatment(ev: _Evaluation) -> TestRecord | None:
 
 
 def _lockout(ev: _Evaluation, valid: list[TestRecord], qualifying: TestRecord) -> None:
+    """After the FIRST confirmation window was missed, the next test waits the lockout days."""
     days = ev.ruleset.lockout_days_after_missed_first_window
     category = ev.category
     if not days or category is None or category.window is None:
         return
-    for earlier in reversed(valid):
+    needed = ev.ruleset.testing.pretreatment_count
+    for earlier in valid:
         if earlier.specimen_date >= qualifying.specimen_date:
-            continue
-        missed = window(earlier.specimen_date, category.window.days, ev.zone)
-        was_confirmation = len(
-            _spaced_chain(ev, [t for t in valid if t.specimen_date <= earlier.specimen_date])
-        ) >= (ev.ruleset.testing.pretreatment_count)
-        if was_confirmation and missed.closes_at <= ev.now:
-            ends = earlier.specimen_date + timedelta(days=days)
-            if qualifying.specimen_date < ends:
-                ev.add(
-                    rc.LOCKOUT_19D,
-                    f"the first window (test of {earlier.specimen_date.isoformat()}) was "
-                    f"missed; the next test may be collected from {ends.isoformat()}",
-                    "collect a new confirmation test on or after that date",
-                    ends,
-                )
             return
+        so_far = [t for t in valid if t.specimen_date <= earlier.specimen_date]
+        if len(_spaced_chain(ev, so_far)) < needed:
+            continue  # not a confirmation: it opened no window
+        missed = window(earlier.specimen_date, category.window.days, ev.zone)
+        if missed.closes_at > ev.now:
+            return
+        ends = earlier.specimen_date + timedelta(days=days)
+        if qualifying.specimen_date < ends:
+            ev.add(
+                rc.LOCKOUT_19D,
+                f"the first window (test of {earlier.specimen_date.isoformat()}) was missed; "
+                f"the next test may be collected from {ends.isoformat()}",
+                "collect a new confirmation test on or after that date",
+                ends,
+            )
+        return
 
 
 def _monthly(ev: _Evaluation) -> TestRecord | None:
@@ -364,10 +371,12 @@ def _monthly(ev: _Evaluation) -> TestRecord | None:
         ),
         key=lambda t: t.specimen_date,
     )
-    if cycle_tests:
-        _report_invalid(ev, cycle_tests[-1])
-    valid = [t for t in cycle_tests if not _test_problems(ev, t)]
-    return valid[-1] if valid else None
+    valid = [t for t in cycle_tests if not test_problems(ev.ruleset, t)]
+    if not valid:
+        for test in cycle_tests:
+            _report_invalid(ev, test)
+        return None
+    return valid[-1]
 
 
 def pregnancy_tests(ev: _Evaluation) -> None:
@@ -382,7 +391,7 @@ def pregnancy_tests(ev: _Evaluation) -> None:
             for t in facts.tests
             if t.result is TestResult.NEGATIVE
             and t.specimen_date > positive.specimen_date
-            and not _test_problems(ev, t)
+            and not test_problems(ev.ruleset, t)
         ]
         if positive.cycle == facts.cycle and not later:
             ev.add(
@@ -504,6 +513,14 @@ def dispense_gate(facts: CourseFacts, now: datetime, request: DispenseRequest) -
     _run(ev, PRESCRIBE_CHECKS)
     if ev.stop:
         return _decision(ev, "dispense")
+    current = [p for p in facts.prescriptions if p.cycle == facts.cycle]
+    latest = current[-1] if current else None  # prescriptions are kept in the order written
+    if facts.state is CourseState.PRE_TREATMENT or (latest is not None and latest.id != rx.id):
+        ev.add(
+            rc.PRESCRIPTION_SUPERSEDED,
+            f"prescription {rx.id}",
+            "the prescriber writes a new prescription for the current cycle",
+        )
     if not rx.prescriber_certified:
         ev.add(rc.PRESCRIBER_NOT_CERTIFIED, None, "the prescriber's certification must be active")
     used = [

@@ -20,6 +20,7 @@ class Kind(enum.StrEnum):
     PHARMACY = "PHA"
     PHARMACIST = "RPH"
     PATIENT = "PAT"
+    PRESCRIPTION = "RX"
 
 
 def _check_symbol(body: str) -> str:

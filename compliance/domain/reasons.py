@@ -48,6 +48,7 @@ AUTHORIZATION_ALREADY_ISSUED = "AUTHORIZATION_ALREADY_ISSUED"
 AUTHORIZATION_NOT_FOUND = "AUTHORIZATION_NOT_FOUND"
 AUTHORIZATION_EXPIRED = "AUTHORIZATION_EXPIRED"
 AUTHORIZATION_REVERSED = "AUTHORIZATION_REVERSED"
+PRESCRIPTION_SUPERSEDED = "PRESCRIPTION_SUPERSEDED"
 
 # Flags: obligations and alerts for worklists.
 RMA_REVERSAL_REQUIRED = "RMA_REVERSAL_REQUIRED"
@@ -97,6 +98,7 @@ MESSAGES: MappingProxyType[str, str] = MappingProxyType(
         AUTHORIZATION_NOT_FOUND: "no such authorization",
         AUTHORIZATION_EXPIRED: "the authorization is past its do-not-dispense-after time",
         AUTHORIZATION_REVERSED: "the authorization was reversed",
+        PRESCRIPTION_SUPERSEDED: "the prescription is not the course's current one",
         RMA_REVERSAL_REQUIRED: "an authorization was not picked up: reverse it, return to stock",
         OVERDUE_POST_TREATMENT_TEST: "the post-treatment pregnancy test is overdue",
         PREGNANCY_ACTIONS: "pregnancy reported: stop the drug, report to the registry, refer",

@@ -15,6 +15,7 @@ class Role(enum.StrEnum):
     PRESCRIBER = "prescriber"
     DESIGNEE = "designee"
     PHARMACIST = "pharmacist"
+    PATIENT = "patient"  # acts only on their own course: comprehension, confirming methods
 
 
 class Action(enum.StrEnum):
@@ -41,9 +42,30 @@ class Action(enum.StrEnum):
     AUDIT_READ = "audit.read"
     AUDIT_VERIFY = "audit.verify"
     AUDIT_CHECKPOINT = "audit.checkpoint"
+    RULES_SCHEDULE = "rules.schedule"
+    HOME_TESTING_SET = "prescriber.home_testing"
+    COURSE_ENROL = "course.enrol"
+    COURSE_READ = "course.read"
+    CATEGORY_ASSIGN = "course.category"
+    CONSENT_RECORD = "course.consent"
+    COUNSELLING_RECORD = "course.counselling"
+    CONTRACEPTION_RECORD = "course.contraception"
+    CONTRACEPTION_CONFIRM = "course.contraception_confirm"
+    COMPREHENSION_RECORD = "course.comprehension"
+    TEST_RECORD = "course.test"
+    PRESCRIBE = "course.prescribe"
+    TREATMENT_END = "course.end"
+    PREGNANCY_REPORT = "course.pregnancy"
+    COURSE_RESUME = "course.resume"
+    COURSE_WITHDRAW = "course.withdraw"
+    COURSE_LOST = "course.lost"
+    AUTHORIZATION_REQUEST = "dispense.authorize"
+    AUTHORIZATION_REVERSE = "dispense.reverse"
+    DISPENSE_RECORD = "dispense.record"
 
 
 _A, _P, _D, _R = Role.ADMINISTRATOR, Role.PRESCRIBER, Role.DESIGNEE, Role.PHARMACIST
+_PT = Role.PATIENT
 
 PERMISSIONS: MappingProxyType[Action, frozenset[Role]] = MappingProxyType(
     {
@@ -70,6 +92,26 @@ PERMISSIONS: MappingProxyType[Action, frozenset[Role]] = MappingProxyType(
         Action.AUDIT_READ: frozenset({_A}),
         Action.AUDIT_VERIFY: frozenset({_A}),
         Action.AUDIT_CHECKPOINT: frozenset({_A}),
+        Action.RULES_SCHEDULE: frozenset({_A}),
+        Action.HOME_TESTING_SET: frozenset({_P}),
+        Action.COURSE_ENROL: frozenset({_P, _D}),
+        Action.COURSE_READ: frozenset({_A, _P, _D, _R, _PT}),
+        Action.CATEGORY_ASSIGN: frozenset({_P, _D}),
+        Action.CONSENT_RECORD: frozenset({_P, _D}),
+        Action.COUNSELLING_RECORD: frozenset({_P, _D}),
+        Action.CONTRACEPTION_RECORD: frozenset({_P, _D}),
+        Action.CONTRACEPTION_CONFIRM: frozenset({_PT}),
+        Action.COMPREHENSION_RECORD: frozenset({_PT}),
+        Action.TEST_RECORD: frozenset({_P, _D}),
+        Action.PRESCRIBE: frozenset({_P}),
+        Action.TREATMENT_END: frozenset({_P}),
+        Action.PREGNANCY_REPORT: frozenset({_P, _D, _R, _PT}),
+        Action.COURSE_RESUME: frozenset({_P}),
+        Action.COURSE_WITHDRAW: frozenset({_A, _P}),
+        Action.COURSE_LOST: frozenset({_A, _P}),
+        Action.AUTHORIZATION_REQUEST: frozenset({_R}),
+        Action.AUTHORIZATION_REVERSE: frozenset({_R}),
+        Action.DISPENSE_RECORD: frozenset({_R}),
     }
 )
 
@@ -78,7 +120,13 @@ DELEGABLE: frozenset[Action] = frozenset(a for a, roles in PERMISSIONS.items() i
 
 # Actions that change nothing: refusals are audited, successes are not.
 READ_ONLY: frozenset[Action] = frozenset(
-    {Action.PATIENT_READ, Action.PARTY_READ, Action.AUDIT_READ, Action.AUDIT_VERIFY}
+    {
+        Action.PATIENT_READ,
+        Action.PARTY_READ,
+        Action.AUDIT_READ,
+        Action.AUDIT_VERIFY,
+        Action.COURSE_READ,
+    }
 )
 
 

@@ -223,6 +223,10 @@ def _create_append_only_triggers() -> None:
             "CREATE TRIGGER audit_chain_heads_no_delete BEFORE DELETE ON audit_chain_heads "
             "FOR EACH ROW EXECUTE FUNCTION compliance_append_only()"
         )
+        op.execute(
+            "CREATE TRIGGER audit_chain_heads_no_truncate BEFORE TRUNCATE ON audit_chain_heads "
+            "FOR EACH STATEMENT EXECUTE FUNCTION compliance_append_only()"
+        )
     else:
         for table in APPEND_ONLY:
             for verb in ("UPDATE", "DELETE"):
@@ -242,6 +246,7 @@ def _drop_append_only_triggers() -> None:
             op.execute(f"DROP TRIGGER IF EXISTS {table}_append_only ON {table}")
             op.execute(f"DROP TRIGGER IF EXISTS {table}_no_truncate ON {table}")
         op.execute("DROP TRIGGER IF EXISTS audit_chain_heads_no_delete ON audit_chain_heads")
+        op.execute("DROP TRIGGER IF EXISTS audit_chain_heads_no_truncate ON audit_chain_heads")
         op.execute("DROP FUNCTION IF EXISTS compliance_append_only()")
     else:
         for table in APPEND_ONLY:

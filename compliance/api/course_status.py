@@ -1,0 +1,250 @@
+"""The clinic's view: one course's checklist, and the worklist of flags across courses.
+
+The checklist is derived from the prescribe gate's reasons, so it can never disagree with what
+the gate would decide.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from compliance.api.courses import (
+    authorization_info,
+    course_info,
+    course_of,
+    facts,
+    prescription_info,
+    ruleset_of,
+)
+from compliance.api.results_course import ChecklistItem, CourseStatus, Flag
+from compliance.db import models as m
+from compliance.domain import reasons as rc
+from compliance.domain.course import CourseState
+from compliance.domain.facts import CourseFacts, TestResult
+from compliance.domain.gates import Decision, prescribe_gate
+from compliance.domain.timing import today_in, zone_for
+from compliance.programs.model import Cadence, TestKind
+
+# Checklist items and the reason codes that mean "missing".
+ITEMS: tuple[tuple[str, frozenset[str]], ...] = (
+    ("category", frozenset({rc.CATEGORY_NOT_ASSIGNED, rc.INVALID_CATEGORY_REASON})),
+    ("consent", frozenset({rc.CONSENT_NOT_SIGNED})),
+    ("counselling", frozenset({rc.COUNSELING_NOT_DOCUMENTED})),
+    ("comprehension", frozenset({rc.COMPREHENSION_NOT_DONE})),
+    (
+        "contraception",
+        frozenset(
+            {
+                rc.CONTRACEPTION_NOT_DOCUMENTED,
+                rc.CONTRACEPTION_INSUFFICIENT,
+                rc.NO_PRIMARY_METHOD,
+                rc.CONTRACEPTION_LEAD_IN_NOT_MET,
+            }
+        ),
+    ),
+    (
+        "contraception_confirmed",
+        frozenset({rc.CONTRACEPTION_NOT_CONFIRMED, rc.CONTRACEPTION_MISMATCH}),
+    ),
+    (
+        "pregnancy_test",
+        frozenset(
+            {
+                rc.PRETREATMENT_TESTS_INCOMPLETE,
+                rc.PRETREATMENT_TEST_SPACING,
+                rc.NO_NEGATIVE_TEST_IN_WINDOW,
+                rc.PREGNANCY_TEST_POSITIVE,
+                rc.TEST_SETTING_NOT_PERMITTED,
+                rc.TEST_SENSITIVITY_INSUFFICIENT,
+                rc.LOCKOUT_19D,
+            }
+        ),
+    ),
+)
+
+
+def _required(item: str, f: CourseFacts) -> bool:
+    category = f.ruleset.category(f.category) if f.category else None
+    if category is None:
+        return item in {"category"}
+    return {
+        "category": True,
+        "consent": bool(category.consent_forms),
+        "counselling": category.counselling is not Cadence.NONE,
+        "comprehension": category.comprehension is not Cadence.NONE,
+        "contraception": category.contraception,
+        "contraception_confirmed": category.contraception,
+        "pregnancy_test": category.pregnancy_testing,
+    }[item]
+
+
+def checklist(f: CourseFacts, decision: Decision) -> tuple[ChecklistItem, ...]:
+    by_code = {r.code: r for r in decision.reasons}
+    due = decision.window.last_day if decision.window else None
+    items = []
+    for item, codes in ITEMS:
+        if not _required(item, f):
+            items.append(ChecklistItem(item, "not_required"))
+            continue
+        failing = [by_code[c] for c in codes if c in by_code]
+        if failing:
+            items.append(
+                ChecklistItem(
+                    item,
+                    "missing",
+                    "; ".join(r.message for r in failing),
+                    failing[0].next_step,
+                    failing[0].earliest,
+                )
+            )
+        else:
+            items.append(
+                ChecklistItem(item, "done", due_by=due if item == "pregnancy_test" else None)
+            )
+    state = f.state
+    prescribed = state in {CourseState.QUALIFIED, CourseState.AUTHORIZED}
+    items.append(
+        ChecklistItem(
+            "prescription",
+            "done" if prescribed else "missing",
+            None if prescribed else "no prescription for this cycle yet",
+            None if prescribed else "the prescriber writes the prescription",
+            due_by=due,
+        )
+    )
+    authorized = state is CourseState.AUTHORIZED
+    items.append(
+        ChecklistItem(
+            "authorization",
+            "done" if authorized else "missing",
+            None if authorized else "no dispense authorization yet",
+            None if authorized else "the pharmacy requests an authorization",
+            due_by=due,
+        )
+    )
+    return tuple(items)
+
+
+def status(session: Session, now: datetime, patient_ref: object) -> CourseStatus:
+    patient, course = course_of(session, patient_ref)
+    f = facts(session, course)
+    decision = prescribe_gate(f, now)
+    rx_rows = (
+        session.execute(
+            select(m.Prescription)
+            .where(m.Prescription.course_id == course.id, m.Prescription.cycle == course.cycle)
+            .order_by(m.Prescription.seq.desc())
+            .limit(1)
+        )
+        .scalars()
+        .all()
+    )
+    live = (
+        session.execute(
+            select(m.Authorization).where(
+                m.Authorization.course_id == course.id,
+                m.Authorization.reversed_at.is_(None),
+                m.Authorization.dispensed_at.is_(None),
+            )
+        )
+        .scalars()
+        .first()
+    )
+    current = rx_rows[0] if rx_rows and course.state in {"qualified", "authorized"} else None
+    return CourseStatus(
+        course=course_info(session, course),
+        decision=decision,
+        checklist=checklist(f, decision),
+        open_authorization=authorization_info(session, live, patient.short_id) if live else None,
+        current_prescription=prescription_info(session, current, patient.short_id)
+        if current
+        else None,
+        flags=tuple(flags_for(session, course, patient.short_id, f, now, 7)),
+    )
+
+
+def flags_for(
+    session: Session,
+    course: m.Course,
+    patient: str,
+    f: CourseFacts,
+    now: datetime,
+    within_days: int,
+) -> list[Flag]:
+    ruleset = ruleset_of(course)
+    zone = zone_for(ruleset, "UTC")
+    today = today_in(zone, now)
+    horizon = today + timedelta(days=within_days)
+    flags: list[Flag] = []
+
+    def add(
+        code: str, due: date | None = None, reference: str | None = None, detail: str | None = None
+    ) -> None:
+        message = rc.MESSAGES[code] + (f": {detail}" if detail else "")
+        flags.append(Flag(code, patient, message, due, reference))
+
+    if course.pregnancy_actions:
+        add(rc.PREGNANCY_ACTIONS, today)
+    for a in f.authorizations:
+        if not a.live:
+            continue
+        overdue = (a.do_not_dispense_after is not None and now > a.do_not_dispense_after) or (
+            a.do_not_dispense_after is None
+            and now
+            > a.issued_at + timedelta(days=ruleset.authorization.reverse_unpicked_after_days)
+        )
+        if overdue and ruleset.authorization.reverse_unpicked:
+            add(rc.RMA_REVERSAL_REQUIRED, today, a.number, "not picked up")
+    category = ruleset.category(course.category) if course.category else None
+    if course.is_open and category is not None:
+        decision = prescribe_gate(f, now)
+        state = CourseState(course.state)
+        window = decision.window
+        closing = window is not None and window.contains(now) and window.last_day <= horizon
+        if state is CourseState.QUALIFIED and window is not None and closing:
+            add(rc.WINDOW_CLOSING, window.last_day, None, f"last day {window.last_day.isoformat()}")
+        if category.pregnancy_testing and state is CourseState.DISPENSED:
+            last = max(
+                (a for a in f.authorizations if a.dispensed_at is not None),
+                key=lambda a: a.dispensed_at or now,
+                default=None,
+            )
+            if last is not None and last.dispensed_at is not None:
+                due = today_in(zone, last.dispensed_at) + timedelta(days=last.days_supply)
+                if due <= horizon:
+                    add(rc.TEST_DUE_SOON, due, None, "the next monthly test")
+        if state in {CourseState.TREATMENT_ENDED, CourseState.POST_TREATMENT} and f.last_dose_on:
+            due = f.last_dose_on + timedelta(
+                days=ruleset.testing.post_treatment_days_after_last_dose
+            )
+            done = any(
+                t.kind is TestKind.POST_TREATMENT
+                and t.result is TestResult.NEGATIVE
+                and t.specimen_date >= due
+                for t in f.tests
+            )
+            if not done and today > due:
+                add(rc.OVERDUE_POST_TREATMENT_TEST, due)
+            elif not done and due <= horizon:
+                add(rc.TEST_DUE_SOON, due, None, "the post-treatment test")
+    return flags
+
+
+def due(
+    session: Session, now: datetime, within_days: int, prescriber_id: object = None
+) -> list[Flag]:
+    stmt = (
+        select(m.Course, m.Patient.short_id)
+        .join(m.Patient, m.Patient.id == m.Course.patient_id)
+        .where(or_(m.Course.is_open, m.Course.pregnancy_actions))
+        .order_by(m.Patient.short_id)
+    )
+    if prescriber_id is not None:
+        stmt = stmt.where(m.Course.prescriber_id == prescriber_id)
+    flags: list[Flag] = []
+    for course, patient in session.execute(stmt).all():
+        flags.extend(flags_for(session, course, patient, facts(session, course), now, within_days))
+    return sorted(flags, key=lambda fl: (fl.due or date.max, fl.patient, fl.code))

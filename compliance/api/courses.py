@@ -1,0 +1,936 @@
+"""Course operations: enrol, record what the clinic documents, prescribe, end treatment.
+
+Every operation locks the course row (``FOR UPDATE`` on PostgreSQL), evaluates the governing
+ruleset on the facts as they are at that moment, fires the state-machine event that the facts
+allow, and writes its audit event in the same transaction. A rule refusal raises
+``RuleRefusal`` carrying the whole decision; the caller records it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping
+from datetime import date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from compliance.api import settings
+from compliance.api.authz import Actor, refuse
+from compliance.api.parties import load, record
+from compliance.api.results_course import AuthorizationInfo, CourseInfo, Outcome, PrescriptionInfo
+from compliance.db import course_facts as cf
+from compliance.db import models as m
+from compliance.domain import reasons as rc
+from compliance.domain import validate as v
+from compliance.domain.authorization_number import formatted
+from compliance.domain.course import CourseState, next_state
+from compliance.domain.facts import ABSTINENCE, CourseFacts, TestRecord, TestResult
+from compliance.domain.gates import Decision, prescribe_gate, test_problems
+from compliance.domain.ids import Kind, new_short_id
+from compliance.domain.roles import Action, Role
+from compliance.domain.timing import today_in
+from compliance.errors import Conflict, InvalidInput, Refused
+from compliance.programs import loader
+from compliance.programs.model import Ruleset, Setting, TestKind
+
+SCHEDULE_KEY = "rules.schedule"
+# Specimen and other clinical dates may not be later than today anywhere on Earth.
+_LATEST_ZONE = ZoneInfo("Etc/GMT-14")
+
+
+class RuleRefusal(Refused):
+    """The programme rules refuse the step; ``decision`` says why and what to do next."""
+
+
+def refusal(decision: Decision, course: m.Course, patient: str) -> RuleRefusal:
+    listed = ", ".join(decision.codes)
+    return RuleRefusal(
+        f"{decision.gate} refused under {decision.ruleset_id}: {listed}",
+        decision.codes,
+        subjects=(patient,),
+        ruleset_id=decision.ruleset_id,
+        state=course.state,
+        decision=decision.to_dict(),
+    )
+
+
+def rule_refusal(code: str, detail: str, course: m.Course | None, patient: str) -> RuleRefusal:
+    return RuleRefusal(
+        f"{rc.MESSAGES[code]}: {detail}",
+        (code,),
+        subjects=(patient,),
+        ruleset_id=course.ruleset_id if course else None,
+        state=course.state if course else None,
+    )
+
+
+# --- loading and small helpers ---------------------------------------------------------------
+
+
+def schedule(session: Session) -> dict[str, date]:
+    merged = dict(loader.default_schedule())
+    override = settings.get(session, SCHEDULE_KEY) or {}
+    merged.update({rid: date.fromisoformat(str(day)) for rid, day in override.items()})
+    return merged
+
+
+def set_schedule(
+    session: Session, actor: Actor, now: datetime, ruleset_id: str, effective: object
+) -> dict[str, date]:
+    ruleset = loader.get(ruleset_id)
+    day = v.calendar_date("effective", effective)
+    current = settings.get(session, SCHEDULE_KEY) or {}
+    before = schedule(session).get(ruleset.id)
+    current[ruleset.id] = day.isoformat()
+    settings.put(session, SCHEDULE_KEY, current, now)
+    record(
+        session,
+        actor,
+        now,
+        Action.RULES_SCHEDULE,
+        ruleset_id=ruleset.id,
+        payload={"effective": day.isoformat(), "previous": before.isoformat() if before else None},
+    )
+    return schedule(session)
+
+
+def course_info(session: Session, course: m.Course) -> CourseInfo:
+    patient = session.get(m.Patient, course.patient_id)
+    prescriber = session.get(m.Prescriber, course.prescriber_id)
+    assert patient is not None
+    assert prescriber is not None
+    return CourseInfo(
+        id=str(course.id),
+        patient=patient.short_id,
+        prescriber=prescriber.short_id,
+        ruleset=course.ruleset_id,
+        state=course.state,
+        cycle=course.cycle,
+        enrolled_on=course.enrolled_on,
+        category=course.category,
+        category_reason=course.category_reason,
+        first_dispensed_on=course.first_dispensed_on,
+        last_dose_on=course.last_dose_on,
+        pregnancy_actions=course.pregnancy_actions,
+        open=course.is_open,
+    )
+
+
+def prescription_info(session: Session, rx: m.Prescription, patient: str) -> PrescriptionInfo:
+    prescriber = session.get(m.Prescriber, rx.prescriber_id)
+    assert prescriber is not None
+    return PrescriptionInfo(
+        rx.short_id,
+        patient,
+        rx.cycle,
+        rx.written_on,
+        rx.office_visit_on,
+        rx.days_supply,
+        rx.refills,
+        prescriber.short_id,
+    )
+
+
+def authorization_info(session: Session, a: m.Authorization, patient: str) -> AuthorizationInfo:
+    rx = session.get(m.Prescription, a.prescription_id)
+    pharmacy = session.get(m.Pharmacy, a.pharmacy_id)
+    assert rx is not None
+    assert pharmacy is not None
+    return AuthorizationInfo(
+        number=a.number,
+        formatted=formatted(a.number),
+        patient=patient,
+        prescription=rx.short_id,
+        pharmacy=pharmacy.short_id,
+        cycle=a.cycle,
+        issued_at=a.issued_at,
+        do_not_dispense_after=a.do_not_dispense_after,
+        test=str(a.test_id) if a.test_id else None,
+        days_supply=a.days_supply,
+        reversed_at=a.reversed_at,
+        reversal_reason=a.reversal_reason,
+        dispensed_at=a.dispensed_at,
+    )
+
+
+def open_course(session: Session, patient: m.Patient, *, lock: bool = True) -> m.Course | None:
+    stmt = select(m.Course).where(m.Course.patient_id == patient.id, m.Course.is_open)
+    if lock:
+        stmt = stmt.with_for_update()
+    return session.execute(stmt).scalar_one_or_none()
+
+
+def latest_course(session: Session, patient: m.Patient) -> m.Course | None:
+    return session.execute(
+        select(m.Course)
+        .where(m.Course.patient_id == patient.id)
+        .order_by(m.Course.is_open.desc(), m.Course.created_at.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+
+
+def check_scope(actor: Actor, action: Action, course: m.Course, patient: m.Patient) -> None:
+    """Patients act on their own course; designees on their grantor's patients' courses."""
+    if actor.role is Role.PATIENT and actor.uuid != patient.id:
+        raise refuse(action, [rc.OUT_OF_SCOPE], (patient.short_id,))
+    if actor.role is Role.DESIGNEE and actor.on_behalf_of_uuid != course.prescriber_id:
+        raise refuse(action, [rc.OUT_OF_SCOPE], (patient.short_id,), actor.on_behalf_of)
+
+
+def active(
+    session: Session, actor: Actor, action: Action, patient_ref: object
+) -> tuple[m.Patient, m.Course]:
+    patient = load(session, Kind.PATIENT, patient_ref, "patient")
+    course = open_course(session, patient)
+    if course is None:
+        raise rule_refusal(
+            rc.NO_ACTIVE_COURSE, f"patient {patient.short_id}", None, patient.short_id
+        )
+    check_scope(actor, action, course, patient)
+    return patient, course
+
+
+def ruleset_of(course: m.Course) -> Ruleset:
+    return loader.get(course.ruleset_id)
+
+
+def today(course: m.Course, now: datetime) -> date:
+    ruleset = ruleset_of(course)
+    zone = ruleset.today_zone if ruleset.today_zone != "pharmacy" else "UTC"
+    return today_in(ZoneInfo(zone), now)
+
+
+def clinical_date(
+    field: str,
+    value: object,
+    now: datetime,
+    *,
+    default: date | None = None,
+    not_before: date | None = None,
+) -> date:
+    if value is None:
+        if default is None:
+            raise InvalidInput(field, "is required")
+        return default
+    day = v.calendar_date(field, value)
+    latest = now.astimezone(_LATEST_ZONE).date()
+    if day > latest:
+        raise InvalidInput(field, f"{day.isoformat()} is in the future")
+    if not_before is not None and day < not_before:
+        raise InvalidInput(field, f"{day.isoformat()} is before {not_before.isoformat()}")
+    return day
+
+
+def fire(course: m.Course, event: str, now: datetime) -> str:
+    before = course.state
+    course.state = next_state(CourseState(course.state), event).value
+    course.updated_at = now
+    if CourseState(course.state) in {
+        CourseState.COMPLETED,
+        CourseState.WITHDRAWN,
+        CourseState.LOST_TO_FOLLOW_UP,
+    }:
+        course.is_open = False
+    return before
+
+
+def audit(
+    session: Session,
+    actor: Actor,
+    now: datetime,
+    action: Action,
+    course: m.Course,
+    patient: m.Patient,
+    before: str,
+    payload: Mapping[str, Any] | None = None,
+    reasons: Iterable[str] = (),
+) -> None:
+    record(
+        session,
+        actor,
+        now,
+        action,
+        subjects=[patient.short_id],
+        state_before=before,
+        state_after=course.state,
+        ruleset_id=course.ruleset_id,
+        reason_codes=list(reasons),
+        payload={"course": str(course.id), "cycle": course.cycle, **(payload or {})},
+    )
+
+
+def next_seq(course: m.Course) -> int:
+    """The next number in the course's own sequence (the course row is locked)."""
+    course.last_seq += 1
+    return course.last_seq
+
+
+def add_record(
+    session: Session,
+    course: m.Course,
+    kind: str,
+    effective_on: date,
+    payload: Mapping[str, Any],
+    actor: Actor,
+    now: datetime,
+) -> m.CourseRecord:
+    row = m.CourseRecord(
+        course_id=course.id,
+        kind=kind,
+        seq=next_seq(course),
+        cycle=course.cycle,
+        effective_on=effective_on,
+        payload=dict(payload),
+        recorded_at=now,
+        recorded_by=actor.short_id,
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def facts(session: Session, course: m.Course) -> CourseFacts:
+    session.flush()
+    return cf.load(session, course)
+
+
+def outcome(session: Session, course: m.Course, **kw: Any) -> Outcome:
+    return Outcome(course=course_info(session, course), **kw)
+
+
+# --- enrolment and category -------------------------------------------------------------------
+
+
+def enrol(
+    session: Session,
+    actor: Actor,
+    now: datetime,
+    patient_ref: object,
+    programme: str = "ipledge",
+    enrolled_on: object = None,
+) -> Outcome:
+    patient = load(session, Kind.PATIENT, patient_ref, "patient")
+    if open_course(session, patient) is not None:
+        raise Conflict(f"patient {patient.short_id} already has an open course")
+    prescriber_id = actor.prescriber_uuid
+    assert prescriber_id is not None
+    plan = schedule(session)
+    first_guess = loader.in_force(programme, now.date(), plan)
+    guess_day = today_in(ZoneInfo(_zone(first_guess)), now)
+    day = clinical_date("enrolled_on", enrolled_on, now, default=guess_day)
+    ruleset = loader.in_force(programme, day, plan)
+    course = m.Course(
+        id=uuid.uuid4(),
+        patient_id=patient.id,
+        prescriber_id=prescriber_id,
+        ruleset_id=ruleset.id,
+        state=CourseState.ENROLLED.value,
+        is_open=True,
+        cycle=1,
+        enrolled_on=day,
+        pregnancy_actions=False,
+        last_seq=0,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(course)
+    session.flush()
+    audit(
+        session,
+        actor,
+        now,
+        Action.COURSE_ENROL,
+        course,
+        patient,
+        "",
+        {"enrolled_on": day.isoformat(), "programme": programme},
+    )
+    return outcome(session, course)
+
+
+def _zone(ruleset: Ruleset) -> str:
+    return ruleset.today_zone if ruleset.today_zone != "pharmacy" else "UTC"
+
+
+def assign_category(
+    session: Session,
+    actor: Actor,
+    now: datetime,
+    patient_ref: object,
+    category: object,
+    reason: object,
+) -> Outcome:
+    patient, course = active(session, actor, Action.CATEGORY_ASSIGN, patient_ref)
+    ruleset = ruleset_of(course)
+    name = v.text("category", category, max_len=32)
+    rules = ruleset.category(name)
+    if rules is None:
+        raise InvalidInput("category", f"must be one of {', '.join(ruleset.categories)}")
+    why = v.text("reason", reason, max_len=48).upper()
+    if why not in ruleset.reason_catalogue:
+        raise InvalidInput("reason", f"must be one of {', '.join(ruleset.reason_catalogue)}")
+    if why not in rules.reasons:
+        raise rule_refusal(
+            rc.INVALID_CATEGORY_REASON,
+            f"{why} cannot support '{rules.label}' under {ruleset.id}",
+            course,
+            patient.short_id,
+        )
+    state = CourseState(course.state)
+    if state is CourseState.AUTHORIZED:
+        raise Conflict("an authorization is open: it must be dispensed or reversed first")
+    event = "assign_category" if state is CourseState.ENROLLED else "change_category"
+    previous = (course.category, course.category_reason)
+    before = fire(course, event, now)
+    course.category, course.category_reason = name, why
+    add_record(
+        session,
+        course,
+        cf.CATEGORY,
+        today(course, now),
+        {"category": name, "reason": why},
+        actor,
+        now,
+    )
+    audit(
+        session,
+        actor,
+        now,
+        Action.CATEGORY_ASSIGN,
+        course,
+        patient,
+        before,
+        {"category": name, "reason": why, "previous": list(previous)},
+    )
+    return outcome(session, course)
+
+
+# --- what the clinic documents ----------------------------------------------------------------
+
+
+def _simple_record(
+    session: Session,
+    actor: Actor,
+    now: datetime,
+    action: Action,
+    patient_ref: object,
+    kind: str,
+    on: object,
+    payload: Mapping[str, Any],
+) -> Outcome:
+    patient, course = active(session, actor, action, patient_ref)
+    day = clinical_date("date", on, now, default=today(course, now))
+    add_record(session, course, kind, day, payload, actor, now)
+    audit(
+        session,
+        actor,
+        now,
+        action,
+        course,
+        patient,
+        course.state,
+        {"kind": kind, "on": day.isoformat(), **payload},
+    )
+    return outcome(session, course, record={"kind": kind, "on": day.isoformat(), **payload})
+
+
+def record_consent(
+    session: Session,
+    actor: Actor,
+    now: datetime,
+    patient_ref: object,
+    form: object,
+    signed_on: object = None,
+) -> Outcome:
+    patient = load(session, Kind.PATIENT, patient_ref, "patient")
+    course = open_course(session, patient, lock=False)
+    name = v.text("form", form, max_len=64).upper()
+    if course is not None and name not in ruleset_of(course).consent_catalogue:
+        known = ", ".join(ruleset_of(course).consent_catalogue)
+        raise InvalidInput("form", f"must be one of {known}")
+    return _simple_record(
+        session,
+        actor,
+        now,
+        Action.CONSENT_RECORD,
+        patient_ref,
+        cf.CONSENT,
+        signed_on,
+        {"form": name},
+    )
+
+
+def record_counselling(
+    session: Session, actor: Actor, now: datetime, patient_ref: object, counselled_on: object = None
+) -> Outcome:
+    return _simple_record(
+        session,
+        actor,
+        now,
+        Action.COUNSELLING_RECORD,
+        patient_ref,
+        cf.COUNSELLING,
+        counselled_on,
+        {},
+    )
+
+
+def record_comprehension(
+    session: Session, actor: Actor, now: datetime, patient_ref: object
+) -> Outcome:
+    return _simple_record(
+        session, actor, now, Action.COMPREHENSION_RECORD, patient_ref, cf.COMPREHENSION, None, {}
+    )
+
+
+def _method_names(ruleset: Ruleset, raw: Iterable[object], field: str) -> list[str]:
+    names = []
+    for item in raw:
+        name = v.text(field, item, max_len=48).lower()
+        if name != ABSTINENCE and ruleset.contraception.tier(name) is None:
+            known = ", ".join([*ruleset.contraception.methods, ABSTINENCE])
+            raise InvalidInput(field, f"{name!r} is not a method of {ruleset.id}: {known}")
+        names.append(name)
+    if not names:
+        raise InvalidInput(field, "name at least one method (or abstinence)")
+    if len(set(names)) != len(names):
+        raise InvalidInput(field, "lists a method twice")
+    return names
+
+
+def record_contraception(
+    session: Session,
+    actor: Actor,
+    now: datetime,
+    patient_ref: object,
+    methods: Mapping[str, object],
+) -> Outcome:
+    """The prescriber's entry of the patient's methods (each with its start date)."""
+    patient, course = active(session, actor, Action.CONTRACEPTION_RECORD, patient_ref)
+    if not isinstance(methods, Mapping) or len(methods) > 6:
+        raise InvalidInput("methods", "map each method to its start date (at most 6)")
+    names = _method_names(ruleset_of(course), methods.keys(), "methods")
+    entries = [
+        {
+            "method": name,
+            "start_date": clinical_date(
+                f"methods.{name}", methods[key], now, not_before=patient.date_of_birth
+            ).isoformat(),
+        }
+        for name, key in zip(names, methods.keys(), strict=True)
+    ]
+    add_record(
+        session, course, cf.CONTRACEPTION, today(course, now), {"methods": entries}, actor, now
+    )
+    audit(
+        session,
+        actor,
+        now,
+        Action.CONTRACEPTION_RECORD,
+        course,
+        patient,
+        course.state,
+        {"methods": entries},
+    )
+    return outcome(session, course, record={"methods": entries})
+
+
+def confirm_contraception(
+    session: Session, actor: Actor, now: datetime, patient_ref: object, methods: Iterable[object]
+) -> Outcome:
+    """The patient's own confirmation, this cycle, of the methods they use."""
+    patient, course = active(session, actor, Action.CONTRACEPTION_CONFIRM, patient_ref)
+    names = _method_names(ruleset_of(course), list(methods), "methods")
+    add_record(
+        session, course, cf.CONFIRMATION, today(course, now), {"methods": sorted(names)}, actor, now
+    )
+    audit(
+        session,
+        actor,
+        now,
+        Action.CONTRACEPTION_CONFIRM,
+        course,
+        patient,
+        course.state,
+        {"methods": sorted(names)},
+    )
+    return outcome(session, course, record={"methods": sorted(names)})
+
+
+def _home_opt_in(session: Session, prescriber_id: uuid.UUID, on: date) -> bool:
+    policies = session.execute(
+        select(m.HomeTestingPolicy).where(m.HomeTestingPolicy.prescriber_id == prescriber_id)
+    ).scalars()
+    return any(
+        p.enabled_on <= on and (p.disabled_on is None or p.disabled_on > on) for p in policies
+    )
+
+
+def set_home_testing(
+    session: Session,
+    actor: Actor,
+    now: datetime,
+    enabled: bool,
+    procedure: object | None,
+    on: object = None,
+) -> dict[str, Any]:
+    day = clinical_date("on", on, now, default=today_in(ZoneInfo("UTC"), now))
+    policies = (
+        session.execute(
+            select(m.HomeTestingPolicy)
+            .where(
+                m.HomeTestingPolicy.prescriber_id == actor.uuid,
+                m.HomeTestingPolicy.disabled_on.is_(None),
+            )
+            .with_for_update()
+        )
+        .scalars()
+        .all()
+    )
+    if enabled:
+        text = v.text("procedure", procedure, max_len=2000)
+        if policies:
+            raise Conflict("home testing is already enabled: disable it first to change it")
+        session.add(
+            m.HomeTestingPolicy(
+                prescriber_id=actor.uuid, procedure=text, enabled_on=day, recorded_at=now
+            )
+        )
+        payload: dict[str, Any] = {"enabled": True, "procedure": text, "on": day.isoformat()}
+    else:
+        if not policies:
+            raise Conflict("home testing is not enabled")
+        for p in policies:
+            p.disabled_on = day
+        payload = {"enabled": False, "on": day.isoformat()}
+    session.flush()
+    record(session, actor, now, Action.HOME_TESTING_SET, subjects=[actor.short_id], payload=payload)
+    return payload
+
+
+def _reverse_open(
+    session: Session, course: m.Course, actor: Actor, now: datetime, why: str
+) -> list[str]:
+    live = (
+        session.execute(
+            select(m.Authorization).where(
+                m.Authorization.course_id == course.id,
+                m.Authorization.reversed_at.is_(None),
+                m.Authorization.dispensed_at.is_(None),
+            )
+        )
+        .scalars()
+        .all()
+    )
+    for a in live:
+        a.reversed_at, a.reversed_by, a.reversal_reason = now, actor.short_id, why
+    return [a.number for a in live]
+
+
+def _suspend(session: Session, course: m.Course, actor: Actor, now: datetime, why: str) -> str:
+    before = course.state
+    if CourseState(course.state) is not CourseState.SUSPENDED:
+        fire(course, "suspend", now)
+    course.pregnancy_actions = True
+    _reverse_open(session, course, actor, now, why)
+    return before
+
+
+def record_test(
+    session: Session,
+    actor: Actor,
+    now: datetime,
+    patient_ref: object,
+    *,
+    kind: object,
+    specimen_date: object,
+    setting: object,
+    result: object,
+    sensitivity_miu_ml: object = 25,
+    clia: bool = False,
+) -> Outcome:
+    patient, course = active(session, actor, Action.TEST_RECORD, patient_ref)
+    ruleset = ruleset_of(course)
+    test_kind = _choice("kind", kind, TestKind)
+    test_setting = _choice("setting", setting, Setting)
+    test_result = _choice("result", result, TestResult)
+    day = clinical_date(
+        "specimen_date", specimen_date, now, not_before=course.enrolled_on - timedelta(days=90)
+    )
+    if isinstance(sensitivity_miu_ml, bool) or not isinstance(sensitivity_miu_ml, int | float):
+        raise InvalidInput("sensitivity_miu_ml", "must be a number (mIU/mL)")
+    if not 1 <= sensitivity_miu_ml <= 1000:
+        raise InvalidInput("sensitivity_miu_ml", "must be between 1 and 1000 mIU/mL")
+    row = m.PregnancyTest(
+        course_id=course.id,
+        seq=next_seq(course),
+        cycle=course.cycle,
+        kind=test_kind.value,
+        specimen_date=day,
+        setting=test_setting.value,
+        clia=bool(clia),
+        sensitivity_miu_ml=float(sensitivity_miu_ml),
+        result=test_result.value,
+        home_opt_in=_home_opt_in(session, course.prescriber_id, day),
+        recorded_at=now,
+        recorded_by=actor.short_id,
+    )
+    session.add(row)
+    session.flush()
+    test = cf.test_record(row)
+    problems = test_problems(ruleset, test)
+    before = course.state
+    state = CourseState(course.state)
+    flags: list[str] = []
+    if test_result is TestResult.POSITIVE:
+        before = _suspend(session, course, actor, now, "positive pregnancy test")
+        flags = [rc.PREGNANCY_ACTIONS]
+    elif not problems:
+        _advance_after_test(course, test, ruleset, state, now)
+    payload = {
+        "test": str(row.id),
+        "kind": test_kind.value,
+        "specimen_date": day.isoformat(),
+        "setting": test_setting.value,
+        "clia": bool(clia),
+        "sensitivity_miu_ml": float(sensitivity_miu_ml),
+        "result": test_result.value,
+        "home_opt_in": row.home_opt_in,
+        "problems": problems,
+    }
+    audit(
+        session,
+        actor,
+        now,
+        Action.TEST_RECORD,
+        course,
+        patient,
+        before,
+        payload,
+        reasons=problems + flags,
+    )
+    return outcome(session, course, record=payload)
+
+
+def _advance_after_test(
+    course: m.Course, test: TestRecord, ruleset: Ruleset, state: CourseState, now: datetime
+) -> None:
+    if state is CourseState.TREATMENT_ENDED and test.kind is TestKind.END_OF_TREATMENT:
+        fire(course, "start_post_treatment", now)
+    elif (
+        state is CourseState.POST_TREATMENT
+        and test.kind is TestKind.POST_TREATMENT
+        and course.last_dose_on is not None
+        and test.specimen_date
+        >= course.last_dose_on + timedelta(days=ruleset.testing.post_treatment_days_after_last_dose)
+    ):
+        fire(course, "complete", now)
+
+
+def _choice(field: str, value: object, enum: Any) -> Any:
+    try:
+        return enum(str(value).strip().lower())
+    except ValueError:
+        raise InvalidInput(field, f"must be one of {', '.join(e.value for e in enum)}") from None
+
+
+# --- prescribing and ending -------------------------------------------------------------------
+
+
+def _count(field: str, value: object, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInput(field, "must be a whole number")
+    if not low <= value <= high:
+        raise InvalidInput(field, f"must be between {low} and {high}, not {value}")
+    return value
+
+
+def prescribe(
+    session: Session,
+    actor: Actor,
+    now: datetime,
+    patient_ref: object,
+    days_supply: object,
+    refills: object = 0,
+    written_on: object = None,
+    office_visit_on: object = None,
+) -> Outcome:
+    patient, course = active(session, actor, Action.PRESCRIBE, patient_ref)
+    supply = _count("days_supply", days_supply, 1, 366)
+    repeats = _count("refills", refills, 0, 99)
+    day = clinical_date(
+        "written_on", written_on, now, default=today(course, now), not_before=course.enrolled_on
+    )
+    visit = clinical_date(
+        "office_visit_on", office_visit_on, now, default=day, not_before=course.enrolled_on
+    )
+    if visit > day:
+        raise InvalidInput("office_visit_on", "is after the date written on the prescription")
+    decision = prescribe_gate(facts(session, course), now, supply, repeats)
+    if not decision.allowed:
+        raise refusal(decision, course, patient.short_id)
+    rx = m.Prescription(
+        seq=next_seq(course),
+        short_id=_rx_id(session),
+        course_id=course.id,
+        prescriber_id=actor.uuid,
+        cycle=course.cycle,
+        written_on=day,
+        office_visit_on=visit,
+        days_supply=supply,
+        refills=repeats,
+        created_at=now,
+    )
+    session.add(rx)
+    before = fire(course, "prescribe", now)
+    session.flush()
+    info = prescription_info(session, rx, patient.short_id)
+    audit(
+        session,
+        actor,
+        now,
+        Action.PRESCRIBE,
+        course,
+        patient,
+        before,
+        {
+            "prescription": rx.short_id,
+            "days_supply": supply,
+            "refills": repeats,
+            "written_on": day.isoformat(),
+            "decision": decision.to_dict(),
+        },
+    )
+    return outcome(session, course, decision=decision, prescription=info)
+
+
+def _rx_id(session: Session) -> str:
+    while True:
+        candidate = new_short_id(Kind.PRESCRIPTION)
+        taken = session.execute(
+            select(m.Prescription.id).where(m.Prescription.short_id == candidate)
+        ).first()
+        if taken is None:
+            return candidate
+
+
+def end_treatment(
+    session: Session, actor: Actor, now: datetime, patient_ref: object, last_dose_on: object
+) -> Outcome:
+    patient, course = active(session, actor, Action.TREATMENT_END, patient_ref)
+    if CourseState(course.state) is CourseState.AUTHORIZED:
+        raise Conflict("an authorization is open: it must be dispensed or reversed first")
+    day = clinical_date("last_dose_on", last_dose_on, now, not_before=course.enrolled_on)
+    before = fire(course, "end_treatment", now)
+    course.last_dose_on = day
+    category = ruleset_of(course).category(course.category or "")
+    testing = ruleset_of(course).testing
+    if category is None or not category.post_treatment:
+        fire(course, "complete", now)
+    elif not testing.end_of_treatment_required:
+        fire(course, "start_post_treatment", now)
+    due = day + timedelta(days=testing.post_treatment_days_after_last_dose)
+    audit(
+        session,
+        actor,
+        now,
+        Action.TREATMENT_END,
+        course,
+        patient,
+        before,
+        {
+            "last_dose_on": day.isoformat(),
+            "post_treatment_test_due": due.isoformat() if course.is_open else None,
+        },
+    )
+    return outcome(session, course)
+
+
+def report_pregnancy(
+    session: Session,
+    actor: Actor,
+    now: datetime,
+    patient_ref: object,
+    reported_on: object = None,
+    note: object = None,
+) -> Outcome:
+    patient, course = active(session, actor, Action.PREGNANCY_REPORT, patient_ref)
+    day = clinical_date("reported_on", reported_on, now, default=today(course, now))
+    text = v.text("note", note, max_len=500) if note else None
+    add_record(session, course, cf.PREGNANCY_REPORT, day, {"note": text}, actor, now)
+    before = _suspend(session, course, actor, now, "pregnancy reported")
+    audit(
+        session,
+        actor,
+        now,
+        Action.PREGNANCY_REPORT,
+        course,
+        patient,
+        before,
+        {"reported_on": day.isoformat(), "note": text},
+        reasons=[rc.PREGNANCY_ACTIONS],
+    )
+    return outcome(session, course)
+
+
+def change_state(
+    session: Session,
+    actor: Actor,
+    now: datetime,
+    action: Action,
+    patient_ref: object,
+    event: str,
+    note: object = None,
+) -> Outcome:
+    """Resume a suspended course, withdraw it, or mark it lost to follow-up."""
+    patient, course = active(session, actor, action, patient_ref)
+    text = v.text("note", note, max_len=500) if note else None
+    if event == "resume" and text is None:
+        raise InvalidInput("note", "say why the course may resume (kept in the audit trail)")
+    before = fire(course, event, now)
+    reversed_numbers = _reverse_open(session, course, actor, now, f"course {course.state}")
+    if event == "resume":
+        course.pregnancy_actions = False
+    add_record(
+        session, course, cf.NOTE, today(course, now), {"event": event, "note": text}, actor, now
+    )
+    audit(
+        session,
+        actor,
+        now,
+        action,
+        course,
+        patient,
+        before,
+        {"event": event, "note": text, "reversed": reversed_numbers},
+    )
+    return outcome(session, course)
+
+
+def course_of(session: Session, patient_ref: object) -> tuple[m.Patient, m.Course]:
+    patient = load(session, Kind.PATIENT, patient_ref, "patient")
+    course = latest_course(session, patient)
+    if course is None:
+        raise rule_refusal(
+            rc.NO_ACTIVE_COURSE,
+            f"patient {patient.short_id} was never enrolled",
+            None,
+            patient.short_id,
+        )
+    return patient, course
+
+
+def check_prescribe(
+    session: Session,
+    actor: Actor,
+    now: datetime,
+    patient_ref: object,
+    days_supply: int | None = None,
+    refills: int = 0,
+) -> Decision:
+    patient, course = course_of(session, patient_ref)
+    check_scope(actor, Action.COURSE_READ, course, patient)
+    return prescribe_gate(facts(session, course), now, days_supply, refills)

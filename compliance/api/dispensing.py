@@ -1,0 +1,256 @@
+"""The pharmacy's side: ask for a dispense authorization, reverse it, record the pickup.
+
+An authorization is issued only when the dispense gate passes at that instant. The database
+allows one live authorization per course cycle (a partial unique index), and the course row is
+locked while the gate runs, so two terminals racing for the same prescription cannot both win.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from compliance.api.authz import Actor, pharmacy_problems, refuse
+from compliance.api.courses import (
+    audit,
+    authorization_info,
+    check_scope,
+    facts,
+    fire,
+    outcome,
+    refusal,
+    rule_refusal,
+    ruleset_of,
+)
+from compliance.api.parties import load
+from compliance.api.results_course import Outcome
+from compliance.db import models as m
+from compliance.domain import reasons as rc
+from compliance.domain import validate as v
+from compliance.domain.authorization_number import is_valid, new_number, normalise
+from compliance.domain.course import CourseState
+from compliance.domain.gates import Decision, DispenseRequest, dispense_gate
+from compliance.domain.ids import Kind
+from compliance.domain.roles import Action
+from compliance.domain.timing import today_in, zone_for
+from compliance.errors import Conflict, InvalidInput
+
+
+def _prescription(session: Session, ref: object) -> tuple[m.Prescription, m.Course, m.Patient]:
+    rx: m.Prescription = load(session, Kind.PRESCRIPTION, ref, "prescription")
+    course = session.execute(
+        select(m.Course).where(m.Course.id == rx.course_id).with_for_update()
+    ).scalar_one()
+    patient = session.get(m.Patient, course.patient_id)
+    assert patient is not None
+    return rx, course, patient
+
+
+def _pharmacy(session: Session, actor: Actor) -> m.Pharmacy:
+    pharmacy = session.get(m.Pharmacy, actor.pharmacy_uuid)
+    assert pharmacy is not None
+    return pharmacy
+
+
+def evaluate(
+    session: Session, actor: Actor, now: datetime, prescription_ref: object
+) -> tuple[Decision, m.Prescription, m.Course, m.Patient, m.Pharmacy]:
+    rx, course, patient = _prescription(session, prescription_ref)
+    pharmacy = _pharmacy(session, actor)
+    request = DispenseRequest(
+        rx.short_id, pharmacy.time_zone, tuple(pharmacy_problems(pharmacy, now))
+    )
+    return dispense_gate(facts(session, course), now, request), rx, course, patient, pharmacy
+
+
+def check_dispense(
+    session: Session, actor: Actor, now: datetime, prescription_ref: object
+) -> Decision:
+    """The pharmacist's own pharmacy is judged too; anyone else sees the course's side only."""
+    if actor.pharmacy_uuid is not None:
+        return evaluate(session, actor, now, prescription_ref)[0]
+    rx, course, patient = _prescription(session, prescription_ref)
+    check_scope(actor, Action.COURSE_READ, course, patient)
+    ruleset = ruleset_of(course)
+    zone = ruleset.today_zone if ruleset.today_zone != "pharmacy" else "UTC"
+    return dispense_gate(facts(session, course), now, DispenseRequest(rx.short_id, zone))
+
+
+def request_authorization(
+    session: Session, actor: Actor, now: datetime, prescription_ref: object
+) -> Outcome:
+    decision, rx, course, patient, pharmacy = evaluate(session, actor, now, prescription_ref)
+    if not decision.allowed:
+        raise refusal(decision, course, patient.short_id)
+    number = _unique_number(session)
+    authorization = m.Authorization(
+        number=number,
+        course_id=course.id,
+        prescription_id=rx.id,
+        pharmacy_id=pharmacy.id,
+        cycle=course.cycle,
+        issued_at=now,
+        issued_by=actor.short_id,
+        do_not_dispense_after=decision.window.last_instant if decision.window else None,
+        test_id=_uuid(decision.test_id),
+        days_supply=rx.days_supply,
+    )
+    session.add(authorization)
+    before = fire(course, "authorize", now)
+    session.flush()
+    info = authorization_info(session, authorization, patient.short_id)
+    audit(
+        session,
+        actor,
+        now,
+        Action.AUTHORIZATION_REQUEST,
+        course,
+        patient,
+        before,
+        {
+            "authorization": number,
+            "prescription": rx.short_id,
+            "pharmacy": pharmacy.short_id,
+            "do_not_dispense_after": info.do_not_dispense_after.isoformat()
+            if info.do_not_dispense_after
+            else None,
+            "test": decision.test_id,
+            "days_supply": rx.days_supply,
+            "decision": decision.to_dict(),
+        },
+    )
+    return outcome(session, course, decision=decision, authorization=info)
+
+
+def _uuid(value: str | None) -> object:
+    import uuid
+
+    return uuid.UUID(value) if value else None
+
+
+def _unique_number(session: Session) -> str:
+    while True:
+        number = new_number()
+        if session.get(m.Authorization, number) is None:
+            return number
+
+
+def _authorization(
+    session: Session, actor: Actor, action: Action, ref: object
+) -> tuple[m.Authorization, m.Course, m.Patient]:
+    if not isinstance(ref, str) or not ref.strip():
+        raise InvalidInput("authorization", "must be an authorization number")
+    number = normalise(ref)
+    if not is_valid(number):
+        raise InvalidInput(
+            "authorization", f"{ref!r} is not a valid authorization number (21 digits, check digit)"
+        )
+    found = session.execute(
+        select(m.Authorization).where(m.Authorization.number == number).with_for_update()
+    ).scalar_one_or_none()
+    if found is None:
+        raise refuse_not_found(number)
+    course = session.execute(
+        select(m.Course).where(m.Course.id == found.course_id).with_for_update()
+    ).scalar_one()
+    patient = session.get(m.Patient, course.patient_id)
+    assert patient is not None
+    if found.pharmacy_id != actor.pharmacy_uuid:
+        raise refuse(action, [rc.OUT_OF_SCOPE], (patient.short_id,))
+    check_scope(actor, action, course, patient)
+    return found, course, patient
+
+
+def refuse_not_found(number: str) -> Exception:
+    from compliance.api.courses import RuleRefusal
+
+    return RuleRefusal(
+        f"{rc.MESSAGES[rc.AUTHORIZATION_NOT_FOUND]}: {number}", (rc.AUTHORIZATION_NOT_FOUND,)
+    )
+
+
+def reverse_authorization(
+    session: Session, actor: Actor, now: datetime, number: object, reason: object
+) -> Outcome:
+    found, course, patient = _authorization(session, actor, Action.AUTHORIZATION_REVERSE, number)
+    why = v.text("reason", reason, max_len=200)
+    if found.dispensed_at is not None:
+        raise Conflict(
+            f"authorization {found.number} was dispensed at "
+            f"{found.dispensed_at.isoformat()}: it cannot be reversed"
+        )
+    if found.reversed_at is not None:
+        raise rule_refusal(
+            rc.AUTHORIZATION_REVERSED,
+            f"reversed at {found.reversed_at.isoformat()}",
+            course,
+            patient.short_id,
+        )
+    found.reversed_at, found.reversed_by, found.reversal_reason = now, actor.short_id, why
+    before = course.state
+    if CourseState(course.state) is CourseState.AUTHORIZED:
+        fire(course, "reverse", now)
+    session.flush()
+    info = authorization_info(session, found, patient.short_id)
+    audit(
+        session,
+        actor,
+        now,
+        Action.AUTHORIZATION_REVERSE,
+        course,
+        patient,
+        before,
+        {"authorization": found.number, "reason": why},
+    )
+    return outcome(session, course, authorization=info)
+
+
+def record_dispense(session: Session, actor: Actor, now: datetime, number: object) -> Outcome:
+    found, course, patient = _authorization(session, actor, Action.DISPENSE_RECORD, number)
+    if found.dispensed_at is not None:
+        raise Conflict(
+            f"authorization {found.number} was already dispensed at "
+            f"{found.dispensed_at.isoformat()}"
+        )
+    if found.reversed_at is not None:
+        raise rule_refusal(
+            rc.AUTHORIZATION_REVERSED,
+            f"reversed at {found.reversed_at.isoformat()}: request a new one",
+            course,
+            patient.short_id,
+        )
+    if found.do_not_dispense_after is not None and now > found.do_not_dispense_after:
+        raise rule_refusal(
+            rc.AUTHORIZATION_EXPIRED,
+            f"do not dispense after {found.do_not_dispense_after.isoformat()}",
+            course,
+            patient.short_id,
+        )
+    ruleset = ruleset_of(course)
+    pharmacy = _pharmacy(session, actor)
+    dispensed_on = today_in(zone_for(ruleset, pharmacy.time_zone), now)
+    found.dispensed_at, found.dispensed_by = now, actor.short_id
+    before = fire(course, "dispense", now)
+    if course.first_dispensed_on is None:
+        course.first_dispensed_on = dispensed_on
+    course.cycle += 1
+    session.flush()
+    info = authorization_info(session, found, patient.short_id)
+    audit(
+        session,
+        actor,
+        now,
+        Action.DISPENSE_RECORD,
+        course,
+        patient,
+        before,
+        {
+            "authorization": found.number,
+            "dispensed_on": dispensed_on.isoformat(),
+            "days_supply": found.days_supply,
+            "supply_ends_on": (dispensed_on + timedelta(days=found.days_supply)).isoformat(),
+        },
+    )
+    return outcome(session, course, authorization=info)

@@ -1,0 +1,361 @@
+"""Migrations on both backends: one head, up and down from empty, idempotent re-upgrade that keeps
+data and a verifiable audit trail, no drift between models and migrations, the ``alembic`` command
+from the repository root, and a clear ``DatabaseNotReady`` on an unmigrated database."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, inspect, select, text
+
+from compliance.api import Compliance
+from compliance.audit.store import LogFilter
+from compliance.clock import FixedClock
+from compliance.db import migrate
+from compliance.db.engine import URL_ENV, make_engine
+from compliance.db.models import Base
+from compliance.errors import DatabaseNotReady, NotPermitted
+from tests.conftest import T0, build_world, next_npi
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+MODEL_TABLES = set(Base.metadata.tables)
+AUDIT_TRIGGERS = {
+    "sqlite": {
+        "audit_events_no_update",
+        "audit_events_no_delete",
+        "audit_event_subjects_no_update",
+        "audit_event_subjects_no_delete",
+        "audit_chain_heads_no_delete",
+    },
+    "postgresql": {
+        "audit_events_append_only",
+        "audit_events_no_truncate",
+        "audit_event_subjects_append_only",
+        "audit_event_subjects_no_truncate",
+        "audit_chain_heads_no_delete",
+    },
+}
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def empty_url(request: pytest.FixtureRequest) -> str:
+    """A brand-new, unmigrated database on each backend in turn."""
+    fixture = "empty_sqlite_url" if request.param == "sqlite" else "empty_pg_url"
+    return str(request.getfixturevalue(fixture))
+
+
+@contextmanager
+def engine_for(url: str) -> Iterator[Engine]:
+    engine = make_engine(url)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+def table_names(engine: Engine) -> set[str]:
+    return set(inspect(engine).get_table_names())
+
+
+def trigger_names(engine: Engine) -> set[str]:
+    with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":
+            rows = conn.execute(text("SELECT name FROM sqlite_master WHERE type = 'trigger'"))
+        else:
+            rows = conn.execute(text("SELECT tgname FROM pg_trigger WHERE NOT tgisinternal"))
+        return {str(r[0]) for r in rows}
+
+
+def pg_leftovers(engine: Engine) -> set[str]:
+    """Sequences and functions in the public schema (PostgreSQL only)."""
+    with engine.connect() as conn:
+        sequences = conn.execute(
+            text("SELECT sequence_name FROM information_schema.sequences")
+        ).scalars()
+        functions = conn.execute(
+            text(
+                "SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+                "WHERE n.nspname = 'public'"
+            )
+        ).scalars()
+        return {str(s) for s in sequences} | {str(f) for f in functions}
+
+
+def snapshot(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every model table, in primary-key order, as comparable tuples."""
+    out: dict[str, list[tuple[Any, ...]]] = {}
+    with engine.connect() as conn:
+        for name, table in Base.metadata.tables.items():
+            rows = conn.execute(select(table).order_by(*table.primary_key.columns)).all()
+            out[name] = [tuple(repr(v) for v in row) for row in rows]
+    return out
+
+
+def populate(app: Compliance, clock: FixedClock) -> str:
+    """Parties, patients, a refusal and a checkpoint through the public API; returns admin id."""
+    world = build_world(app)
+    for i in range(3):
+        app.register_patient(world.designee.id, f"Patient Number{i}", "1990-01-01")
+    with pytest.raises(NotPermitted):
+        app.register_prescriber(world.pharmacist.id, "Dr Not Allowed", next_npi())
+    app.checkpoint_audit(world.admin.id)
+    clock.set(T0.replace(hour=16))
+    app.register_patient(world.designee.id, "Patient After Checkpoint", "1991-02-03")
+    return world.admin.id
+
+
+# --- the script directory ---------------------------------------------------------------------
+
+
+def test_exactly_one_head_and_a_linear_history() -> None:
+    script = ScriptDirectory.from_config(migrate.alembic_config())
+    heads = script.get_heads()
+    assert len(heads) == 1, heads
+    assert heads[0] == migrate.head_revision()
+    revisions = list(script.walk_revisions("base", "heads"))
+    assert revisions, "no revisions found"
+    assert revisions[-1].down_revision is None
+    assert sum(1 for r in revisions if r.down_revision is None) == 1
+    assert all(not r.is_merge_point for r in revisions)
+
+
+def test_repository_alembic_ini_uses_the_same_scripts() -> None:
+    config = Config(str(REPO_ROOT / "alembic.ini"))
+    script = ScriptDirectory.from_config(config)
+    assert script.get_heads() == [migrate.head_revision()]
+    assert Path(script.dir).resolve() == migrate.migrations_dir().resolve()
+
+
+# --- upgrade and downgrade --------------------------------------------------------------------
+
+
+def test_upgrade_empty_database_to_head(empty_url: str) -> None:
+    with engine_for(empty_url) as engine:
+        assert migrate.current_revision(engine) is None
+        assert table_names(engine) == set()
+        migrate.upgrade(engine)
+        assert migrate.current_revision(engine) == migrate.head_revision()
+        assert table_names(engine) == MODEL_TABLES | {"alembic_version"}
+        assert AUDIT_TRIGGERS[engine.dialect.name] <= trigger_names(engine)
+        migrate.require_current(engine)
+        assert migrate.drift(engine) is None
+
+
+def test_downgrade_to_base_and_upgrade_again(empty_url: str) -> None:
+    with engine_for(empty_url) as engine:
+        migrate.upgrade(engine)
+        if engine.dialect.name == "postgresql":
+            assert {"audit_event_id_seq", "compliance_append_only"} <= pg_leftovers(engine)
+        migrate.downgrade(engine, "base")
+        assert migrate.current_revision(engine) is None
+        assert table_names(engine) <= {"alembic_version"}
+        assert trigger_names(engine) == set()
+        if engine.dialect.name == "postgresql":
+            assert pg_leftovers(engine) == set()
+        with pytest.raises(DatabaseNotReady):
+            migrate.require_current(engine)
+
+        migrate.upgrade(engine)
+        assert migrate.current_revision(engine) == migrate.head_revision()
+        assert table_names(engine) == MODEL_TABLES | {"alembic_version"}
+        assert AUDIT_TRIGGERS[engine.dialect.name] <= trigger_names(engine)
+        assert migrate.drift(engine) is None
+
+    with Compliance.open(empty_url, FixedClock(T0)) as app:
+        admin = app.initialize("Ada Again")
+        assert app.verify_audit(admin.id).ok
+
+
+def test_upgrade_again_keeps_data_and_audit_trail(empty_url: str) -> None:
+    clock = FixedClock(T0)
+    with Compliance.open(empty_url, clock) as app:
+        status = app.migrate()
+        assert status.up_to_date
+        admin = populate(app, clock)
+        before_report = app.verify_audit(admin)
+        assert before_report.ok, before_report.first_break
+        before = snapshot(app.engine)
+        assert before["audit_events"]
+        assert before["patients"]
+
+        # Upgrading an already-current database, through the API and through a fresh engine.
+        assert app.migrate().up_to_date
+    with engine_for(empty_url) as engine:
+        migrate.upgrade(engine)
+        assert migrate.current_revision(engine) == migrate.head_revision()
+        assert snapshot(engine) == before
+        assert migrate.drift(engine) is None
+
+    with Compliance.open(empty_url, clock) as app:
+        report = app.verify_audit(admin)
+        assert report.ok, report.first_break
+        assert (report.events, report.chains, report.checkpoints) == (
+            before_report.events,
+            before_report.chains,
+            before_report.checkpoints,
+        )
+        assert report.events == len(before["audit_events"])
+        # The database is still fully usable after the no-op upgrade.
+        registered = app.register_patient(
+            app.list_people(admin, "designee")[0].id, "Patient Post Upgrade", "1992-03-04"
+        )
+        events = app.audit_log(admin, LogFilter(subject=registered.patient.id))
+        assert [e.action for e in events] == ["patient.register"]
+        assert app.verify_audit(admin).ok
+
+
+def test_no_drift_between_models_and_migrations(empty_url: str) -> None:
+    with engine_for(empty_url) as engine:
+        migrate.upgrade(engine)
+        assert migrate.drift(engine) is None
+    with Compliance.open(empty_url) as app:
+        assert app.drift() is None
+
+
+def test_drift_is_reported_when_schema_differs(empty_url: str) -> None:
+    """The drift check can fail: an extra column the models do not know is reported."""
+    with engine_for(empty_url) as engine:
+        migrate.upgrade(engine)
+        with engine.begin() as conn:
+            conn.execute(text("ALTER TABLE settings ADD COLUMN stray INTEGER"))
+        found = migrate.drift(engine)
+    assert found is not None
+    assert "stray" in found
+
+
+@pytest.mark.slow
+def test_alembic_command_from_repository_root(empty_url: str) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env[URL_ENV] = empty_url
+
+    def alembic(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "alembic", *args],
+            cwd=REPO_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    upgraded = alembic("upgrade", "head")
+    assert upgraded.returncode == 0, upgraded.stderr
+    with engine_for(empty_url) as engine:
+        assert migrate.current_revision(engine) == migrate.head_revision()
+        assert table_names(engine) == MODEL_TABLES | {"alembic_version"}
+
+    checked = alembic("check")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "No new upgrade operations detected" in checked.stdout + checked.stderr
+
+    heads = alembic("heads")
+    assert heads.returncode == 0, heads.stderr
+    assert heads.stdout.split() == [migrate.head_revision(), "(head)"]
+
+
+# --- unmigrated databases ---------------------------------------------------------------------
+
+
+def test_require_current_raises_on_empty_database(empty_url: str) -> None:
+    with engine_for(empty_url) as engine:
+        with pytest.raises(DatabaseNotReady, match="empty"):
+            migrate.require_current(engine)
+        assert table_names(engine) == set()
+
+
+def test_require_current_raises_on_unknown_revision(empty_url: str) -> None:
+    with engine_for(empty_url) as engine:
+        migrate.upgrade(engine)
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE alembic_version SET version_num = 'ffffffff'"))
+        with pytest.raises(DatabaseNotReady, match="ffffffff"):
+            migrate.require_current(engine)
+
+
+CALLS_ON_UNMIGRATED = {
+    "register_prescriber": lambda app: app.register_prescriber(
+        "ADM-0000000A", "Dr X", "1234567893"
+    ),
+    "register_patient": lambda app: app.register_patient("DSG-0000000A", "Pat X", "1990-01-01"),
+    "verify_audit": lambda app: app.verify_audit("ADM-0000000A"),
+    "checkpoint_audit": lambda app: app.checkpoint_audit("ADM-0000000A"),
+    "audit_log": lambda app: app.audit_log("ADM-0000000A"),
+    "list_pharmacies": lambda app: app.list_pharmacies("ADM-0000000A"),
+    "drift": lambda app: app.drift(),
+}
+
+
+@pytest.mark.parametrize("call", sorted(CALLS_ON_UNMIGRATED))
+def test_api_call_on_unmigrated_database_raises_database_not_ready(
+    empty_url: str, call: str
+) -> None:
+    with Compliance.open(empty_url, FixedClock(T0)) as app:
+        with pytest.raises(DatabaseNotReady) as caught:
+            CALLS_ON_UNMIGRATED[call](app)
+        assert caught.value.code == "DATABASE_NOT_READY"
+        status = app.schema_status()
+        assert status.current is None
+        assert not status.up_to_date
+        assert table_names(app.engine) == set()
+
+
+def test_schema_status_after_migrate(empty_url: str) -> None:
+    with Compliance.open(empty_url) as app:
+        assert not app.schema_status().up_to_date
+        status = app.migrate()
+        assert status.up_to_date
+        assert status.current == status.head == migrate.head_revision()
+
+
+# --- SQLite file permissions ------------------------------------------------------------------
+
+
+@contextmanager
+def permissive_umask() -> Iterator[None]:
+    """Umask 0: any file not created deliberately private would come out world-readable."""
+    old = os.umask(0)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def test_new_sqlite_file_is_private(tmp_path: Path) -> None:
+    path = tmp_path / "fresh.db"
+    with permissive_umask():
+        engine = make_engine(f"sqlite:///{path}")
+        try:
+            assert path.exists()
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600
+            migrate.upgrade(engine)
+        finally:
+            engine.dispose()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_new_sqlite_file_through_compliance_open_is_private(tmp_path: Path) -> None:
+    path = tmp_path / "opened.db"
+    with permissive_umask(), Compliance.open(f"sqlite:///{path}", FixedClock(T0)) as app:
+        admin = app.initialize("Ada Private")
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        # While connections are open, WAL side files exist; they must be private as well.
+        with app.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+            wal = path.with_name(path.name + "-wal")
+            assert wal.exists(), "the engine should run SQLite in WAL mode"
+            for side in (wal, path.with_name(path.name + "-shm")):
+                if side.exists():
+                    assert stat.S_IMODE(side.stat().st_mode) == 0o600, side
+        assert app.verify_audit(admin.id).ok
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
