@@ -30,7 +30,6 @@ import pytest
 from sqlalchemy import select
 
 from compliance.api import Acting, Compliance
-from compliance.api.courses import RuleRefusal
 from compliance.audit.chain import AuditRecord
 from compliance.audit.store import LogFilter
 from compliance.clock import FixedClock
@@ -56,7 +55,7 @@ from tests.conftest import (
     next_npi,
 )
 
-# --- the world, built once per backend and copied for each test -------------------------------
+# --- the world, built once per backend and copied for each test -----------------------------------
 # The same world as conftest's ``world`` fixture (one active party of each kind, its own fresh
 # database per test), but built once per session into a template database that each test copies:
 # a few hundred tests here would otherwise spend most of their time rebuilding it.
@@ -1227,16 +1226,6 @@ def test_patient_acts_only_on_their_own_course(world: World) -> None:
     assert app.verify_audit(world.admin.id).ok
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RuleRefusal,
-    reason=(
-        "production bug: courses.active() and courses.course_of() look up the course before "
-        "check_scope(), so a patient naming another patient who has no open course is refused "
-        "NO_ACTIVE_COURSE (a RuleRefusal, audited under that code) instead of OUT_OF_SCOPE: "
-        "the refusal tells one patient whether another is under treatment"
-    ),
-)
 def test_patient_out_of_scope_whether_or_not_the_other_has_a_course(world: World) -> None:
     app = world.app
     me = new_scene(world).patient
@@ -1265,7 +1254,9 @@ def test_designee_acts_only_on_their_prescribers_courses(world: World) -> None:
         (Action.COURSE_READ, lambda: app.check_dispense(d, prescription)),  # resolves to A
         (
             Action.CATEGORY_ASSIGN,
-            lambda: app.assign_category(d, pat, "cannot_get_pregnant", "HYSTERECTOMY", a),
+            lambda: app.assign_category(
+                d, pat, "cannot_get_pregnant", "HYSTERECTOMY", on_behalf_of=a
+            ),
         ),
         (
             Action.CONSENT_RECORD,

@@ -11,6 +11,7 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from compliance.api.authz import Actor
 from compliance.api.courses import (
     authorization_info,
     course_info,
@@ -128,8 +129,8 @@ def checklist(f: CourseFacts, decision: Decision) -> tuple[ChecklistItem, ...]:
     return tuple(items)
 
 
-def status(session: Session, now: datetime, patient_ref: object) -> CourseStatus:
-    patient, course = course_of(session, patient_ref)
+def status(session: Session, actor: Actor, now: datetime, patient_ref: object) -> CourseStatus:
+    patient, course = course_of(session, actor, patient_ref)
     f = facts(session, course)
     decision = prescribe_gate(f, now)
     rx_rows = (

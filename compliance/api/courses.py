@@ -9,7 +9,7 @@ allow, and writes its audit event in the same transaction. A rule refusal raises
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -184,6 +184,7 @@ def active(
     session: Session, actor: Actor, action: Action, patient_ref: object
 ) -> tuple[m.Patient, m.Course]:
     patient = load(session, Kind.PATIENT, patient_ref, "patient")
+    own_patient_only(actor, action, patient)
     course = open_course(session, patient)
     if course is None:
         raise rule_refusal(
@@ -191,6 +192,13 @@ def active(
         )
     check_scope(actor, action, course, patient)
     return patient, course
+
+
+def own_patient_only(actor: Actor, action: Action, patient: m.Patient) -> None:
+    """Checked before anything about the course is looked at: a patient learns nothing of
+    another patient, not even whether they are under treatment."""
+    if actor.role is Role.PATIENT and actor.uuid != patient.id:
+        raise refuse(action, [rc.OUT_OF_SCOPE], (patient.short_id,))
 
 
 def ruleset_of(course: m.Course) -> Ruleset:
@@ -419,11 +427,12 @@ def _simple_record(
     patient_ref: object,
     kind: str,
     on: object,
-    payload: Mapping[str, Any],
+    payload: Mapping[str, Any] | Callable[[m.Course], Mapping[str, Any]],
 ) -> Outcome:
     patient, course = active(session, actor, action, patient_ref)
+    fields = payload(course) if callable(payload) else payload
     day = clinical_date("date", on, now, default=today(course, now))
-    add_record(session, course, kind, day, payload, actor, now)
+    add_record(session, course, kind, day, fields, actor, now)
     audit(
         session,
         actor,
@@ -432,9 +441,9 @@ def _simple_record(
         course,
         patient,
         course.state,
-        {"kind": kind, "on": day.isoformat(), **payload},
+        {"kind": kind, "on": day.isoformat(), **fields},
     )
-    return outcome(session, course, record={"kind": kind, "on": day.isoformat(), **payload})
+    return outcome(session, course, record={"kind": kind, "on": day.isoformat(), **fields})
 
 
 def record_consent(
@@ -445,21 +454,15 @@ def record_consent(
     form: object,
     signed_on: object = None,
 ) -> Outcome:
-    patient = load(session, Kind.PATIENT, patient_ref, "patient")
-    course = open_course(session, patient, lock=False)
-    name = v.text("form", form, max_len=64).upper()
-    if course is not None and name not in ruleset_of(course).consent_catalogue:
-        known = ", ".join(ruleset_of(course).consent_catalogue)
-        raise InvalidInput("form", f"must be one of {known}")
+    def consent(course: m.Course) -> dict[str, Any]:
+        name = v.text("form", form, max_len=64).upper()
+        known = ruleset_of(course).consent_catalogue
+        if name not in known:
+            raise InvalidInput("form", f"must be one of {', '.join(known)}")
+        return {"form": name}
+
     return _simple_record(
-        session,
-        actor,
-        now,
-        Action.CONSENT_RECORD,
-        patient_ref,
-        cf.CONSENT,
-        signed_on,
-        {"form": name},
+        session, actor, now, Action.CONSENT_RECORD, patient_ref, cf.CONSENT, signed_on, consent
     )
 
 
@@ -910,8 +913,10 @@ def change_state(
     return outcome(session, course)
 
 
-def course_of(session: Session, patient_ref: object) -> tuple[m.Patient, m.Course]:
+def course_of(session: Session, actor: Actor, patient_ref: object) -> tuple[m.Patient, m.Course]:
+    """The patient's open course, else their latest one, once the actor is known to be in scope."""
     patient = load(session, Kind.PATIENT, patient_ref, "patient")
+    own_patient_only(actor, Action.COURSE_READ, patient)
     course = latest_course(session, patient)
     if course is None:
         raise rule_refusal(
@@ -920,6 +925,7 @@ def course_of(session: Session, patient_ref: object) -> tuple[m.Patient, m.Cours
             None,
             patient.short_id,
         )
+    check_scope(actor, Action.COURSE_READ, course, patient)
     return patient, course
 
 
@@ -931,6 +937,5 @@ def check_prescribe(
     days_supply: int | None = None,
     refills: int = 0,
 ) -> Decision:
-    patient, course = course_of(session, patient_ref)
-    check_scope(actor, Action.COURSE_READ, course, patient)
+    course = course_of(session, actor, patient_ref)[1]
     return prescribe_gate(facts(session, course), now, days_supply, refills)

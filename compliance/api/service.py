@@ -711,12 +711,13 @@ class Compliance:
         )
 
     def status(self, actor: str, patient: str, on_behalf_of: str | None = None) -> CourseStatus:
-        def body(s: Session, a: Actor, now: datetime) -> CourseStatus:
-            patient_row, course = courses.course_of(s, patient)
-            courses.check_scope(a, Action.COURSE_READ, course, patient_row)
-            return course_status.status(s, now, patient)
-
-        return self._course_call(actor, on_behalf_of, Action.COURSE_READ, patient, body)
+        return self._course_call(
+            actor,
+            on_behalf_of,
+            Action.COURSE_READ,
+            patient,
+            lambda s, a, now: course_status.status(s, a, now, patient),
+        )
 
     def due(self, actor: str, within_days: int = 7, on_behalf_of: str | None = None) -> list[Flag]:
         """Flags across courses: tests due, windows closing, reversals owed, pregnancies."""
@@ -733,10 +734,12 @@ class Compliance:
 
     # --- dispensing -------------------------------------------------------------------------
 
-    def check_dispense(self, actor: str, prescription: str) -> Decision:
+    def check_dispense(
+        self, actor: str, prescription: str, on_behalf_of: str | None = None
+    ) -> Decision:
         """May this pharmacy dispense this prescription now? Evaluates, changes nothing."""
         return self._call(
-            Acting(actor),
+            Acting(actor, on_behalf_of),
             Action.COURSE_READ,
             lambda s, a, now: dispensing.check_dispense(s, a, now, prescription),
         )
