@@ -33,10 +33,13 @@ from compliance.clock import Clock, SystemClock, ensure_utc
 from compliance.db import migrate
 from compliance.db.engine import make_engine, resolve_url
 from compliance.domain import reasons
+from compliance.domain.course import mermaid
 from compliance.domain.gates import Decision
 from compliance.domain.ids import Kind, kind_of, normalise
 from compliance.domain.roles import READ_ONLY, Action, Role
 from compliance.errors import Busy, ComplianceError, DatabaseNotReady, InvalidInput, Refused
+from compliance.programs import loader
+from compliance.programs.model import Ruleset
 
 T = TypeVar("T")
 
@@ -451,6 +454,20 @@ class Compliance:
         )
 
     # --- rules --------------------------------------------------------------------------
+
+    @staticmethod
+    def rulesets() -> dict[str, Ruleset]:
+        """Every ruleset this version knows, validated, by id."""
+        return dict(loader.all_rulesets())
+
+    @staticmethod
+    def ruleset(ruleset_id: str) -> Ruleset:
+        return loader.get(ruleset_id)
+
+    @staticmethod
+    def course_diagram(ruleset_id: str) -> str:
+        """The course state machine as Mermaid, titled with the ruleset it is drawn for."""
+        return mermaid(loader.get(ruleset_id).id)
 
     def rules_schedule(self) -> dict[str, date]:
         """When each ruleset takes effect: the packaged dates with this database's overrides."""

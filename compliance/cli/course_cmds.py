@@ -307,24 +307,22 @@ def course_resume(state: Context, patient: str, note: str, as_json: bool) -> Non
     show_outcome(state.app().resume_course(state.who(), patient, note), as_json)
 
 
-@course.command("withdraw")
-@patient_argument
-@click.option("--note")
-@json_option
-@pass_ctx
-def course_withdraw(state: Context, patient: str, note: str | None, as_json: bool) -> None:
-    """Withdraw the course (open authorizations are reversed)."""
-    show_outcome(state.app().withdraw_course(state.who(), patient, note), as_json)
+def _closing_command(name: str, method: str, doc: str) -> None:
+    @click.argument("patient", metavar="PATIENT")
+    @click.option("--note", help="Why (kept in the audit trail).")
+    @json_option
+    @pass_ctx
+    def command(state: Context, patient: str, note: str | None, as_json: bool) -> None:
+        show_outcome(getattr(state.app(), method)(state.who(), patient, note), as_json)
+
+    command.__doc__ = doc
+    course.command(name)(command)
 
 
-@course.command("lost")
-@patient_argument
-@click.option("--note")
-@json_option
-@pass_ctx
-def course_lost(state: Context, patient: str, note: str | None, as_json: bool) -> None:
-    """Mark the course lost to follow-up."""
-    show_outcome(state.app().mark_lost_to_follow_up(state.who(), patient, note), as_json)
+_closing_command(
+    "withdraw", "withdraw_course", "Withdraw the course (open authorizations are reversed)."
+)
+_closing_command("lost", "mark_lost_to_follow_up", "Mark the course lost to follow-up.")
 
 
 @click.command()

@@ -52,9 +52,9 @@ def rules_list(state: Context, as_json: bool) -> None:
 @json_option
 def rules_show(ruleset: str, as_json: bool) -> None:
     """Every parameter of one ruleset."""
-    from compliance.programs.loader import get
+    from compliance.api.service import Compliance
 
-    data = _plain(asdict(get(ruleset)))
+    data = _plain(asdict(Compliance.ruleset(ruleset)))
     if as_json:
         show_record(data, True)
         return
@@ -75,10 +75,9 @@ def rules_show(ruleset: str, as_json: bool) -> None:
 @click.argument("ruleset")
 def rules_diagram(ruleset: str) -> None:
     """The course state machine as a Mermaid diagram."""
-    from compliance.domain.course import mermaid
-    from compliance.programs.loader import get
+    from compliance.api.service import Compliance
 
-    say(mermaid(get(ruleset).id).rstrip())
+    say(Compliance.course_diagram(ruleset).rstrip())
 
 
 @rules.command("schedule")
