@@ -38,7 +38,7 @@ def administrator(app: Compliance, actor: str | None) -> tuple[str, bool]:
     if remembered:
         return remembered, False
     try:
-        admin = app.initialize("Demo Administrator", remember_as=DEMO_ADMIN_KEY)
+        admin = app.initialize("Demo Administrator", training=True, remember_as=DEMO_ADMIN_KEY)
     except Conflict:
         raise Conflict(
             "this database was set up by 'compliance init'; run the demo with --as ADMIN_ID "
@@ -52,7 +52,10 @@ def run(app: Compliance, actor: str | None, say: Callable[[str], None]) -> bool:
     status = app.schema_status()
     admin, created = administrator(app, actor)
     say(f"Database {status.url} migrated to schema {app.schema_status().current}.")
-    say(f"1. Administrator {admin} {'created' if created else 'reused'}.")
+    say(
+        f"1. Administrator {admin} {'created' if created else 'reused'}"
+        f"{' (a training database: simulated clocks allowed)' if created else ''}."
+    )
 
     prescriber = app.register_prescriber(admin, "Dr Maria Okafor", _fresh_npi())
     prescriber = app.activate_prescriber(admin, prescriber.id)

@@ -24,7 +24,8 @@ AUTH_KEYS = {"number", "formatted", "patient", "prescription", "pharmacy", "cycl
 @pytest.fixture
 def clinic(tmp_path: Path) -> tuple[Shell, dict[str, str]]:
     sh = Shell(f"sqlite:///{tmp_path / 'clinic.db'}")
-    admin = sh.json("--now", "2026-12-01T15:00:00Z", "init", "--admin-name", "Ada")["id"]
+    admin = sh.json("--now", "2026-12-01T15:00:00Z", "init", "--admin-name", "Ada",
+                    "--training")["id"]
     sh.actor = admin
     prs = sh.json("prescriber", "register", "--name", "Dr P", "--npi", next_npi())["id"]
     sh.run("prescriber", "activate", prs)
@@ -165,3 +166,22 @@ def test_course_input_errors(clinic: tuple[Shell, dict[str, str]]) -> None:
     assert "--now" in sh.run("--now", "2026-12-01T15:00:00", "due", expect=2).stderr
     assert "days_supply" in sh.run("course", "prescribe", pat, "--days-supply", "0",
                                    actor=prs, expect=2).stderr
+
+
+def test_simulated_clock_needs_a_training_database_or_an_administrator(tmp_path: Path) -> None:
+    sh = Shell(f"sqlite:///{tmp_path / 'real.db'}")
+    refused_init = sh.run("--now", "2026-12-01T15:00:00Z", "init", "--admin-name", "Ada",
+                          expect=2)
+    assert "--now" in refused_init.stderr and "training" in refused_init.stderr
+    admin = sh.json("init", "--admin-name", "Ada")["id"]
+    sh.actor = admin
+    sim = sh.run("--now", "2020-01-01T00:00:00Z", "prescriber", "list", "--json", expect=4)
+    assert json.loads(sim.stderr)["reasons"] == ["CLOCK_OVERRIDE_NOT_ALLOWED"]
+    (event,) = sh.json("audit", "log", "--actor", admin, "--action", "party.read")
+    assert event["outcome"] == "refused" and not event["at"].startswith("2020")  # real time
+    assert event["payload"]["simulated_now"] == "2020-01-01T00:00:00+00:00"
+    assert sh.json("admin", "clock-override", "--enable") == {"enabled": True, "training": False}
+    assert sh.json("--now", "2020-01-01T00:00:00Z", "prescriber", "list") == []
+    sh.json("admin", "clock-override", "--disable")
+    sh.run("--now", "2020-01-01T00:00:00Z", "prescriber", "list", expect=4)
+    assert sh.json("audit", "verify")["ok"] is True

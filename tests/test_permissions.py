@@ -337,6 +337,10 @@ def _set_rules_schedule(s: Scene) -> Act:
     return lambda a: s.app.set_rules_schedule(a.actor, "ipledge/2026-mod", "2026-12-01")
 
 
+def _set_clock_override(s: Scene) -> Act:
+    return lambda a: s.app.set_clock_override(a.actor, True)
+
+
 def _set_home_testing(s: Scene) -> Act:
     procedure = "the patient photographs the dated test beside their ID; reviewed by video"
     return lambda a: s.app.set_home_testing(a.actor, True, procedure)
@@ -470,6 +474,7 @@ ACTION_CALLS: dict[Action, Case] = {
     Action.AUDIT_VERIFY: Case("verify_audit", _verify_audit),
     Action.AUDIT_CHECKPOINT: Case("checkpoint_audit", _checkpoint_audit),
     Action.RULES_SCHEDULE: Case("set_rules_schedule", _set_rules_schedule),
+    Action.CLOCK_OVERRIDE_SET: Case("set_clock_override", _set_clock_override),
     Action.HOME_TESTING_SET: Case("set_home_testing", _set_home_testing),
     Action.COURSE_ENROL: Case("enrol", _enrol),
     Action.COURSE_READ: Case("status", _status),

@@ -79,8 +79,17 @@ def check_dispense(
 
 
 def request_authorization(
-    session: Session, actor: Actor, now: datetime, prescription_ref: object
+    session: Session,
+    actor: Actor,
+    now: datetime,
+    prescription_ref: object,
+    idempotency_key: object = None,
 ) -> Outcome:
+    key = _idempotency_key(idempotency_key)
+    if key is not None:
+        replay = _replay(session, actor, prescription_ref, key)
+        if replay is not None:
+            return replay
     decision, rx, course, patient, pharmacy = evaluate(session, actor, now, prescription_ref)
     if not decision.allowed:
         raise refusal(decision, course, patient.short_id)
@@ -96,6 +105,7 @@ def request_authorization(
         do_not_dispense_after=decision.window.last_instant if decision.window else None,
         test_id=_uuid(decision.test_id),
         days_supply=rx.days_supply,
+        idempotency_key=key,
     )
     session.add(authorization)
     before = fire(course, "authorize", now)
@@ -118,10 +128,34 @@ def request_authorization(
             else None,
             "test": decision.test_id,
             "days_supply": rx.days_supply,
+            "idempotency_key": key,
             "decision": decision.to_dict(),
         },
     )
     return outcome(session, course, decision=decision, authorization=info)
+
+
+def _idempotency_key(value: object) -> str | None:
+    if value is None:
+        return None
+    return v.identifier("idempotency_key", value)
+
+
+def _replay(session: Session, actor: Actor, prescription_ref: object, key: str) -> Outcome | None:
+    """The authorization an earlier request with the same key produced, unchanged."""
+    found = session.execute(
+        select(m.Authorization).where(
+            m.Authorization.pharmacy_id == actor.pharmacy_uuid,
+            m.Authorization.idempotency_key == key,
+        )
+    ).scalar_one_or_none()
+    if found is None:
+        return None
+    rx, course, patient = _prescription(session, prescription_ref)
+    if found.prescription_id != rx.id:
+        raise Conflict(f"idempotency key {key!r} was used for another prescription")
+    info = authorization_info(session, found, patient.short_id)
+    return outcome(session, course, authorization=info, record={"replayed": True})
 
 
 def _uuid(value: str | None) -> object:

@@ -7,13 +7,15 @@ raised as ``NotPermitted``. Invalid input, unknown records and conflicts write n
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import date, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine
-from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.orm import Session, sessionmaker
 
 from compliance.api import course_status, courses, dispensing, parties, patients, settings
@@ -37,11 +39,19 @@ from compliance.domain.course import mermaid
 from compliance.domain.gates import Decision
 from compliance.domain.ids import Kind, kind_of, normalise
 from compliance.domain.roles import READ_ONLY, Action, Role
-from compliance.errors import Busy, ComplianceError, DatabaseNotReady, InvalidInput, Refused
+from compliance.errors import (
+    Busy,
+    ComplianceError,
+    Conflict,
+    DatabaseNotReady,
+    InvalidInput,
+    Refused,
+)
 from compliance.programs import loader
 from compliance.programs.model import Ruleset
 
 T = TypeVar("T")
+RETRIES = 5  # attempts for an operation that meets a transient lock or a lost race
 
 
 class Compliance:
@@ -108,19 +118,36 @@ class Compliance:
         with _database_errors():
             return migrate.drift(self.engine)
 
-    def initialize(self, admin_name: str, *, remember_as: str | None = None) -> PersonInfo:
+    def initialize(
+        self, admin_name: str, *, training: bool = False, remember_as: str | None = None
+    ) -> PersonInfo:
         """Migrate a new or existing database and create its first administrator.
 
-        ``remember_as`` stores the administrator's id under that settings key, in the same
-        transaction, for tools (such as the demonstration) that come back to the same database.
+        A ``training`` database accepts simulated clocks (the CLI's ``--now``); an ordinary one
+        refuses them unless an administrator enables it. ``remember_as`` stores the
+        administrator's id under that settings key, for tools (such as the demonstration) that
+        come back to the same database.
         """
+        if self.simulated and not training:
+            raise InvalidInput(
+                "--now", "only a training database may be created on a simulated clock"
+            )
         self.migrate()
         now = ensure_utc(self.clock.now(), "clock")
         with self._transaction() as session:
             admin = parties.create_first_administrator(session, admin_name, now)
+            settings.put(session, settings.MODE, {"training": training}, now)
             if remember_as is not None:
                 settings.put(session, remember_as, {"id": admin.id}, now)
             return admin
+
+    def set_clock_override(self, actor: str, enabled: bool) -> dict[str, object]:
+        """Let (or stop letting) this database accept simulated clocks; administrators only."""
+        return self._call(
+            Acting(actor),
+            Action.CLOCK_OVERRIDE_SET,
+            lambda s, a, now: settings.set_clock_override(s, a, now, enabled),
+        )
 
     def remembered(self, key: str) -> str | None:
         """The id stored by ``initialize(remember_as=key)``, if any."""
@@ -157,13 +184,22 @@ class Compliance:
     ) -> T:
         self._require_schema()
         now = ensure_utc(self.clock.now(), "clock")
-        try:
-            with self._transaction(read_only=action in READ_ONLY) as session:
-                actor = authorize(session, acting, action, now)
-                return body(session, actor, now)
-        except Refused as refusal:
-            self._record_refusal(acting, action, refusal, now, about)
-            raise
+        for attempt in range(1, RETRIES + 1):
+            try:
+                with self._transaction(read_only=action in READ_ONLY) as session:
+                    actor = authorize(session, acting, action, now)
+                    if self.simulated:
+                        settings.require_clock_override(session, action)
+                    return body(session, actor, now)
+            except Refused as refusal:
+                self._record_refusal(acting, action, refusal, now, about)
+                raise
+            except (Busy, _Race):
+                # Rerun from the start: the retry sees the winner's commit and decides afresh.
+                if attempt == RETRIES:
+                    raise
+                time.sleep(random.uniform(0, 0.02 * 2**attempt))  # noqa: S311 - jitter only
+        raise AssertionError("unreachable")
 
     def _record_refusal(
         self,
@@ -194,8 +230,10 @@ class Compliance:
             ruleset_id=refusal.ruleset_id,
             payload=payload,
         )
+        # A refused simulated clock is recorded at the real time: nobody backdates anything.
+        when = SystemClock().now() if reasons.CLOCK_OVERRIDE_NOT_ALLOWED in refusal.reasons else now
         with self._transaction() as session:
-            audit.append(session, draft, now)
+            audit.append(session, draft, when)
 
     # --- administrators -------------------------------------------------------------------
 
@@ -761,12 +799,20 @@ class Compliance:
             lambda s, a, now: dispensing.check_dispense(s, a, now, prescription),
         )
 
-    def request_authorization(self, actor: str, prescription: str) -> Outcome:
-        """Issue a dispense authorization if the dispense gate passes now."""
+    def request_authorization(
+        self, actor: str, prescription: str, idempotency_key: str | None = None
+    ) -> Outcome:
+        """Issue a dispense authorization if the dispense gate passes now.
+
+        With an ``idempotency_key`` (the pharmacy's own request id), a retried request returns
+        the authorization the first one produced and never creates a second.
+        """
         return self._call(
             Acting(actor),
             Action.AUTHORIZATION_REQUEST,
-            lambda s, a, now: dispensing.request_authorization(s, a, now, prescription),
+            lambda s, a, now: dispensing.request_authorization(
+                s, a, now, prescription, idempotency_key
+            ),
         )
 
     def reverse_authorization(self, actor: str, number: str, reason: str) -> Outcome:
@@ -823,6 +869,13 @@ def _short_ids(refs: tuple[object, ...]) -> tuple[str, ...]:
     return tuple(r for r in found if kind_of(r) is not None)
 
 
+class _Race(Conflict):
+    """A uniqueness rule fired because another transaction won a race: worth a retry."""
+
+
+_TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "55P03"})  # serialization, deadlock, lock
+
+
 @contextmanager
 def _database_errors() -> Iterator[None]:
     """Turn driver failures into the library's errors; our own errors pass through."""
@@ -830,14 +883,17 @@ def _database_errors() -> Iterator[None]:
         yield
     except ComplianceError:
         raise
-    except OperationalError as exc:
-        text = str(exc.orig).lower()
-        if "locked" in text or "busy" in text or "serializ" in text or "deadlock" in text:
-            raise Busy(f"database busy: {exc.orig}") from None
-        raise DatabaseNotReady(f"database unavailable: {exc.orig}") from None
-    except ProgrammingError as exc:
-        raise DatabaseNotReady(f"database schema problem: {exc.orig}") from None
+    except IntegrityError as exc:
+        raise _Race(f"conflicts with a concurrent change: {exc.orig}") from None
     except DBAPIError as exc:
+        state = getattr(exc.orig, "sqlstate", None)
+        text = str(exc.orig).lower()
+        if state in _TRANSIENT_SQLSTATES or "locked" in text or "busy" in text:
+            raise Busy(f"database busy: {exc.orig}") from None
+        if isinstance(exc, OperationalError):
+            raise DatabaseNotReady(f"database unavailable: {exc.orig}") from None
+        if isinstance(exc, ProgrammingError):
+            raise DatabaseNotReady(f"database schema problem: {exc.orig}") from None
         raise DatabaseNotReady(f"database error: {exc.orig}") from None
 
 

@@ -7,7 +7,13 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from compliance.api.authz import Actor, refuse
 from compliance.db.models import Setting
+from compliance.domain import reasons as rc
+from compliance.domain.roles import Action
+
+MODE = "database.mode"
+CLOCK_OVERRIDE = "clock.override"
 
 
 def get(session: Session, key: str) -> dict[str, Any] | None:
@@ -22,3 +28,32 @@ def put(session: Session, key: str, value: dict[str, Any], now: datetime) -> Non
     else:
         row.value, row.updated_at = value, now
     session.flush()
+
+
+def clock_override_allowed(session: Session) -> bool:
+    mode = get(session, MODE) or {}
+    override = get(session, CLOCK_OVERRIDE) or {}
+    return bool(mode.get("training")) or bool(override.get("enabled"))
+
+
+def require_clock_override(session: Session, action: Action) -> None:
+    if not clock_override_allowed(session):
+        raise refuse(action, [rc.CLOCK_OVERRIDE_NOT_ALLOWED])
+
+
+def set_clock_override(
+    session: Session, actor: Actor, now: datetime, enabled: bool
+) -> dict[str, Any]:
+    from compliance.api.parties import record
+
+    before = bool((get(session, CLOCK_OVERRIDE) or {}).get("enabled"))
+    put(session, CLOCK_OVERRIDE, {"enabled": bool(enabled)}, now)
+    record(
+        session,
+        actor,
+        now,
+        Action.CLOCK_OVERRIDE_SET,
+        subjects=[actor.short_id],
+        payload={"enabled": bool(enabled), "previous": before},
+    )
+    return {"enabled": bool(enabled), "training": bool((get(session, MODE) or {}).get("training"))}

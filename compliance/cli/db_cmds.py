@@ -11,11 +11,14 @@ from compliance.errors import DatabaseNotReady
 
 @click.command()
 @click.option("--admin-name", required=True, help="Name of the first administrator.")
+@click.option(
+    "--training", is_flag=True, help="A training database: simulated clocks (--now) are accepted."
+)
 @json_option
 @pass_ctx
-def init(state: Context, admin_name: str, as_json: bool) -> None:
+def init(state: Context, admin_name: str, training: bool, as_json: bool) -> None:
     """Create (or migrate) the database and its first administrator."""
-    admin = state.app().initialize(admin_name)
+    admin = state.app().initialize(admin_name, training=training)
     if as_json:
         show_record(admin.to_dict(), True)
         return

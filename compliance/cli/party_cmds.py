@@ -71,6 +71,19 @@ def admin_deactivate(state: Context, administrator: str, as_json: bool) -> None:
     show_record(state.app().deactivate_administrator(state.who(), administrator).to_dict(), as_json)
 
 
+@admin.command("clock-override")
+@click.option(
+    "--enable/--disable",
+    required=True,
+    help="Accept or refuse simulated clocks (--now) on this database.",
+)
+@json_option
+@pass_ctx
+def admin_clock_override(state: Context, enable: bool, as_json: bool) -> None:
+    """Allow --now on an ordinary database, for simulation and training (audited)."""
+    show_record(state.app().set_clock_override(state.who(), enable), as_json)
+
+
 @admin.command("list")
 @status_option
 @json_option

@@ -57,7 +57,11 @@ def load(session: Session, course: m.Course) -> CourseFacts:
     methods: tuple[MethodRecord, ...] = ()
     confirmed: dict[int, frozenset[str]] = {}
     reported: date | None = None
+    category: str | None = None
+    category_since = 1
     for r in records:
+        if r.kind == CATEGORY and r.payload.get("category") != category:
+            category, category_since = str(r.payload.get("category")), r.cycle
         if r.kind == CONSENT:
             consents.add(str(r.payload["form"]))
         elif r.kind == COUNSELLING:
@@ -135,4 +139,5 @@ def load(session: Session, course: m.Course) -> CourseFacts:
         first_dispensed_on=course.first_dispensed_on,
         last_dose_on=course.last_dose_on,
         pregnancy_reported_on=reported,
+        category_since_cycle=category_since,
     )

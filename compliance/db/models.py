@@ -301,6 +301,14 @@ class Authorization(Base):
             sqlite_where=text("reversed_at IS NULL"),
             postgresql_where=text("reversed_at IS NULL"),
         ),
+        Index(
+            "uq_authorizations_idempotency",
+            "pharmacy_id",
+            "idempotency_key",
+            unique=True,
+            sqlite_where=text("idempotency_key IS NOT NULL"),
+            postgresql_where=text("idempotency_key IS NOT NULL"),
+        ),
     )
 
     number: Mapped[str] = mapped_column(String(24), primary_key=True)
@@ -318,3 +326,5 @@ class Authorization(Base):
     reversal_reason: Mapped[str | None] = mapped_column(String(200))
     dispensed_at: Mapped[datetime | None]
     dispensed_by: Mapped[str | None] = mapped_column(String(16))
+    # A pharmacy's own request id: a retried request returns the authorization it produced.
+    idempotency_key: Mapped[str | None] = mapped_column(String(64))

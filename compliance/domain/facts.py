@@ -87,10 +87,21 @@ class CourseFacts:
     first_dispensed_on: date | None = None
     last_dose_on: date | None = None
     pregnancy_reported_on: date | None = None
+    # The cycle since which the current category has held; a change of category means the
+    # patient qualifies afresh under it (pre-treatment tests, contraception lead-in).
+    category_since_cycle: int = 1
 
     @property
     def treatment_started(self) -> bool:
-        return self.first_dispensed_on is not None
+        """Dispensed at least once under the current category."""
+        if self.first_dispensed_on is None:
+            return False
+        if self.category_since_cycle <= 1:
+            return True
+        return any(
+            a.dispensed_at is not None and a.cycle >= self.category_since_cycle
+            for a in self.authorizations
+        )
 
     def prescription(self, prescription_id: str) -> PrescriptionRecord | None:
         return next((p for p in self.prescriptions if p.id == prescription_id), None)

@@ -17,6 +17,7 @@ DESIGNEE_GRANT_MISSING = "DESIGNEE_GRANT_MISSING"
 DESIGNEE_GRANT_EXPIRED = "DESIGNEE_GRANT_EXPIRED"
 DESIGNEE_GRANT_SCOPE = "DESIGNEE_GRANT_SCOPE"
 OUT_OF_SCOPE = "OUT_OF_SCOPE"
+CLOCK_OVERRIDE_NOT_ALLOWED = "CLOCK_OVERRIDE_NOT_ALLOWED"
 
 # The course gates (reason-codes.md), plus CONTRACEPTION_NOT_CONFIRMED.
 NO_ACTIVE_COURSE = "NO_ACTIVE_COURSE"
@@ -69,6 +70,8 @@ MESSAGES: MappingProxyType[str, str] = MappingProxyType(
         DESIGNEE_GRANT_EXPIRED: "the designee's grant from this prescriber expired or was revoked",
         DESIGNEE_GRANT_SCOPE: "the designee's grant does not cover this action",
         OUT_OF_SCOPE: "the acting person may act only for themselves here",
+        CLOCK_OVERRIDE_NOT_ALLOWED: "a simulated clock (--now) is refused on this database: it is "
+        "not a training database and no administrator enabled it",
         NO_ACTIVE_COURSE: "no open treatment course (never enrolled, ended, completed, withdrawn)",
         COURSE_SUSPENDED: "the course is suspended: no prescribing or dispensing",
         CATEGORY_NOT_ASSIGNED: "the patient has no reproductive-potential category",

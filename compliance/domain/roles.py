@@ -43,6 +43,7 @@ class Action(enum.StrEnum):
     AUDIT_VERIFY = "audit.verify"
     AUDIT_CHECKPOINT = "audit.checkpoint"
     RULES_SCHEDULE = "rules.schedule"
+    CLOCK_OVERRIDE_SET = "settings.clock_override"
     HOME_TESTING_SET = "prescriber.home_testing"
     COURSE_ENROL = "course.enrol"
     COURSE_READ = "course.read"
@@ -93,6 +94,7 @@ PERMISSIONS: MappingProxyType[Action, frozenset[Role]] = MappingProxyType(
         Action.AUDIT_VERIFY: frozenset({_A}),
         Action.AUDIT_CHECKPOINT: frozenset({_A}),
         Action.RULES_SCHEDULE: frozenset({_A}),
+        Action.CLOCK_OVERRIDE_SET: frozenset({_A}),
         Action.HOME_TESTING_SET: frozenset({_P}),
         Action.COURSE_ENROL: frozenset({_P, _D}),
         Action.COURSE_READ: frozenset({_A, _P, _D, _R, _PT}),
