@@ -3,7 +3,8 @@
 SQLite: WAL, ``synchronous=FULL``, ``foreign_keys=ON`` and a busy timeout on every connection, and
 write transactions that begin with ``BEGIN IMMEDIATE`` so a read-then-write never fails half-way
 with "database is locked". A new database file is created readable by its owner only.
-PostgreSQL: psycopg 3.
+PostgreSQL: psycopg 3, with a lock timeout (``COMPLIANCE_LOCK_TIMEOUT_MS``, default 10 s) so a
+writer blocked behind another never waits forever: the timeout is retried, then reported busy.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from compliance.errors import InvalidInput
 DEFAULT_URL = "sqlite:///compliance.db"
 URL_ENV = "COMPLIANCE_DATABASE_URL"
 BUSY_TIMEOUT_MS = 30_000
+LOCK_TIMEOUT_ENV = "COMPLIANCE_LOCK_TIMEOUT_MS"
+DEFAULT_LOCK_TIMEOUT_MS = 10_000
 
 
 def resolve_url(url: str | None = None) -> str:
@@ -51,7 +54,27 @@ def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
         engine = create_engine(parsed, **kwargs)
         configure_sqlite(engine)
         return engine
-    return create_engine(parsed, pool_pre_ping=True, **kwargs)
+    timeout = lock_timeout_ms()
+    return create_engine(
+        parsed,
+        pool_pre_ping=True,
+        connect_args={"options": f"-c lock_timeout={timeout}"},
+        **kwargs,
+    )
+
+
+def lock_timeout_ms() -> int:
+    """How long a PostgreSQL writer waits for a row lock before the attempt is retried."""
+    raw = os.environ.get(LOCK_TIMEOUT_ENV, str(DEFAULT_LOCK_TIMEOUT_MS))
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidInput(
+            LOCK_TIMEOUT_ENV, f"{raw!r} is not a whole number of milliseconds"
+        ) from None
+    if not 1 <= value <= 600_000:
+        raise InvalidInput(LOCK_TIMEOUT_ENV, "must be between 1 and 600000 milliseconds")
+    return value
 
 
 def _create_private_file(url: URL) -> None:
