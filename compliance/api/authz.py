@@ -86,6 +86,10 @@ def pharmacy_problems(pharmacy: m.Pharmacy, now: datetime) -> list[str]:
 
 def authorize(session: Session, acting: Acting, action: Action, now: datetime) -> Actor:
     """Resolve ``acting`` and check role, status and (for designees) the grant; raise if refused."""
+    if acting.on_behalf_of is not None and not isinstance(acting.on_behalf_of, str):
+        raise InvalidInput("on_behalf_of", "must be a prescriber id")
+    if not isinstance(acting.actor, str):
+        raise refuse(action, [rc.ACTOR_UNKNOWN])
     ref = normalise(acting.actor)
     kind = kind_of(ref)
     if kind is None or kind not in _ROLE_OF_KIND:

@@ -326,6 +326,8 @@ def enrol(
     prescriber_id = actor.prescriber_uuid
     assert prescriber_id is not None
     plan = schedule(session)
+    programmes = sorted({rid.split("/")[0] for rid in loader.all_rulesets()})
+    v.choice("programme", programme, programmes)
     first_guess = loader.in_force(programme, now.date(), plan)
     guess_day = today_in(ZoneInfo(_zone(first_guess)), now)
     day = clinical_date("enrolled_on", enrolled_on, now, default=guess_day)
@@ -428,10 +430,11 @@ def _simple_record(
     kind: str,
     on: object,
     payload: Mapping[str, Any] | Callable[[m.Course], Mapping[str, Any]],
+    date_field: str = "date",
 ) -> Outcome:
     patient, course = active(session, actor, action, patient_ref)
     fields = payload(course) if callable(payload) else payload
-    day = clinical_date("date", on, now, default=today(course, now))
+    day = clinical_date(date_field, on, now, default=today(course, now))
     add_record(session, course, kind, day, fields, actor, now)
     audit(
         session,
@@ -462,7 +465,15 @@ def record_consent(
         return {"form": name}
 
     return _simple_record(
-        session, actor, now, Action.CONSENT_RECORD, patient_ref, cf.CONSENT, signed_on, consent
+        session,
+        actor,
+        now,
+        Action.CONSENT_RECORD,
+        patient_ref,
+        cf.CONSENT,
+        signed_on,
+        consent,
+        "signed_on",
     )
 
 
@@ -478,6 +489,7 @@ def record_counselling(
         cf.COUNSELLING,
         counselled_on,
         {},
+        date_field="counselled_on",
     )
 
 
@@ -546,6 +558,8 @@ def confirm_contraception(
 ) -> Outcome:
     """The patient's own confirmation, this cycle, of the methods they use."""
     patient, course = active(session, actor, Action.CONTRACEPTION_CONFIRM, patient_ref)
+    if isinstance(methods, str | bytes) or not isinstance(methods, Iterable):
+        raise InvalidInput("methods", "must be a list of method names")
     names = _method_names(ruleset_of(course), list(methods), "methods")
     add_record(
         session, course, cf.CONFIRMATION, today(course, now), {"methods": sorted(names)}, actor, now
@@ -580,6 +594,7 @@ def set_home_testing(
     procedure: object | None,
     on: object = None,
 ) -> dict[str, Any]:
+    enabled = v.flag("enabled", enabled)
     day = clinical_date("on", on, now, default=today_in(ZoneInfo("UTC"), now))
     policies = (
         session.execute(
@@ -663,6 +678,7 @@ def record_test(
     day = clinical_date(
         "specimen_date", specimen_date, now, not_before=course.enrolled_on - timedelta(days=90)
     )
+    clia = v.flag("clia", clia)
     if isinstance(sensitivity_miu_ml, bool) or not isinstance(sensitivity_miu_ml, int | float):
         raise InvalidInput("sensitivity_miu_ml", "must be a number (mIU/mL)")
     if not 1 <= sensitivity_miu_ml <= 1000:
@@ -937,5 +953,7 @@ def check_prescribe(
     days_supply: int | None = None,
     refills: int = 0,
 ) -> Decision:
+    supply = None if days_supply is None else _count("days_supply", days_supply, 1, 366)
+    repeats = _count("refills", refills, 0, 99)
     course = course_of(session, actor, patient_ref)[1]
-    return prescribe_gate(facts(session, course), now, days_supply, refills)
+    return prescribe_gate(facts(session, course), now, supply, repeats)

@@ -87,6 +87,9 @@ def request_authorization(
 ) -> Outcome:
     key = _idempotency_key(idempotency_key)
     if key is not None:
+        # Take the course lock first: a request racing one with the same key then sees its
+        # authorization and replays it, instead of being refused behind it.
+        _prescription(session, prescription_ref)
         replay = _replay(session, actor, prescription_ref, key)
         if replay is not None:
             return replay

@@ -363,6 +363,10 @@ def grant_designee(
     if designee.status != StaffStatus.ACTIVE:
         raise Conflict(f"designee {designee.short_id} is {designee.status}")
     delegable = sorted(a.value for a in DELEGABLE)
+    if scopes is not None and (
+        isinstance(scopes, str) or not all(isinstance(x, str) for x in scopes)
+    ):
+        raise InvalidInput("scopes", "must be a list of action names")
     chosen = delegable if scopes is None else sorted(set(scopes))
     unknown = [s for s in chosen if s not in delegable]
     if unknown or not chosen:
@@ -583,7 +587,18 @@ def show_person(session: Session, ref: object, kind: Kind) -> PersonInfo:
     return _person(session, kind, load(session, kind, ref, kind.name.lower()))
 
 
+_STATUSES = {
+    Kind.ADMINISTRATOR: [s.value for s in StaffStatus],
+    Kind.PRESCRIBER: [s.value for s in PrescriberStatus],
+    Kind.DESIGNEE: [s.value for s in StaffStatus],
+    Kind.PHARMACIST: [s.value for s in StaffStatus],
+    Kind.PHARMACY: [s.value for s in PharmacyStatus],
+}
+
+
 def list_people(session: Session, kind: Kind, status: str | None = None) -> list[PersonInfo]:
+    if status is not None:
+        v.choice("status", status, _STATUSES[kind])
     model = _KIND_MODEL[kind]
     stmt = select(model).order_by(model.created_at, model.short_id)
     if status is not None:
@@ -596,6 +611,8 @@ def show_pharmacy(session: Session, ref: object) -> PharmacyInfo:
 
 
 def list_pharmacies(session: Session, status: str | None = None) -> list[PharmacyInfo]:
+    if status is not None:
+        v.choice("status", status, _STATUSES[Kind.PHARMACY])
     stmt = select(m.Pharmacy).order_by(m.Pharmacy.created_at, m.Pharmacy.short_id)
     if status is not None:
         stmt = stmt.where(m.Pharmacy.status == status)

@@ -143,8 +143,8 @@ def find_one(session: Session, ref: object) -> m.Patient:
             select(m.Patient)
             .join(m.PatientExternalId, m.PatientExternalId.patient_id == m.Patient.id)
             .where(
-                m.PatientExternalId.system == system.strip().upper(),
-                m.PatientExternalId.value == value.strip(),
+                m.PatientExternalId.system == v.scheme("patient", system),
+                m.PatientExternalId.value == v.identifier("patient", value),
             )
         ).scalar_one_or_none()
     else:
@@ -157,8 +157,7 @@ def find_one(session: Session, ref: object) -> m.Patient:
 def search(
     session: Session, name: object | None, date_of_birth: object | None, limit: int
 ) -> list[PatientInfo]:
-    if limit < 1 or limit > 1000:
-        raise InvalidInput("limit", "must be between 1 and 1000")
+    v.whole_number("limit", limit, 1, 1000)
     stmt = select(m.Patient).order_by(m.Patient.name_key, m.Patient.short_id).limit(limit)
     if name is not None:
         key = v.name_key(v.text("name", name))

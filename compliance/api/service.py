@@ -39,6 +39,7 @@ from compliance.domain.course import mermaid
 from compliance.domain.gates import Decision
 from compliance.domain.ids import Kind, kind_of, normalise
 from compliance.domain.roles import READ_ONLY, Action, Role
+from compliance.domain.validate import choice, safe_ref, whole_number
 from compliance.errors import (
     Busy,
     ComplianceError,
@@ -184,22 +185,19 @@ class Compliance:
     ) -> T:
         self._require_schema()
         now = ensure_utc(self.clock.now(), "clock")
-        for attempt in range(1, RETRIES + 1):
-            try:
-                with self._transaction(read_only=action in READ_ONLY) as session:
-                    actor = authorize(session, acting, action, now)
-                    if self.simulated:
-                        settings.require_clock_override(session, action)
-                    return body(session, actor, now)
-            except Refused as refusal:
-                self._record_refusal(acting, action, refusal, now, about)
-                raise
-            except (Busy, _Race):
-                # Rerun from the start: the retry sees the winner's commit and decides afresh.
-                if attempt == RETRIES:
-                    raise
-                time.sleep(random.uniform(0, 0.02 * 2**attempt))  # noqa: S311 - jitter only
-        raise AssertionError("unreachable")
+
+        def attempt() -> T:
+            with self._transaction(read_only=action in READ_ONLY) as session:
+                actor = authorize(session, acting, action, now)
+                if self.simulated:
+                    settings.require_clock_override(session, action)
+                return body(session, actor, now)
+
+        try:
+            return _with_retries(attempt)
+        except Refused as refusal:
+            self._record_refusal(acting, action, refusal, now, about)
+            raise
 
     def _record_refusal(
         self,
@@ -210,11 +208,9 @@ class Compliance:
         about: tuple[object, ...],
     ) -> None:
         """File the refusal under what it was about, else under the person who tried."""
-        actor_ref = normalise(acting.actor)[:64] if isinstance(acting.actor, str) else None
+        actor_ref = safe_ref(acting.actor)
         subjects = refusal.subjects or _short_ids(about) or _short_ids((actor_ref,))
-        on_behalf_of = refusal.on_behalf_of or (
-            normalise(acting.on_behalf_of)[:64] if acting.on_behalf_of else None
-        )
+        on_behalf_of = refusal.on_behalf_of or safe_ref(acting.on_behalf_of)
         payload: dict[str, object] = {"message": refusal.message}
         if refusal.decision is not None:
             payload["decision"] = refusal.decision
@@ -232,8 +228,12 @@ class Compliance:
         )
         # A refused simulated clock is recorded at the real time: nobody backdates anything.
         when = SystemClock().now() if reasons.CLOCK_OVERRIDE_NOT_ALLOWED in refusal.reasons else now
-        with self._transaction() as session:
-            audit.append(session, draft, when)
+
+        def write() -> None:
+            with self._transaction() as session:
+                audit.append(session, draft, when)
+
+        _with_retries(write)
 
     # --- administrators -------------------------------------------------------------------
 
@@ -316,6 +316,8 @@ class Compliance:
         scopes: list[str] | None = None,
         expires_at: datetime | None = None,
     ) -> GrantInfo:
+        if expires_at is not None and not isinstance(expires_at, datetime):
+            raise InvalidInput("expires_at", "must be an instant (a datetime with its zone)")
         expiry = ensure_utc(expires_at, "expires_at") if expires_at is not None else None
         return self._call(
             Acting(actor),
@@ -414,7 +416,8 @@ class Compliance:
     def get_person(self, actor: str, person: str, on_behalf_of: str | None = None) -> PersonInfo:
         """An administrator, prescriber, designee or pharmacist, by short id."""
         kind = kind_of(normalise(person)) if isinstance(person, str) else None
-        if kind is None or kind in {Kind.PATIENT, Kind.PHARMACY}:
+        people = {Kind.ADMINISTRATOR, Kind.PRESCRIBER, Kind.DESIGNEE, Kind.PHARMACIST}
+        if kind not in people:
             raise InvalidInput(
                 "person", f"{person!r} is not the id of a person (ADM-, PRS-, DSG-, RPH-)"
             )
@@ -434,8 +437,7 @@ class Compliance:
             "designee": Kind.DESIGNEE,
             "pharmacist": Kind.PHARMACIST,
         }
-        if role not in kinds:
-            raise InvalidInput("role", f"must be one of {', '.join(kinds)}")
+        choice("role", role, kinds)
         return self._call(
             Acting(actor, on_behalf_of),
             Action.PARTY_READ,
@@ -500,6 +502,8 @@ class Compliance:
 
     @staticmethod
     def ruleset(ruleset_id: str) -> Ruleset:
+        if not isinstance(ruleset_id, str):
+            raise InvalidInput("ruleset", "must be a ruleset id such as ipledge/2026-mod")
         return loader.get(ruleset_id)
 
     @staticmethod
@@ -776,8 +780,7 @@ class Compliance:
 
     def due(self, actor: str, within_days: int = 7, on_behalf_of: str | None = None) -> list[Flag]:
         """Flags across courses: tests due, windows closing, reversals owed, pregnancies."""
-        if isinstance(within_days, bool) or not 0 <= within_days <= 366:
-            raise InvalidInput("within", "must be between 0 and 366 days")
+        whole_number("within", within_days, 0, 366)
 
         def body(s: Session, a: Actor, now: datetime) -> list[Flag]:
             mine = a.prescriber_uuid if a.role in {Role.PRESCRIBER, Role.DESIGNEE} else None
@@ -867,6 +870,19 @@ def _short_ids(refs: tuple[object, ...]) -> tuple[str, ...]:
     """The well-formed short ids among ``refs``; anything else is not a subject to file under."""
     found = (normalise(r) for r in refs if isinstance(r, str))
     return tuple(r for r in found if kind_of(r) is not None)
+
+
+def _with_retries(operation: Callable[[], T]) -> T:
+    """Run ``operation`` (one whole transaction); rerun it after a lost race or a transient
+    lock failure, so the retry sees the winner's commit and decides afresh."""
+    for attempt in range(1, RETRIES + 1):
+        try:
+            return operation()
+        except (Busy, _Race):
+            if attempt == RETRIES:
+                raise
+            time.sleep(random.uniform(0, 0.02 * 2**attempt))  # noqa: S311 - jitter only
+    raise AssertionError("unreachable")
 
 
 class _Race(Conflict):

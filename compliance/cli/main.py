@@ -21,7 +21,7 @@ from compliance.cli.output import json_option, show_record, show_rows, to_json
 from compliance.cli.party_cmds import admin, designee, pharmacist, pharmacy, prescriber
 from compliance.cli.patient_cmds import patient
 from compliance.cli.rules_cmds import rules
-from compliance.errors import EXIT_CODES, ComplianceError
+from compliance.errors import EXIT_CODES, ComplianceError, InvalidInput
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -36,6 +36,12 @@ class _Root(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:
+            if not ctx.meta.get("compliance.json"):
+                raise
+            field = exc.param.opts[0] if isinstance(exc, click.BadParameter) and exc.param else None
+            _report(InvalidInput(field or "usage", exc.format_message()), True)
+            ctx.exit(2)
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
         except ComplianceError as exc:

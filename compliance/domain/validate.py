@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import unicodedata
 import uuid
+from collections.abc import Iterable
 from datetime import date, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -64,7 +65,7 @@ def time_zone(field: str, value: object) -> str:
     name = text(field, value, max_len=64)
     try:
         ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # a folder such as 'America' is OSError
         raise InvalidInput(field, f"{name!r} is not an IANA time zone name") from None
     return name
 
@@ -125,7 +126,44 @@ def uuid_value(field: str, value: object) -> uuid.UUID:
 
 
 def name_key(name: str) -> str:
-    """A folding of a name used only to *warn* about possible duplicates, never to match."""
+    """A folding of a name used only to *warn* about possible duplicates, never to match.
+    Folding can lengthen a name (ß becomes ss), so the key is cut to the column's width."""
     folded = unicodedata.normalize("NFKD", name).casefold()
     kept = "".join(ch for ch in folded if ch.isalnum() or ch.isspace())
-    return " ".join(kept.split())
+    return " ".join(kept.split())[:MAX_NAME]
+
+
+def whole_number(field: str, value: object, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInput(field, "must be a whole number")
+    if not low <= value <= high:
+        raise InvalidInput(field, f"must be between {low} and {high}, not {value}")
+    return value
+
+
+def flag(field: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidInput(field, "must be true or false")
+    return value
+
+
+def choice(field: str, value: object, options: Iterable[str]) -> str:
+    allowed = list(options)
+    if not isinstance(value, str) or value not in allowed:
+        raise InvalidInput(field, f"must be one of {', '.join(allowed)}")
+    return value
+
+
+def safe_ref(value: object) -> str | None:
+    """A reference as it may be written into the audit trail: printable, at most 64 characters.
+    Anything else (not text, control characters, invalid UTF-8) is kept as its ASCII escape."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        text = value.strip().upper()
+        printable = all(
+            unicodedata.category(ch) not in {"Cc", "Cf", "Cs", "Co", "Cn"} for ch in text
+        )
+        if printable:
+            return text[:64]
+    return ascii(value)[:64]

@@ -327,7 +327,5 @@ def in_force(programme: str, on: date, schedule: Mapping[str, date]) -> Ruleset:
         if rid.startswith(programme + "/") and when <= on
     )
     if not candidates:
-        raise InvalidInput(
-            "enrolment date", f"no {programme} ruleset is in force on {on.isoformat()}"
-        )
+        raise InvalidInput("enrolled_on", f"no {programme} ruleset is in force on {on.isoformat()}")
     return get(candidates[-1][1])
