@@ -34,6 +34,11 @@ def ensure_utc(instant: datetime, field: str) -> datetime:
     """Normalise an aware instant to UTC; a naive one is a caller error, never guessed at."""
     from compliance.errors import InvalidInput
 
+    if not isinstance(instant, datetime):
+        raise InvalidInput(field, "must be an instant (a datetime with its zone)")
     if instant.tzinfo is None or instant.utcoffset() is None:
         raise InvalidInput(field, "instant must carry a time zone")
-    return instant.astimezone(UTC)
+    try:
+        return instant.astimezone(UTC)
+    except OverflowError:
+        raise InvalidInput(field, f"{instant.isoformat()} is outside the range of dates") from None

@@ -23,6 +23,7 @@ from compliance.errors import Conflict, InvalidInput, NotFound
 # in the Pacific is never refused as born in the future.
 _EARLIEST_ZONE = ZoneInfo("Etc/GMT+12")
 MAX_EXTERNAL_IDS = 10
+MAX_SYSTEM = 32
 
 
 def info(session: Session, row: m.Patient) -> PatientInfo:
@@ -51,7 +52,11 @@ def _external_ids(raw: Mapping[str, object] | None) -> dict[str, str]:
         raise InvalidInput("external_ids", f"at most {MAX_EXTERNAL_IDS} external ids")
     cleaned: dict[str, str] = {}
     for system, value in raw.items():
-        key = v.scheme("external_ids", system)[:32]
+        key = v.scheme("external_ids", system)
+        if len(key) > MAX_SYSTEM:
+            raise InvalidInput("external_ids", f"id system {key!r} is longer than {MAX_SYSTEM}")
+        if key in cleaned:
+            raise InvalidInput("external_ids", f"names the id system {key} twice")
         cleaned[key] = v.identifier(f"external_ids.{key}", value)
     return cleaned
 

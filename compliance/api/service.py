@@ -39,7 +39,7 @@ from compliance.domain.course import mermaid
 from compliance.domain.gates import Decision
 from compliance.domain.ids import Kind, kind_of, normalise
 from compliance.domain.roles import READ_ONLY, Action, Role
-from compliance.domain.validate import choice, safe_ref, whole_number
+from compliance.domain.validate import choice, safe_ref, text, whole_number
 from compliance.errors import (
     Busy,
     ComplianceError,
@@ -846,13 +846,13 @@ class Compliance:
         )
 
     def audit_log(self, actor: str, log_filter: audit.LogFilter | None = None) -> list[AuditRecord]:
-        f = log_filter or audit.LogFilter()
+        f = _checked_filter(log_filter)
         return self._call(
             Acting(actor), Action.AUDIT_READ, lambda s, a, now: list(audit.stream(s, f))
         )
 
     def audit_count(self, actor: str, log_filter: audit.LogFilter | None = None) -> int:
-        f = log_filter or audit.LogFilter()
+        f = _checked_filter(log_filter)
         return self._call(Acting(actor), Action.AUDIT_READ, lambda s, a, now: audit.count(s, f))
 
     @contextmanager
@@ -860,7 +860,7 @@ class Compliance:
         self, actor: str, log_filter: audit.LogFilter | None = None
     ) -> Iterator[Iterator[AuditRecord]]:
         """Stream events of any volume inside one read transaction."""
-        f = log_filter or audit.LogFilter()
+        f = _checked_filter(log_filter)
         self._call(Acting(actor), Action.AUDIT_READ, lambda s, a, now: None)
         with self._transaction(read_only=True) as session:
             yield audit.stream(session, f)
@@ -870,6 +870,33 @@ def _short_ids(refs: tuple[object, ...]) -> tuple[str, ...]:
     """The well-formed short ids among ``refs``; anything else is not a subject to file under."""
     found = (normalise(r) for r in refs if isinstance(r, str))
     return tuple(r for r in found if kind_of(r) is not None)
+
+
+def _checked_filter(log_filter: audit.LogFilter | None) -> audit.LogFilter:
+    """Every field of a log filter checked like any other input, before it reaches SQL."""
+    f = log_filter or audit.LogFilter()
+    if not isinstance(f, audit.LogFilter):
+        raise InvalidInput("log_filter", "must be a LogFilter")
+
+    def ref(field: str, value: object) -> str | None:
+        return None if value is None else text(field, value, max_len=64)
+
+    def instant(field: str, value: object) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime):
+            raise InvalidInput(field, "must be an instant (a datetime with its zone)")
+        return ensure_utc(value, field)
+
+    limit = None if f.limit is None else whole_number("limit", f.limit, 1, 100_000)
+    return audit.LogFilter(
+        subject=ref("subject", f.subject),
+        actor=ref("actor", f.actor),
+        action=ref("action", f.action),
+        since=instant("since", f.since),
+        until=instant("until", f.until),
+        limit=limit,
+    )
 
 
 def _with_retries(operation: Callable[[], T]) -> T:

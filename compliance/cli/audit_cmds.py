@@ -52,11 +52,17 @@ def _filters(fn: Any) -> Any:
 def _log_filter(limit: int | None = None, **kw: Any) -> Any:
     from compliance.audit.store import LogFilter
     from compliance.domain.ids import normalise
+    from compliance.domain.validate import text
 
+    def option(name: str) -> str | None:
+        value = kw.get(name)
+        return None if not value else text(f"--{name}", value, max_len=64)
+
+    subject, actor = option("subject"), option("actor")
     return LogFilter(
-        subject=normalise(kw["subject"]) if kw.get("subject") else None,
-        actor=normalise(kw["actor"]) if kw.get("actor") else None,
-        action=kw.get("action"),
+        subject=normalise(subject) if subject else None,
+        actor=normalise(actor) if actor else None,
+        action=option("action"),
         since=parse_instant("--since", kw.get("since")),
         until=parse_instant("--until", kw.get("until")),
         limit=limit,

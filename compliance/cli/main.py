@@ -39,7 +39,10 @@ class _Root(click.Group):
         except click.UsageError as exc:
             if not ctx.meta.get("compliance.json"):
                 raise
-            field = exc.param.opts[0] if isinstance(exc, click.BadParameter) and exc.param else None
+            field = None
+            if isinstance(exc, click.BadParameter):
+                hint = exc.param_hint if isinstance(exc.param_hint, str) else None
+                field = exc.param.opts[0] if exc.param else hint
             _report(InvalidInput(field or "usage", exc.format_message()), True)
             ctx.exit(2)
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):

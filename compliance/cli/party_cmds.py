@@ -29,7 +29,9 @@ def parse_instant(field: str, value: str | None) -> datetime | None:
         return parsed.replace(tzinfo=UTC)
     if parsed.tzinfo is None:
         raise InvalidInput(field, "give the UTC offset, e.g. 2026-12-01T09:00:00-05:00")
-    return parsed
+    from compliance.clock import ensure_utc
+
+    return ensure_utc(parsed, field)
 
 
 def _list_people(state: Context, role: str, status: str | None, as_json: bool) -> None:

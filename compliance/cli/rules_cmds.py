@@ -94,7 +94,7 @@ def rules_schedule(
         schedule = app.rules_schedule()
     else:
         if effective is None:
-            raise click.UsageError("give the DATE the ruleset takes effect")
+            raise click.BadParameter("give the date the ruleset takes effect", param_hint="DATE")
         schedule = app.set_rules_schedule(state.who(), ruleset, effective)
     rows = [{"ruleset": r, "effective": d.isoformat()} for r, d in sorted(schedule.items())]
     show_rows(rows, ["ruleset", "effective"], as_json, title="Schedule")

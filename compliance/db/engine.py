@@ -34,7 +34,8 @@ def resolve_url(url: str | None = None) -> str:
 def parse_url(url: str) -> URL:
     try:
         parsed = make_url(url)
-    except ArgumentError:
+        _ = parsed.port  # a port that is not a number fails only when read
+    except (ArgumentError, ValueError):
         raise InvalidInput("database URL", f"{url!r} is not a database URL") from None
     backend = parsed.get_backend_name()
     if backend == "postgresql":
@@ -82,11 +83,14 @@ def _create_private_file(url: URL) -> None:
     if not database or database == ":memory:" or database.startswith("file:"):
         return
     path = Path(database)
-    if path.exists():
-        return
-    if not path.parent.exists():
-        raise InvalidInput("database URL", f"folder {str(path.parent)!r} does not exist")
-    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    try:
+        if path.exists():
+            return
+        if not path.parent.exists():
+            raise InvalidInput("database URL", f"folder {str(path.parent)!r} does not exist")
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except OSError as exc:
+        raise InvalidInput("database URL", f"cannot create {database!r}: {exc.strerror}") from None
     os.close(fd)
 
 
