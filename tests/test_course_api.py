@@ -293,3 +293,13 @@ def test_patients_and_designees_stay_in_scope(clinic: Clinic) -> None:
     dsg = app.register_designee(second, "Dee Two").id
     app.grant_designee(second, dsg, second)
     assert refused(lambda: app.record_counselling(dsg, pat)) == (rc.OUT_OF_SCOPE,)
+
+
+def test_a_prescription_cannot_predate_the_test_it_relies_on(clinic: Clinic) -> None:
+    c, app = clinic, clinic.app
+    pat = qualified_pcgp(c)  # confirmation test collected on day 19
+    with pytest.raises(InvalidInput, match="written_on") as caught:
+        app.prescribe(c.prs, pat, 30, written_on=(START.date() + timedelta(days=18)).isoformat())
+    assert "specimen date" in caught.value.message
+    assert app.status(c.prs, pat).course.state == "pre_treatment"  # nothing written
+    assert app.prescribe(c.prs, pat, 30, written_on=c.day(19)).prescription is not None

@@ -791,6 +791,12 @@ def prescribe(
     decision = prescribe_gate(facts(session, course), now, supply, repeats)
     if not decision.allowed:
         raise refusal(decision, course, patient.short_id)
+    if decision.test_id is not None and decision.window and day < decision.window.first_day:
+        raise InvalidInput(
+            "written_on",
+            f"{day.isoformat()} is before the specimen date of the test the prescription "
+            f"relies on ({decision.window.first_day.isoformat()})",
+        )
     rx = m.Prescription(
         seq=next_seq(course),
         short_id=_rx_id(session),
