@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import date, datetime
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, ProgrammingError
@@ -33,7 +33,7 @@ from compliance.audit import store as audit
 from compliance.audit.chain import AuditRecord
 from compliance.clock import Clock, SystemClock, ensure_utc
 from compliance.db import migrate
-from compliance.db.engine import make_engine, resolve_url
+from compliance.db.engine import make_engine
 from compliance.domain import reasons
 from compliance.domain.course import mermaid
 from compliance.domain.gates import Decision
@@ -940,9 +940,4 @@ def _database_errors() -> Iterator[None]:
         raise DatabaseNotReady(f"database error: {exc.orig}") from None
 
 
-def open_default(url: str | None = None, clock: Clock | None = None) -> Compliance:
-    return Compliance.open(resolve_url(url), clock)
-
-
 __all__ = ["Compliance"]
-_ = Any
