@@ -176,7 +176,7 @@ def flags_for(
     within_days: int,
 ) -> list[Flag]:
     ruleset = ruleset_of(course)
-    zone = zone_for(ruleset, "UTC")
+    zone = zone_for(ruleset)
     today = today_in(zone, now)
     horizon = today + timedelta(days=within_days)
     flags: list[Flag] = []

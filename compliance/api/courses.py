@@ -27,7 +27,7 @@ from compliance.domain import reasons as rc
 from compliance.domain import validate as v
 from compliance.domain.authorization_number import formatted
 from compliance.domain.course import CourseState, next_state
-from compliance.domain.facts import ABSTINENCE, CourseFacts, TestRecord, TestResult
+from compliance.domain.facts import CourseFacts, TestRecord, TestResult
 from compliance.domain.gates import Decision, prescribe_gate, test_problems
 from compliance.domain.ids import Kind, new_short_id
 from compliance.domain.roles import Action, Role
@@ -207,7 +207,7 @@ def ruleset_of(course: m.Course) -> Ruleset:
 
 def today(course: m.Course, now: datetime) -> date:
     ruleset = ruleset_of(course)
-    zone = ruleset.today_zone if ruleset.today_zone != "pharmacy" else "UTC"
+    zone = ruleset.today_zone
     return today_in(ZoneInfo(zone), now)
 
 
@@ -362,7 +362,7 @@ def enrol(
 
 
 def _zone(ruleset: Ruleset) -> str:
-    return ruleset.today_zone if ruleset.today_zone != "pharmacy" else "UTC"
+    return ruleset.today_zone
 
 
 def assign_category(
@@ -505,12 +505,13 @@ def _method_names(ruleset: Ruleset, raw: Iterable[object], field: str) -> list[s
     names = []
     for item in raw:
         name = v.text(field, item, max_len=48).lower()
-        if name != ABSTINENCE and ruleset.contraception.tier(name) is None:
-            known = ", ".join([*ruleset.contraception.methods, ABSTINENCE])
+        if not ruleset.contraception.known(name):
+            rules = ruleset.contraception
+            known = ", ".join([*rules.methods, *rules.waivers])
             raise InvalidInput(field, f"{name!r} is not a method of {ruleset.id}: {known}")
         names.append(name)
     if not names:
-        raise InvalidInput(field, "name at least one method (or abstinence)")
+        raise InvalidInput(field, "name at least one method")
     if len(set(names)) != len(names):
         raise InvalidInput(field, "lists a method twice")
     return names

@@ -74,7 +74,7 @@ def check_dispense(
     rx, course, patient = _prescription(session, prescription_ref)
     check_scope(actor, Action.COURSE_READ, course, patient)
     ruleset = ruleset_of(course)
-    zone = ruleset.today_zone if ruleset.today_zone != "pharmacy" else "UTC"
+    zone = ruleset.today_zone
     return dispense_gate(facts(session, course), now, DispenseRequest(rx.short_id, zone))
 
 

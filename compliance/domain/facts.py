@@ -90,6 +90,8 @@ class CourseFacts:
     # The cycle since which the current category has held; a change of category means the
     # patient qualifies afresh under it (pre-treatment tests, contraception lead-in).
     category_since_cycle: int = 1
+    # The ruleset's named testing schedule the prescriber chose (None: its default).
+    test_schedule: str | None = None
 
     @property
     def treatment_started(self) -> bool:

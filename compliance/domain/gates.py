@@ -16,7 +16,6 @@ from typing import Any
 from compliance.domain import reasons as rc
 from compliance.domain.course import TERMINAL, CourseState
 from compliance.domain.facts import (
-    ABSTINENCE,
     CourseFacts,
     MethodRecord,
     PrescriptionRecord,
@@ -24,7 +23,16 @@ from compliance.domain.facts import (
     TestResult,
 )
 from compliance.domain.timing import Window, today_in, window, zone_for
-from compliance.programs.model import Anchor, Cadence, CategoryRules, Ruleset, TestKind, Tier
+from compliance.programs.model import (
+    Anchor,
+    Cadence,
+    CategoryRules,
+    ContraceptionOption,
+    Ruleset,
+    TestKind,
+    TestSchedule,
+    Tier,
+)
 
 
 class Outcome(enum.StrEnum):
@@ -102,6 +110,8 @@ class _Evaluation:
     facts: CourseFacts
     now: datetime
     pharmacy_zone: str | None
+    # The prescription's date: tests are dated against it where the ruleset says so (EU/UK).
+    prescription_date: date | None = None
     reasons: list[Reason] = field(default_factory=list)
     window: Window | None = None
     test: TestRecord | None = None
@@ -113,6 +123,19 @@ class _Evaluation:
         self.today = today_in(self.zone, self.now)
         name = self.facts.category
         self.category: CategoryRules | None = self.ruleset.category(name) if name else None
+        if self.prescription_date is None:
+            self.prescription_date = self.today
+
+    @property
+    def by_prescription_date(self) -> bool:
+        """Tests are judged by their age at the prescription's date, not by their own window."""
+        rule = self.category.window if self.category else None
+        return rule is not None and rule.anchor is Anchor.PRESCRIPTION_DATE
+
+    @property
+    def options(self) -> tuple[ContraceptionOption, ...]:
+        override = self.category.contraception_options if self.category else None
+        return override or self.ruleset.contraception.options
 
     def add(
         self,
@@ -192,20 +215,27 @@ def comprehension_done(ev: _Evaluation) -> None:
         ev.add(rc.COMPREHENSION_NOT_DONE, when, "the patient answers the comprehension questions")
 
 
-def _shortfall(ev: _Evaluation, methods: Iterable[str]) -> list[str]:
+def _option_shortfall(ev: _Evaluation, option: ContraceptionOption, chosen: set[str]) -> list[str]:
     rules = ev.ruleset.contraception
-    chosen = set(methods)
-    if ABSTINENCE in chosen and rules.abstinence_allowed:
-        return []
-    tiers = [rules.tier(m) for m in chosen]
+    counted = chosen if option.only is None else chosen & set(option.only)
+    tiers = [rules.tier(m) for m in counted]
     acceptable = [t for t in tiers if t in {Tier.PRIMARY, Tier.SECONDARY}]
     primary = [t for t in tiers if t is Tier.PRIMARY]
     codes = []
-    if len(acceptable) < rules.methods_required:
+    if len(acceptable) < option.methods:
         codes.append(rc.CONTRACEPTION_INSUFFICIENT)
-    if len(primary) < rules.primary_required:
+    if len(primary) < option.primary:
         codes.append(rc.NO_PRIMARY_METHOD)
     return codes
+
+
+def _shortfall(ev: _Evaluation, methods: Iterable[str]) -> list[str]:
+    """Nothing when any one option (or a waiver) is met; else what the nearest option lacks."""
+    chosen = set(methods)
+    if chosen & set(ev.ruleset.contraception.waivers):
+        return []
+    gaps = [_option_shortfall(ev, option, chosen) for option in ev.options]
+    return min(gaps, key=len)
 
 
 def _lead_in_reached(ev: _Evaluation, methods: tuple[MethodRecord, ...]) -> date:
@@ -222,20 +252,13 @@ def contraception_in_place(ev: _Evaluation) -> None:
     if not ev.category.contraception:
         return
     facts, rules = ev.facts, ev.ruleset.contraception
+    needed = rules.describe(ev.options)
     if not facts.methods:
-        ev.add(
-            rc.CONTRACEPTION_NOT_DOCUMENTED,
-            None,
-            f"the prescriber enters {rules.methods_required} methods (or abstinence)",
-        )
+        ev.add(rc.CONTRACEPTION_NOT_DOCUMENTED, None, f"the prescriber enters {needed}")
         return
     names = [m.method for m in facts.methods]
     for code in _shortfall(ev, names):
-        ev.add(
-            code,
-            ", ".join(names),
-            f"at least {rules.methods_required} methods, {rules.primary_required} primary",
-        )
+        ev.add(code, ", ".join(names), f"at least {needed}")
     confirmed = facts.patient_confirmed.get(facts.cycle)
     if confirmed is None:
         ev.add(
@@ -294,13 +317,59 @@ def _spaced_chain(ev: _Evaluation, tests: list[TestRecord]) -> list[TestRecord]:
     return chain
 
 
+def _negatives(ev: _Evaluation) -> list[TestRecord]:
+    """Negative tests that could support this step, oldest first. Where tests are dated
+    against the prescription, a test collected after its date cannot support it."""
+    limit = ev.prescription_date if ev.by_prescription_date else None
+    return sorted(
+        (
+            t
+            for t in ev.facts.tests
+            if t.result is TestResult.NEGATIVE and (limit is None or t.specimen_date <= limit)
+        ),
+        key=lambda t: t.specimen_date,
+    )
+
+
+def _slotted(ev: _Evaluation, tests: list[TestRecord]) -> TestRecord | None:
+    """Pre-treatment tests each dated within its slot before the prescription's date."""
+    assert ev.prescription_date is not None
+    reference = ev.prescription_date
+    valid = [t for t in tests if not test_problems(ev.ruleset, t)]
+    used: list[TestRecord] = []
+    missing = []
+    for slot in sorted(ev.ruleset.testing.pretreatment_slots, key=lambda s: s.min_days):
+        fits = [
+            t
+            for t in valid
+            if t not in used
+            and slot.min_days <= (reference - t.specimen_date).days <= slot.max_days
+        ]
+        if fits:
+            used.append(fits[-1])
+        else:
+            missing.append(slot)
+    if not missing:
+        return used[0]
+    for test in tests:
+        if test not in valid:
+            _report_invalid(ev, test)
+    wanted = "; ".join(f"{s.min_days}-{s.max_days} days before" for s in missing)
+    ev.add(
+        rc.PRETREATMENT_TESTS_INCOMPLETE,
+        f"no negative test {wanted} {reference.isoformat()}",
+        "collect the missing test(s); the first prescription is dated from them",
+        ev.today + timedelta(days=max(s.min_days for s in missing)),
+    )
+    return None
+
+
 def _pretreatment(ev: _Evaluation) -> TestRecord | None:
     """The qualifying (confirmation) test before the first dose, reporting what is missing."""
     testing = ev.ruleset.testing
-    tests = sorted(
-        (t for t in ev.facts.tests if t.kind.pretreatment and t.result is TestResult.NEGATIVE),
-        key=lambda t: t.specimen_date,
-    )
+    tests = [t for t in _negatives(ev) if t.kind.pretreatment]
+    if testing.pretreatment_slots:
+        return _slotted(ev, tests)
     valid = [t for t in tests if not test_problems(ev.ruleset, t)]
     needed = testing.pretreatment_count
     spacing = timedelta(days=testing.pretreatment_min_spacing_days)
@@ -361,16 +430,9 @@ def _lockout(ev: _Evaluation, valid: list[TestRecord], qualifying: TestRecord) -
 
 
 def _monthly(ev: _Evaluation) -> TestRecord | None:
-    cycle_tests = sorted(
-        (
-            t
-            for t in ev.facts.tests
-            if t.cycle == ev.facts.cycle
-            and t.kind is TestKind.MONTHLY
-            and t.result is TestResult.NEGATIVE
-        ),
-        key=lambda t: t.specimen_date,
-    )
+    cycle_tests = [
+        t for t in _negatives(ev) if t.cycle == ev.facts.cycle and t.kind is TestKind.MONTHLY
+    ]
     valid = [t for t in cycle_tests if not test_problems(ev.ruleset, t)]
     if not valid:
         for test in cycle_tests:
@@ -409,14 +471,66 @@ def pregnancy_tests(ev: _Evaluation) -> None:
         )
         return
     assert ev.category.window is not None
-    ev.window = window(test.specimen_date, ev.category.window.days, ev.zone)
     ev.test = test
+    _scheduled(ev)
+    if ev.by_prescription_date:
+        _test_age(ev, test)
+        return
+    ev.window = window(test.specimen_date, ev.category.window.days, ev.zone)
     if not ev.window.contains(ev.now):
         ev.add(
             rc.NO_NEGATIVE_TEST_IN_WINDOW,
             f"the window of the test of {test.specimen_date.isoformat()} closed at "
             f"{ev.window.closes_at.isoformat()}",
             "collect a new pregnancy test",
+            ev.today,
+        )
+
+
+def _test_age(ev: _Evaluation, test: TestRecord) -> None:
+    limit = ev.ruleset.testing.max_days_before_prescription
+    assert limit is not None
+    assert ev.prescription_date is not None
+    age = (ev.prescription_date - test.specimen_date).days
+    if age > limit:
+        ev.add(
+            rc.TEST_TOO_OLD_FOR_RX,
+            f"the test of {test.specimen_date.isoformat()} is {age} days before the "
+            f"prescription date {ev.prescription_date.isoformat()}; at most {limit} are allowed",
+            "collect a new pregnancy test; the prescriber then writes the prescription",
+            ev.today,
+        )
+
+
+def schedule_of(facts: CourseFacts) -> TestSchedule | None:
+    testing = facts.ruleset.testing
+    name = facts.test_schedule if facts.test_schedule in testing.schedules else None
+    chosen = name or testing.default_schedule
+    return testing.schedules.get(chosen) if chosen else None
+
+
+def _scheduled(ev: _Evaluation) -> None:
+    """During treatment, the test that fell due most recently under the schedule is on file."""
+    schedule = schedule_of(ev.facts)
+    start = ev.facts.first_dispensed_on
+    if schedule is None or start is None or not ev.facts.treatment_started:
+        return
+    reference = ev.prescription_date if ev.by_prescription_date else ev.today
+    assert reference is not None
+    dues = schedule.due_dates(start, reference)
+    if not dues:
+        return
+    after = dues[-2] if len(dues) > 1 else start
+    done = [
+        t
+        for t in _negatives(ev)
+        if after < t.specimen_date <= reference and not test_problems(ev.ruleset, t)
+    ]
+    if not done:
+        ev.add(
+            rc.SCHEDULED_TEST_MISSED,
+            f"{schedule.label}: the test due on {dues[-1].isoformat()} is not on file",
+            "collect a pregnancy test now",
             ev.today,
         )
 
@@ -470,10 +584,15 @@ def supply_within_limits(ev: _Evaluation, days_supply: int, refills: int) -> Non
 
 
 def prescribe_gate(
-    facts: CourseFacts, now: datetime, days_supply: int | None = None, refills: int = 0
+    facts: CourseFacts,
+    now: datetime,
+    days_supply: int | None = None,
+    refills: int = 0,
+    on: date | None = None,
 ) -> Decision:
-    """May this patient be prescribed now (optionally: this supply and these refills)?"""
-    ev = _Evaluation(facts, now, None)
+    """May this patient be prescribed now (optionally: this supply and these refills, on a
+    prescription dated ``on``, by default today)?"""
+    ev = _Evaluation(facts, now, None, on)
     _run(ev, PRESCRIBE_CHECKS)
     if facts.state is CourseState.AUTHORIZED:
         ev.add(
@@ -504,12 +623,12 @@ def _prescription_window(ev: _Evaluation, rx: PrescriptionRecord) -> None:
 
 def dispense_gate(facts: CourseFacts, now: datetime, request: DispenseRequest) -> Decision:
     """May this pharmacy dispense this prescription now? ALLOW means: issue an authorization."""
-    ev = _Evaluation(facts, now, request.pharmacy_zone)
-    for code in request.pharmacy_problems:
-        ev.add(code, None, "the pharmacy renews or restores its activation")
     rx = facts.prescription(request.prescription_id)
     if rx is None:
         raise LookupError(request.prescription_id)
+    ev = _Evaluation(facts, now, request.pharmacy_zone, rx.written_on)
+    for code in request.pharmacy_problems:
+        ev.add(code, None, "the pharmacy renews or restores its activation")
     _run(ev, PRESCRIBE_CHECKS)
     if ev.stop:
         return _decision(ev, "dispense")

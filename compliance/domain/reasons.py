@@ -40,6 +40,7 @@ PREGNANCY_TEST_POSITIVE = "PREGNANCY_TEST_POSITIVE"
 TEST_SETTING_NOT_PERMITTED = "TEST_SETTING_NOT_PERMITTED"
 TEST_SENSITIVITY_INSUFFICIENT = "TEST_SENSITIVITY_INSUFFICIENT"
 TEST_TOO_OLD_FOR_RX = "TEST_TOO_OLD_FOR_RX"
+SCHEDULED_TEST_MISSED = "SCHEDULED_TEST_MISSED"
 LOCKOUT_19D = "LOCKOUT_19D"
 WINDOW_EXPIRED = "WINDOW_EXPIRED"
 RX_EXPIRED = "RX_EXPIRED"
@@ -92,6 +93,7 @@ MESSAGES: MappingProxyType[str, str] = MappingProxyType(
         TEST_SETTING_NOT_PERMITTED: "the test's setting is not allowed for this test",
         TEST_SENSITIVITY_INSUFFICIENT: "the test is less sensitive than the programme requires",
         TEST_TOO_OLD_FOR_RX: "the test was documented too long before the prescription",
+        SCHEDULED_TEST_MISSED: "a test due under the testing schedule is not on file",
         LOCKOUT_19D: "the waiting period after a missed first window is still running",
         WINDOW_EXPIRED: "the prescription/dispense window has closed",
         RX_EXPIRED: "the prescription was presented after its validity",

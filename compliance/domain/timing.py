@@ -12,12 +12,14 @@ from zoneinfo import ZoneInfo
 from compliance.programs.model import Ruleset
 
 
-def zone_for(ruleset: Ruleset, pharmacy_zone: str | None) -> ZoneInfo:
-    if ruleset.today_zone == "pharmacy":
-        if pharmacy_zone is None:
-            raise ValueError(f"{ruleset.id} judges today in the pharmacy's zone: name the pharmacy")
+def zone_for(ruleset: Ruleset, pharmacy_zone: str | None = None) -> ZoneInfo:
+    """The zone of "today": the pharmacy's own when the ruleset judges dispensing there and a
+    pharmacy is named, otherwise the ruleset's zone for the clinic's steps."""
+    if pharmacy_zone is None:
+        return ZoneInfo(ruleset.today_zone)
+    if ruleset.dispense_zone == "pharmacy":
         return ZoneInfo(pharmacy_zone)
-    return ZoneInfo(ruleset.today_zone)
+    return ZoneInfo(ruleset.dispense_zone)
 
 
 def today_in(zone: ZoneInfo, now: datetime) -> date:

@@ -13,17 +13,21 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from compliance.errors import InvalidInput
 from compliance.programs.model import (
+    AgeSlot,
     Anchor,
     AuthorizationRules,
     Cadence,
     CategoryRules,
+    ContraceptionOption,
     ContraceptionRules,
     PrescriptionRules,
     Ruleset,
+    SchedulePhase,
     Setting,
     TestingRules,
     TestKind,
     TestKindRules,
+    TestSchedule,
     Tier,
     WindowRule,
 )
@@ -115,6 +119,17 @@ class _Reader:
             raise self.fail(name, "must be a table")
         return _Reader(self.file, value, self.key(name))
 
+    def tables(self, name: str) -> list[_Reader]:
+        """An optional array of tables (``[[name]]`` or ``name = [{...}, ...]``)."""
+        self.used.add(name)
+        values = self.data.get(name, [])
+        if not isinstance(values, list) or not all(isinstance(v, dict) for v in values):
+            raise self.fail(name, "must be a list of tables")
+        return [_Reader(self.file, v, f"{self.key(name)}[{i}]") for i, v in enumerate(values)]
+
+    def optional_count(self, name: str, low: int, high: int) -> int | None:
+        return self.count(name, low, high) if name in self.data else None
+
     def must_table(self, name: str) -> _Reader:
         table = self.table(name)
         assert table is not None
@@ -130,8 +145,24 @@ def _options(enum: Any) -> list[str]:
     return [e.value for e in enum]
 
 
+def _option(r: _Reader, methods: Mapping[str, Tier]) -> ContraceptionOption:
+    only = r.words("only") if "only" in r.data else None
+    for method in only or ():
+        if method not in methods:
+            raise r.fail("only", f"{method!r} is not in [contraception.methods]")
+    option = ContraceptionOption(r.count("methods", 0, 5), r.count("primary", 0, 5), only)
+    if option.primary > option.methods:
+        raise r.fail("primary", "cannot exceed methods")
+    r.finish()
+    return option
+
+
 def _category(
-    r: _Reader, name: str, reasons: Mapping[str, str], forms: Mapping[str, str]
+    r: _Reader,
+    name: str,
+    reasons: Mapping[str, str],
+    forms: Mapping[str, str],
+    methods: Mapping[str, Tier],
 ) -> CategoryRules:
     category_reasons = r.words("reasons")
     for reason in category_reasons:
@@ -157,9 +188,14 @@ def _category(
         pregnancy_testing=r.flag("pregnancy_testing"),
         post_treatment=r.flag("post_treatment"),
         window=window,
+        contraception_options=(
+            tuple(_option(o, methods) for o in r.tables("contraception_options"))
+            if "contraception_options" in r.data
+            else None
+        ),
     )
-    if rules.pregnancy_testing and (window is None or window.anchor is not Anchor.SPECIMEN_DATE):
-        raise r.fail("window", "a category with pregnancy testing needs a specimen-date window")
+    if rules.pregnancy_testing and (window is None or window.anchor is Anchor.OFFICE_VISIT):
+        raise r.fail("window", "testing needs a window from the specimen or prescription date")
     r.finish()
     return rules
 
@@ -170,17 +206,32 @@ def _contraception(r: _Reader) -> ContraceptionRules:
     for method in list(methods_table.data):
         methods[method] = methods_table.choice(method, Tier, _options(Tier))
     methods_table.finish()
+    if "options" in r.data:
+        options = tuple(_option(o, methods) for o in r.tables("options"))
+        if not options:
+            raise r.fail("options", "must list at least one option")
+    else:
+        # The shorthand for a single option.
+        required = r.count("methods_required", 0, 5)
+        primary = r.count("primary_required", 0, 5)
+        if primary > required:
+            raise r.fail("primary_required", "cannot exceed methods_required")
+        options = (ContraceptionOption(required, primary),)
+    waivers: tuple[str, ...] = ("abstinence",) if r.flag("abstinence_allowed") else ()
+    if "waivers" in r.data:
+        waivers += r.words("waivers")
+    for waiver in waivers:
+        if waiver in methods:
+            raise r.fail("waivers", f"{waiver!r} is also a method")
     rules = ContraceptionRules(
-        methods_required=r.count("methods_required", 0, 5),
-        primary_required=r.count("primary_required", 0, 5),
-        abstinence_allowed=r.flag("abstinence_allowed"),
+        options=options,
+        waivers=waivers,
         lead_in_days=r.count("lead_in_days", 0, 366),
         post_treatment_days=r.count("post_treatment_days", 0, 3660),
         methods=methods,
+        primary_label=r.text("primary_label") if "primary_label" in r.data else "primary",
     )
-    if rules.primary_required > rules.methods_required:
-        raise r.fail("primary_required", "cannot exceed methods_required")
-    if not any(t is Tier.PRIMARY for t in methods.values()) and rules.primary_required:
+    if not any(t is Tier.PRIMARY for t in methods.values()) and any(o.primary for o in options):
         raise r.fail("methods", "no method is primary, yet a primary method is required")
     r.finish()
     return rules
@@ -202,6 +253,40 @@ def _testing(r: _Reader) -> TestingRules:
         )
         k.finish()
     kinds_table.finish()
+    slots = []
+    for s in r.tables("pretreatment_slots"):
+        slot = AgeSlot(s.count("min_days_before", 0, 366), s.count("max_days_before", 0, 366))
+        if slot.min_days > slot.max_days:
+            raise s.fail("min_days_before", "is greater than max_days_before")
+        s.finish()
+        slots.append(slot)
+    schedules: dict[str, TestSchedule] = {}
+    schedules_table = r.table("schedules", optional=True)
+    for name in list(schedules_table.data) if schedules_table else []:
+        assert schedules_table is not None
+        t = schedules_table.must_table(name)
+        phases = []
+        for p in t.tables("phases"):
+            phase = SchedulePhase(
+                p.count("from_day", 0, 3660),
+                p.count("every_days", 1, 366),
+                p.optional_count("until_day", 1, 3660),
+            )
+            if phase.until_day is not None and phase.until_day <= phase.from_day:
+                raise p.fail("until_day", "must be after from_day")
+            p.finish()
+            phases.append(phase)
+        if not phases:
+            raise t.fail("phases", "must list at least one phase")
+        schedules[name] = TestSchedule(name, t.text("label"), tuple(phases))
+        t.finish()
+    if schedules_table is not None:
+        schedules_table.finish()
+    default = r.text("default_schedule") if "default_schedule" in r.data else None
+    if schedules and default not in schedules:
+        raise r.fail("default_schedule", f"must name one of: {', '.join(schedules)}")
+    if default is not None and not schedules:
+        raise r.fail("default_schedule", "names a schedule but [schedules] is empty")
     rules = TestingRules(
         min_sensitivity_miu_ml=r.number("min_sensitivity_miu_ml", 1, 1000),
         pretreatment_count=r.count("pretreatment_count", 0, 5),
@@ -209,7 +294,13 @@ def _testing(r: _Reader) -> TestingRules:
         kinds=kinds,
         end_of_treatment_required=r.flag("end_of_treatment_required"),
         post_treatment_days_after_last_dose=r.count("post_treatment_days_after_last_dose", 0, 3660),
+        max_days_before_prescription=r.optional_count("max_days_before_prescription", 0, 366),
+        pretreatment_slots=tuple(slots),
+        schedules=schedules,
+        default_schedule=default,
     )
+    if slots and len(slots) != rules.pretreatment_count:
+        raise r.fail("pretreatment_slots", "must list pretreatment_count slots")
     r.finish()
     return rules
 
@@ -225,20 +316,30 @@ def parse(file: str, text: str) -> Ruleset:
     if not ruleset_id.startswith(programme + "/"):
         raise r.fail("id", f"must be '{programme}/<version>'")
     zone = r.text("today_zone")
-    if zone != "pharmacy":
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise r.fail("today_zone", f"{zone!r} is not an IANA zone") from None
+    dispense_zone = r.text("dispense_zone") if "dispense_zone" in data else zone
+    if dispense_zone != "pharmacy":
         try:
-            ZoneInfo(zone)
+            ZoneInfo(dispense_zone)
         except (ZoneInfoNotFoundError, ValueError):
-            raise r.fail("today_zone", f"{zone!r} is not an IANA zone or 'pharmacy'") from None
+            raise r.fail(
+                "dispense_zone", f"{dispense_zone!r} is not an IANA zone or 'pharmacy'"
+            ) from None
     reasons_table = r.must_table("reasons")
     reasons = {k: reasons_table.text(k) for k in list(reasons_table.data)}
     reasons_table.finish()
     forms_table = r.must_table("consent_forms")
     forms = {k: forms_table.text(k) for k in list(forms_table.data)}
     forms_table.finish()
+    contraception = _contraception(r.must_table("contraception"))
     categories_table = r.must_table("categories")
     categories = {
-        name: _category(categories_table.must_table(name), name, reasons, forms)
+        name: _category(
+            categories_table.must_table(name), name, reasons, forms, contraception.methods
+        )
         for name in list(categories_table.data)
     }
     categories_table.finish()
@@ -246,6 +347,15 @@ def parse(file: str, text: str) -> Ruleset:
         if needed not in categories:
             raise r.fail(f"categories.{needed}", "is missing")
     notes = r.words("notes") if "notes" in data else ()
+    testing = _testing(r.must_table("pregnancy_tests"))
+    for category in categories.values():
+        window = category.window
+        dated = window is not None and window.anchor is Anchor.PRESCRIPTION_DATE
+        if dated and category.pregnancy_testing and testing.max_days_before_prescription is None:
+            raise r.fail(
+                "pregnancy_tests.max_days_before_prescription",
+                f"is needed: category {category.name} dates its window from the prescription",
+            )
     prescription = r.must_table("prescription")
     authorization = r.must_table("authorization")
     ruleset = Ruleset(
@@ -257,18 +367,20 @@ def parse(file: str, text: str) -> Ruleset:
             "lockout_days_after_missed_first_window", 0, 366
         ),
         categories=categories,
-        contraception=_contraception(r.must_table("contraception")),
-        testing=_testing(r.must_table("pregnancy_tests")),
+        contraception=contraception,
+        testing=testing,
         prescription=PrescriptionRules(
             prescription.count("max_days_supply", 1, 366), prescription.flag("refills_allowed")
         ),
         authorization=AuthorizationRules(
             authorization.flag("reverse_unpicked"),
             authorization.count("reverse_unpicked_after_days", 1, 366),
+            authorization.flag("central") if "central" in authorization.data else True,
         ),
         reason_catalogue=reasons,
         consent_catalogue=forms,
         notes=notes,
+        dispense_zone=dispense_zone,
     )
     prescription.finish()
     authorization.finish()

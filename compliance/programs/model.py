@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from datetime import date, timedelta
 
 
 class Cadence(enum.StrEnum):
@@ -64,19 +65,49 @@ class CategoryRules:
     pregnancy_testing: bool
     post_treatment: bool
     window: WindowRule | None
+    # Overrides the ruleset's contraception options for this category (e.g. condoms for males).
+    contraception_options: tuple[ContraceptionOption, ...] | None = None
+
+
+@dataclass(frozen=True)
+class ContraceptionOption:
+    """One acceptable combination: at least ``methods`` acceptable methods, ``primary`` of them
+    of the primary tier, counted among ``only`` when it names the methods that may count."""
+
+    methods: int
+    primary: int
+    only: tuple[str, ...] | None = None
+
+    def describe(self, primary_label: str) -> str:
+        text = f"{self.methods} method{'s' if self.methods != 1 else ''}"
+        if self.primary:
+            text += f", {self.primary} {primary_label}"
+        if self.only:
+            text += f" (from: {', '.join(self.only)})"
+        return text
 
 
 @dataclass(frozen=True)
 class ContraceptionRules:
-    methods_required: int
-    primary_required: int
-    abstinence_allowed: bool
+    options: tuple[ContraceptionOption, ...]  # any one of them suffices
+    waivers: tuple[str, ...]  # entries that stand in for methods (abstinence, agreements)
     lead_in_days: int
     post_treatment_days: int
     methods: dict[str, Tier]
+    primary_label: str = "primary"
 
     def tier(self, method: str) -> Tier | None:
         return self.methods.get(method)
+
+    def known(self, name: str) -> bool:
+        return name in self.methods or name in self.waivers
+
+    def describe(self, options: tuple[ContraceptionOption, ...] | None = None) -> str:
+        chosen = options or self.options
+        text = " or ".join(o.describe(self.primary_label) for o in chosen)
+        if self.waivers:
+            text += f" (or: {', '.join(self.waivers)})"
+        return text
 
 
 @dataclass(frozen=True)
@@ -94,6 +125,44 @@ class TestKindRules:
 
 
 @dataclass(frozen=True)
+class AgeSlot:
+    """A pre-treatment test collected between ``min_days`` and ``max_days`` (inclusive) before
+    the date of the first prescription."""
+
+    min_days: int
+    max_days: int
+
+
+@dataclass(frozen=True)
+class SchedulePhase:
+    """During treatment, a test every ``every_days`` after ``from_day`` (day 0 = the first
+    dispense) up to ``until_day`` inclusive (None: until treatment ends)."""
+
+    from_day: int
+    every_days: int
+    until_day: int | None
+
+
+@dataclass(frozen=True)
+class TestSchedule:
+    name: str
+    label: str
+    phases: tuple[SchedulePhase, ...]
+
+    def due_dates(self, start: date, until: date) -> list[date]:
+        """Every date a test falls due from ``start`` up to and including ``until``."""
+        dates: list[date] = []
+        for phase in self.phases:
+            day = phase.from_day + phase.every_days
+            while start + timedelta(days=day) <= until:
+                if phase.until_day is not None and day > phase.until_day:
+                    break
+                dates.append(start + timedelta(days=day))
+                day += phase.every_days
+        return sorted(set(dates))
+
+
+@dataclass(frozen=True)
 class TestingRules:
     min_sensitivity_miu_ml: float
     pretreatment_count: int
@@ -101,6 +170,15 @@ class TestingRules:
     kinds: dict[TestKind, TestKindRules]
     end_of_treatment_required: bool
     post_treatment_days_after_last_dose: int
+    # The qualifying test may be at most this many days older than the prescription's date
+    # (EU/UK). None: the test's own window governs instead (iPLEDGE).
+    max_days_before_prescription: int | None = None
+    # Pre-treatment tests dated relative to the first prescription (lenalidomide: 10-14 days
+    # and within 24 hours before). Empty: counted and spaced instead.
+    pretreatment_slots: tuple[AgeSlot, ...] = ()
+    # Testing during treatment beyond one test per cycle, by named schedule.
+    schedules: dict[str, TestSchedule] = field(default_factory=dict)
+    default_schedule: str | None = None
 
 
 @dataclass(frozen=True)
@@ -113,6 +191,8 @@ class PrescriptionRules:
 class AuthorizationRules:
     reverse_unpicked: bool
     reverse_unpicked_after_days: int
+    # False: no central authorization service; the pharmacy keeps a local dispense record.
+    central: bool = True
 
 
 @dataclass(frozen=True)
@@ -120,7 +200,7 @@ class Ruleset:
     id: str
     programme: str
     title: str
-    today_zone: str  # an IANA zone, or "pharmacy" for the dispensing pharmacy's zone
+    today_zone: str  # the IANA zone in which "today" is judged for the clinic's steps
     lockout_days_after_missed_first_window: int
     categories: dict[str, CategoryRules]
     contraception: ContraceptionRules
@@ -130,6 +210,12 @@ class Ruleset:
     reason_catalogue: dict[str, str]
     consent_catalogue: dict[str, str]
     notes: tuple[str, ...] = field(default=())
+    # Where a dispense is judged: an IANA zone, or "pharmacy" for the pharmacy's own zone.
+    dispense_zone: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.dispense_zone:
+            object.__setattr__(self, "dispense_zone", self.today_zone)
 
     def category(self, name: str) -> CategoryRules | None:
         return self.categories.get(name)
