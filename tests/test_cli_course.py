@@ -18,7 +18,7 @@ DECISION_KEYS = {"gate", "outcome", "reasons", "ruleset", "evaluated_at", "today
                  "window", "test", "earliest"}
 AUTH_KEYS = {"number", "formatted", "patient", "prescription", "pharmacy", "cycle", "issued_at",
              "do_not_dispense_after", "test", "days_supply", "reversed_at", "reversal_reason",
-             "dispensed_at"}
+             "dispensed_at", "kind"}
 
 
 @pytest.fixture
@@ -44,8 +44,15 @@ def at(day: str, *args: str) -> list[str]:
 def test_rules_commands(clinic: tuple[Shell, dict[str, str]]) -> None:
     sh, ids = clinic
     listed = sh.json("rules", "list")
-    assert [r["id"] for r in listed] == ["ipledge/2023-03", "ipledge/2026-mod"]
-    assert set(listed[0]) == {"id", "title", "effective", "today_zone"}
+    assert [r["id"] for r in listed] == [
+        "eu-iso/2018",
+        "ipledge/2023-03",
+        "ipledge/2026-mod",
+        "lenalidomide/2023-03",
+        "uk-iso/2026-01",
+    ]
+    assert set(listed[0]) == {"id", "title", "effective", "today_zone", "dispense_zone"}
+    assert (listed[0]["today_zone"], listed[0]["dispense_zone"]) == ("Europe/Brussels", "pharmacy")
     shown = sh.json("rules", "show", "ipledge/2026-mod")
     assert shown["categories"]["can_get_pregnant"]["window"] == {"days": 7,
                                                                  "anchor": "specimen_date"}
@@ -98,6 +105,7 @@ def test_a_course_through_the_cli(clinic: tuple[Shell, dict[str, str]]) -> None:
     assert ok["outcome"] == "ALLOW" and ok["window"] is None
     auth = sh.json(*at("2026-12-02", "dispense", "authorize", rx_id), actor=rph)
     assert set(auth["authorization"]) == AUTH_KEYS
+    assert auth["authorization"]["kind"] == "authorization"
     number = auth["authorization"]["number"]
     assert auth["authorization"]["do_not_dispense_after"] is None  # no window under 2026-mod
     again = sh.run(*at("2026-12-02", "dispense", "authorize", rx_id, "--json"), actor=rph,

@@ -934,6 +934,7 @@ ROLE_CALLS: dict[Action, Callable[[Env, str], object]] = {
     Action.COURSE_READ: lambda e, a: e.app.status(a, e.pat2),
     Action.CATEGORY_ASSIGN: lambda e, a: e.app.assign_category(
         a, e.pat2, CAN, "REPRODUCTIVE_POTENTIAL"),
+    Action.TEST_SCHEDULE_SET: lambda e, a: e.app.set_test_schedule(a, e.pat2, "irregular_cycles"),
     Action.CONSENT_RECORD: lambda e, a: e.app.record_consent(a, e.pat2, "BIRTH_DEFECTS_CONSENT"),
     Action.COUNSELLING_RECORD: lambda e, a: e.app.record_counselling(a, e.pat2),
     Action.CONTRACEPTION_RECORD: lambda e, a: e.app.record_contraception(

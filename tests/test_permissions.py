@@ -362,6 +362,13 @@ def _assign_category(s: Scene) -> Act:
     )
 
 
+def _set_test_schedule(s: Scene) -> Act:
+    s.app.enrol(s.by, s.patient, programme="lenalidomide")
+    return lambda a: s.app.set_test_schedule(
+        a.actor, s.patient, "irregular_cycles", on_behalf_of=a.on_behalf_of
+    )
+
+
 def _record_consent(s: Scene) -> Act:
     pat = _enrolled(s)
     return lambda a: s.app.record_consent(
@@ -479,6 +486,7 @@ ACTION_CALLS: dict[Action, Case] = {
     Action.COURSE_ENROL: Case("enrol", _enrol),
     Action.COURSE_READ: Case("status", _status),
     Action.CATEGORY_ASSIGN: Case("assign_category", _assign_category),
+    Action.TEST_SCHEDULE_SET: Case("set_test_schedule", _set_test_schedule),
     Action.CONSENT_RECORD: Case("record_consent", _record_consent),
     Action.COUNSELLING_RECORD: Case("record_counselling", _record_counselling),
     Action.CONTRACEPTION_RECORD: Case("record_contraception", _record_contraception),
@@ -1262,6 +1270,10 @@ def test_designee_acts_only_on_their_prescribers_courses(world: World) -> None:
             lambda: app.assign_category(
                 d, pat, "cannot_get_pregnant", "HYSTERECTOMY", on_behalf_of=a
             ),
+        ),
+        (
+            Action.TEST_SCHEDULE_SET,
+            lambda: app.set_test_schedule(d, pat, "irregular_cycles", on_behalf_of=a),
         ),
         (
             Action.CONSENT_RECORD,

@@ -137,8 +137,11 @@ def prescription_info(session: Session, rx: m.Prescription, patient: str) -> Pre
 def authorization_info(session: Session, a: m.Authorization, patient: str) -> AuthorizationInfo:
     rx = session.get(m.Prescription, a.prescription_id)
     pharmacy = session.get(m.Pharmacy, a.pharmacy_id)
+    course = session.get(m.Course, a.course_id)
     assert rx is not None
     assert pharmacy is not None
+    assert course is not None
+    central = ruleset_of(course).authorization.central
     return AuthorizationInfo(
         number=a.number,
         formatted=formatted(a.number),
@@ -153,6 +156,7 @@ def authorization_info(session: Session, a: m.Authorization, patient: str) -> Au
         reversed_at=a.reversed_at,
         reversal_reason=a.reversal_reason,
         dispensed_at=a.dispensed_at,
+        kind="authorization" if central else "dispense_record",
     )
 
 
@@ -493,6 +497,23 @@ def record_counselling(
     )
 
 
+def set_test_schedule(
+    session: Session, actor: Actor, now: datetime, patient_ref: object, schedule: object
+) -> Outcome:
+    """The ruleset's named testing schedule for this patient (e.g. irregular cycles), chosen
+    by the prescriber with the category."""
+
+    def chosen(course: m.Course) -> dict[str, Any]:
+        names = list(ruleset_of(course).testing.schedules)
+        if not names:
+            raise InvalidInput("schedule", f"{course.ruleset_id} has no testing schedules")
+        return {"schedule": v.choice("schedule", schedule, names)}
+
+    return _simple_record(
+        session, actor, now, Action.TEST_SCHEDULE_SET, patient_ref, cf.TEST_SCHEDULE, None, chosen
+    )
+
+
 def record_comprehension(
     session: Session, actor: Actor, now: datetime, patient_ref: object
 ) -> Outcome:
@@ -789,7 +810,7 @@ def prescribe(
     )
     if visit > day:
         raise InvalidInput("office_visit_on", "is after the date written on the prescription")
-    decision = prescribe_gate(facts(session, course), now, supply, repeats)
+    decision = prescribe_gate(facts(session, course), now, supply, repeats, day)
     if not decision.allowed:
         raise refusal(decision, course, patient.short_id)
     if decision.test_id is not None and decision.window and day < decision.window.first_day:

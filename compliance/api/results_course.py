@@ -54,6 +54,9 @@ class AuthorizationInfo(_Result):
     reversed_at: datetime | None
     reversal_reason: str | None
     dispensed_at: datetime | None
+    # "authorization" from a central service (iPLEDGE), or "dispense_record": a local record
+    # where the programme has no central service (EU/UK); both follow the same decision.
+    kind: str = "authorization"
 
 
 @dataclass(frozen=True)

@@ -605,6 +605,18 @@ class Compliance:
             lambda s, a, now: courses.record_counselling(s, a, now, patient, counselled_on),
         )
 
+    def set_test_schedule(
+        self, actor: str, patient: str, schedule: str, on_behalf_of: str | None = None
+    ) -> Outcome:
+        """Choose the ruleset's named testing schedule for this course (e.g. irregular cycles)."""
+        return self._course_call(
+            actor,
+            on_behalf_of,
+            Action.TEST_SCHEDULE_SET,
+            patient,
+            lambda s, a, now: courses.set_test_schedule(s, a, now, patient, schedule),
+        )
+
     def record_comprehension(self, actor: str, patient: str) -> Outcome:
         """The patient completed this cycle's comprehension questions (the patient acts)."""
         return self._course_call(

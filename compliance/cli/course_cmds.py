@@ -79,12 +79,22 @@ def course() -> None:
 @course.command("enrol")
 @patient_argument
 @click.option("--enrolled-on", help="Enrolment date (default today); picks the ruleset in force.")
+@click.option(
+    "--programme",
+    default="ipledge",
+    show_default=True,
+    help="The programme (see `rules list`); its version in force on the enrolment date governs.",
+)
 @json_option
 @pass_ctx
-def course_enrol(state: Context, patient: str, enrolled_on: str | None, as_json: bool) -> None:
+def course_enrol(
+    state: Context, patient: str, enrolled_on: str | None, programme: str, as_json: bool
+) -> None:
     """Open a treatment course for a patient."""
     show_outcome(
-        state.app().enrol(state.who(), patient, enrolled_on, on_behalf_of=state.on_behalf_of),
+        state.app().enrol(
+            state.who(), patient, enrolled_on, programme, on_behalf_of=state.on_behalf_of
+        ),
         as_json,
     )
 
@@ -101,6 +111,19 @@ def course_category(
     """Assign (or change) the patient's category and the reason supporting it."""
     show_outcome(
         state.app().assign_category(state.who(), patient, category, reason, state.on_behalf_of),
+        as_json,
+    )
+
+
+@course.command("test-schedule")
+@patient_argument
+@click.argument("schedule")
+@json_option
+@pass_ctx
+def course_test_schedule(state: Context, patient: str, schedule: str, as_json: bool) -> None:
+    """Choose the ruleset's testing schedule for the patient (e.g. irregular_cycles)."""
+    show_outcome(
+        state.app().set_test_schedule(state.who(), patient, schedule, state.on_behalf_of),
         as_json,
     )
 

@@ -41,10 +41,12 @@ def rules_list(state: Context, as_json: bool) -> None:
             "title": r.title,
             "effective": str(schedule.get(r.id, "-")),
             "today_zone": r.today_zone,
+            "dispense_zone": r.dispense_zone,
         }
         for r in all_rulesets().values()
     ]
-    show_rows(rows, ["id", "title", "effective", "today_zone"], as_json, title="Rulesets")
+    columns = ["id", "title", "effective", "today_zone", "dispense_zone"]
+    show_rows(rows, columns, as_json, title="Rulesets")
 
 
 @rules.command("show")

@@ -28,6 +28,7 @@ CONTRACEPTION = "contraception"
 CONFIRMATION = "contraception_confirmation"
 CATEGORY = "category"
 PREGNANCY_REPORT = "pregnancy_report"
+TEST_SCHEDULE = "test_schedule"
 NOTE = "note"
 
 
@@ -59,6 +60,7 @@ def load(session: Session, course: m.Course) -> CourseFacts:
     reported: date | None = None
     category: str | None = None
     category_since = 1
+    test_schedule: str | None = None
     for r in records:
         if r.kind == CATEGORY and r.payload.get("category") != category:
             category, category_since = str(r.payload.get("category")), r.cycle
@@ -77,6 +79,8 @@ def load(session: Session, course: m.Course) -> CourseFacts:
             confirmed[r.cycle] = frozenset(str(x) for x in r.payload["methods"])
         elif r.kind == PREGNANCY_REPORT:
             reported = r.effective_on
+        elif r.kind == TEST_SCHEDULE:
+            test_schedule = str(r.payload["schedule"])
     tests = tuple(
         test_record(t)
         for t in session.execute(
@@ -140,4 +144,5 @@ def load(session: Session, course: m.Course) -> CourseFacts:
         last_dose_on=course.last_dose_on,
         pregnancy_reported_on=reported,
         category_since_cycle=category_since,
+        test_schedule=test_schedule,
     )

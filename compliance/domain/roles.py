@@ -48,6 +48,7 @@ class Action(enum.StrEnum):
     COURSE_ENROL = "course.enrol"
     COURSE_READ = "course.read"
     CATEGORY_ASSIGN = "course.category"
+    TEST_SCHEDULE_SET = "course.test_schedule"
     CONSENT_RECORD = "course.consent"
     COUNSELLING_RECORD = "course.counselling"
     CONTRACEPTION_RECORD = "course.contraception"
@@ -99,6 +100,7 @@ PERMISSIONS: MappingProxyType[Action, frozenset[Role]] = MappingProxyType(
         Action.COURSE_ENROL: frozenset({_P, _D}),
         Action.COURSE_READ: frozenset({_A, _P, _D, _R, _PT}),
         Action.CATEGORY_ASSIGN: frozenset({_P, _D}),
+        Action.TEST_SCHEDULE_SET: frozenset({_P, _D}),
         Action.CONSENT_RECORD: frozenset({_P, _D}),
         Action.COUNSELLING_RECORD: frozenset({_P, _D}),
         Action.CONTRACEPTION_RECORD: frozenset({_P, _D}),
