@@ -472,8 +472,11 @@ def supply_within_limits(ev: _Evaluation, days_supply: int, refills: int) -> Non
 def prescribe_gate(
     facts: CourseFacts, now: datetime, days_supply: int | None = None, refills: int = 0
 ) -> Decision:
-    """May this patient be prescribed now (optionally: this supply and these refills)?"""
-    ev = _Evaluation(facts, now, None)
+    """May this patient be prescribed now (optionally: this supply and these refills)?
+
+    No pharmacy takes part: a ruleset that judges "today" in the pharmacy's zone is judged in
+    UTC here, as the clinic's own dates are."""
+    ev = _Evaluation(facts, now, "UTC")
     _run(ev, PRESCRIBE_CHECKS)
     if facts.state is CourseState.AUTHORIZED:
         ev.add(
