@@ -21,7 +21,13 @@ from compliance import Compliance, FixedClock
 from compliance.api.rule_changes import ImpactReport
 from compliance.audit.store import LogFilter
 from compliance.domain import reasons as rc
+from compliance.domain.course import CourseState
+from compliance.domain.facts import AuthorizationRecord, CourseFacts, PrescriptionRecord
+from compliance.domain.gates import Outcome as GateOutcome
+from compliance.domain.gates import prescribe_gate
 from compliance.domain.ids import Kind, new_short_id
+from compliance.domain.impact import Change as ImpactChange
+from compliance.domain.impact import classify, course_impact, pending_prescription
 from compliance.errors import InvalidInput, NotFound, NotPermitted, Refused
 from compliance.programs import loader
 from compliance.programs.diff import diff, flatten
@@ -112,6 +118,7 @@ def test_diff_walks_fields_it_was_never_told_about() -> None:
         dispense_zone: str = "America/New_York"
         schedules: tuple[Schedule, ...] = ()
         test_age_limit: int | None = None
+        limits: dict[str, int] = dataclasses.field(default_factory=dict)
 
     base = loader.get(MOD)
     fields = {f.name: getattr(base, f.name) for f in dataclasses.fields(Ruleset)}
@@ -124,18 +131,48 @@ def test_diff_walks_fields_it_was_never_told_about() -> None:
         dispense_zone="pharmacy",
         schedules=(Schedule(28, ("monthly",)), Schedule(90, ("post_treatment", "monthly"))),
         test_age_limit=12,
+        limits={"age.min": 12},
     )
     changes = {c.path: (c.change, c.old, c.new) for c in diff(old, new).changes}
     assert changes["dispense_zone"] == ("changed", "America/New_York", "pharmacy")
     assert changes["schedules[0].every_days"] == ("added", None, 28)
     assert changes["schedules[1].kinds"] == ("added", None, ["post_treatment", "monthly"])
     assert changes["test_age_limit"] == ("changed", None, 12)
+    assert changes["limits['age.min']"] == ("added", None, 12)
     assert changes["categories.unknown.label"] == ("added", None, "Not yet known")
     assert changes["categories.unknown.counselling"] == ("added", None, "enrolment")
     assert "schedules" not in changes  # the empty placeholder is not reported beside its items
     assert all(c[0] == "added" for p, c in changes.items() if p.startswith("categories."))
     assert isinstance(extra, CategoryRules)
     assert len(flatten(new)) > len(flatten(base))
+
+
+def test_impact_classification_and_pending_prescription() -> None:
+    """The pure comparison: outcome first, then the set of codes; messages do not count."""
+    facts = CourseFacts(ruleset=loader.get(LEGACY), state=CourseState.ENROLLED, cycle=1,
+                        enrolled_on=START.date())
+    refused = prescribe_gate(facts, START)
+    assert refused.codes == (rc.CATEGORY_NOT_ASSIGNED,)
+    allowed = dataclasses.replace(refused, outcome=GateOutcome.ALLOW, reasons=())
+    other = dataclasses.replace(refused, reasons=(dataclasses.replace(
+        refused.reasons[0], code=rc.CONSENT_NOT_SIGNED),))
+    reworded = dataclasses.replace(refused, reasons=(dataclasses.replace(
+        refused.reasons[0], message="said differently"),))
+    assert classify(allowed, refused) is ImpactChange.NEWLY_REFUSED
+    assert classify(refused, allowed) is ImpactChange.NEWLY_ALLOWED
+    assert classify(refused, other) is ImpactChange.REASONS_CHANGED
+    assert classify(refused, reworded) is ImpactChange.UNCHANGED
+    assert classify(allowed, allowed) is ImpactChange.UNCHANGED
+    impact = course_impact(facts, loader.get(MOD), START)
+    assert [g.gate for g in impact.gates] == ["prescribe"]
+    assert impact.change is ImpactChange.UNCHANGED
+
+    rx = PrescriptionRecord("RX-1", 1, START.date(), START.date(), 30, 0)
+    with_rx = dataclasses.replace(facts, prescriptions=(rx,))
+    assert pending_prescription(with_rx) == rx
+    picked = AuthorizationRecord("1", "RX-1", 1, START, None, None, 30, dispensed_at=START)
+    assert pending_prescription(dataclasses.replace(with_rx, authorizations=(picked,))) is None
+    assert pending_prescription(dataclasses.replace(with_rx, cycle=2)) is None
 
 
 # --- the population ----------------------------------------------------------------------------
@@ -359,6 +396,7 @@ def test_a_prescriber_sees_the_impact_on_their_own_courses(population: Populatio
     ({"ruleset": MOD, "as_of": "2026-02-30"}, "as_of"),
     ({"ruleset": MOD, "as_of": datetime(2026, 7, 1, tzinfo=UTC)}, "as_of"),
     ({"ruleset": MOD, "pharmacy_zone": "Mars/Olympus"}, "pharmacy_zone"),
+    ({"ruleset": MOD, "pharmacy_zone": 5}, "pharmacy_zone"),
 ])
 def test_impact_input_errors_name_the_field(
     population: Population, kwargs: dict[str, Any], field: str
@@ -478,6 +516,9 @@ def test_migrate_is_all_or_nothing(population: Population) -> None:
     ({"to": MOD, "patients": []}, "patients"),
     ({"to": MOD, "patients": "PAT-0000000"}, "patients"),
     ({"to": MOD, "patients": ["nobody"]}, "patients"),
+    ({"to": MOD, "patients": [None]}, "patients"),
+    ({"to": MOD, "patients": {"PAT-0000000": 1}}, "patients"),
+    ({"to": MOD, "all_from": 5}, "all_from"),
     ({"to": MOD, "all_from": "ipledge/1999"}, "all_from"),
 ])
 def test_migrate_input_errors_name_the_field(
