@@ -180,3 +180,19 @@ def test_set_test_schedule_refused_where_the_ruleset_has_none(clinic: Clinic) ->
         app.set_test_schedule(c.prs, pat, "regular_cycles")
     assert caught.value.field == "schedule"
     assert "has no testing schedules" in str(caught.value)
+
+
+def test_worklist_shows_the_uk_prescription_validity_closing(clinic: Clinic) -> None:
+    c, app = clinic, clinic.app
+    pat = qualified_uk(c)
+    app.record_test(
+        c.prs, pat, kind="confirmation", specimen_date=c.at(0), setting="clinic", result="negative"
+    )
+    rx = app.prescribe(c.prs, pat, 30).prescription
+    assert rx is not None
+    c.at(2)
+    flags = [f for f in app.due(c.prs, 7) if f.patient == pat]
+    assert [(f.code, f.due, f.reference) for f in flags] == [
+        (rc.WINDOW_CLOSING, START.date() + timedelta(days=6), rx.id)
+    ]
+    assert [f for f in app.due(c.prs, 3) if f.patient == pat] == []

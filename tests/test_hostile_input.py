@@ -929,6 +929,7 @@ ROLE_CALLS: dict[Action, Callable[[Env, str], object]] = {
     Action.AUDIT_CHECKPOINT: lambda e, a: e.app.checkpoint_audit(a),
     Action.RULES_SCHEDULE: lambda e, a: e.app.set_rules_schedule(
         a, "ipledge/2026-mod", "2026-12-01"),
+    Action.RULES_IMPACT: lambda e, a: e.app.rules_impact(a, "ipledge/2023-03"),
     Action.HOME_TESTING_SET: lambda e, a: e.app.set_home_testing(a, True, "photo with the paper"),
     Action.COURSE_ENROL: lambda e, a: e.app.enrol(a, e.pat_free),
     Action.COURSE_READ: lambda e, a: e.app.status(a, e.pat2),
@@ -950,6 +951,7 @@ ROLE_CALLS: dict[Action, Callable[[Env, str], object]] = {
     Action.COURSE_RESUME: lambda e, a: e.app.resume_course(a, e.pat2, "negative again"),
     Action.COURSE_WITHDRAW: lambda e, a: e.app.withdraw_course(a, e.pat2),
     Action.COURSE_LOST: lambda e, a: e.app.mark_lost_to_follow_up(a, e.pat2),
+    Action.COURSE_MIGRATE: lambda e, a: e.app.migrate_courses(a, "ipledge/2023-03", [e.pat2]),
     Action.AUTHORIZATION_REQUEST: lambda e, a: e.app.request_authorization(a, e.rx),
     Action.AUTHORIZATION_REVERSE: lambda e, a: e.app.reverse_authorization(a, e.auth, "no show"),
     Action.DISPENSE_RECORD: lambda e, a: e.app.record_dispense(a, e.auth),

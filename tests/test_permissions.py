@@ -337,6 +337,16 @@ def _set_rules_schedule(s: Scene) -> Act:
     return lambda a: s.app.set_rules_schedule(a.actor, "ipledge/2026-mod", "2026-12-01")
 
 
+def _rules_impact(s: Scene) -> Act:
+    _enrolled(s)  # under ipledge/2023-03, in force on the world's date
+    return lambda a: s.app.rules_impact(a.actor, "ipledge/2026-mod")
+
+
+def _migrate_courses(s: Scene) -> Act:
+    pat = _enrolled(s)
+    return lambda a: s.app.migrate_courses(a.actor, "ipledge/2026-mod", [pat])
+
+
 def _set_clock_override(s: Scene) -> Act:
     return lambda a: s.app.set_clock_override(a.actor, True)
 
@@ -481,6 +491,7 @@ ACTION_CALLS: dict[Action, Case] = {
     Action.AUDIT_VERIFY: Case("verify_audit", _verify_audit),
     Action.AUDIT_CHECKPOINT: Case("checkpoint_audit", _checkpoint_audit),
     Action.RULES_SCHEDULE: Case("set_rules_schedule", _set_rules_schedule),
+    Action.RULES_IMPACT: Case("rules_impact", _rules_impact),
     Action.CLOCK_OVERRIDE_SET: Case("set_clock_override", _set_clock_override),
     Action.HOME_TESTING_SET: Case("set_home_testing", _set_home_testing),
     Action.COURSE_ENROL: Case("enrol", _enrol),
@@ -499,6 +510,7 @@ ACTION_CALLS: dict[Action, Case] = {
     Action.COURSE_RESUME: Case("resume_course", _resume_course),
     Action.COURSE_WITHDRAW: Case("withdraw_course", _withdraw_course),
     Action.COURSE_LOST: Case("mark_lost_to_follow_up", _mark_lost),
+    Action.COURSE_MIGRATE: Case("migrate_courses", _migrate_courses),
     Action.AUTHORIZATION_REQUEST: Case("request_authorization", _request_authorization),
     Action.AUTHORIZATION_REVERSE: Case("reverse_authorization", _reverse_authorization),
     Action.DISPENSE_RECORD: Case("record_dispense", _record_dispense),

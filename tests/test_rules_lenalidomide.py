@@ -17,7 +17,12 @@ from compliance.domain.course import CourseState
 from compliance.domain.facts import CourseFacts, MethodRecord, PrescriptionRecord
 from compliance.domain.facts import TestRecord as Specimen
 from compliance.domain.facts import TestResult as Result
-from compliance.domain.gates import DispenseRequest, dispense_gate, prescribe_gate
+from compliance.domain.gates import (
+    DispenseRequest,
+    dispense_gate,
+    prescribe_gate,
+    scheduled_test_due,
+)
 from compliance.programs.loader import get
 from compliance.programs.model import Setting
 from compliance.programs.model import TestKind as Kind
@@ -221,3 +226,26 @@ def test_males_need_a_condom_and_no_pregnancy_test(names: tuple[str, ...], allow
     if not allowed:
         assert decision.codes == (rc.CONTRACEPTION_INSUFFICIENT,)
         assert "male_condom" in (decision.reasons[0].next_step or "")
+
+
+# --- the worklist: the next scheduled test ----------------------------------------------------
+
+
+def test_next_scheduled_test_and_overdue() -> None:
+    facts = in_treatment((7,), rx_day=10)
+    # Day 10, horizon 7 days: the day-14 test is due soon.
+    assert scheduled_test_due(facts, START + 10 * DAY, START + 17 * DAY) == (
+        START + 14 * DAY,
+        False,
+    )
+    # Day 16 without the day-14 test: overdue.
+    assert scheduled_test_due(facts, START + 16 * DAY, START + 23 * DAY) == (START + 14 * DAY, True)
+    # A late test on day 16 falls in the week ending on day 21 as well: next is day 28.
+    late = in_treatment((7, 16), rx_day=10)
+    assert scheduled_test_due(late, START + 16 * DAY, START + 23 * DAY) is None
+    assert scheduled_test_due(late, START + 16 * DAY, START + 30 * DAY) == (
+        START + 28 * DAY,
+        False,
+    )
+    # No schedule before the first dispense.
+    assert scheduled_test_due(frp(), FIRST_RX, FIRST_RX + 30 * DAY) is None

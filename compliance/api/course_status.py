@@ -23,11 +23,12 @@ from compliance.api.courses import (
 from compliance.api.results_course import ChecklistItem, CourseStatus, Flag
 from compliance.db import models as m
 from compliance.domain import reasons as rc
+from compliance.domain import timing
 from compliance.domain.course import CourseState
 from compliance.domain.facts import CourseFacts, TestResult
-from compliance.domain.gates import Decision, prescribe_gate
+from compliance.domain.gates import Decision, prescribe_gate, scheduled_test_due
 from compliance.domain.timing import today_in, zone_for
-from compliance.programs.model import Cadence, TestKind
+from compliance.programs.model import Anchor, Cadence, TestKind
 
 # Checklist items and the reason codes that mean "missing".
 ITEMS: tuple[tuple[str, frozenset[str]], ...] = (
@@ -207,7 +208,19 @@ def flags_for(
         closing = window is not None and window.contains(now) and window.last_day <= horizon
         if state is CourseState.QUALIFIED and window is not None and closing:
             add(rc.WINDOW_CLOSING, window.last_day, None, f"last day {window.last_day.isoformat()}")
-        if category.pregnancy_testing and state is CourseState.DISPENSED:
+        rule = category.window
+        if state is CourseState.QUALIFIED and rule and rule.anchor is Anchor.PRESCRIPTION_DATE:
+            current = [p for p in f.prescriptions if p.cycle == f.cycle]
+            if current:
+                validity = timing.window(current[-1].written_on, rule.days, zone)
+                if validity.contains(now) and validity.last_day <= horizon:
+                    last_day = validity.last_day
+                    add(rc.WINDOW_CLOSING, last_day, current[-1].id, f"valid to {last_day}")
+        scheduled = scheduled_test_due(f, today, horizon) if category.pregnancy_testing else None
+        if scheduled is not None:
+            when, late = scheduled
+            add(rc.TEST_DUE_SOON, when, None, "a scheduled test" + (" (overdue)" if late else ""))
+        elif category.pregnancy_testing and state is CourseState.DISPENSED:
             last = max(
                 (a for a in f.authorizations if a.dispensed_at is not None),
                 key=lambda a: a.dispensed_at or now,

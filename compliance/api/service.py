@@ -18,7 +18,15 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.orm import Session, sessionmaker
 
-from compliance.api import course_status, courses, dispensing, parties, patients, settings
+from compliance.api import (
+    course_status,
+    courses,
+    dispensing,
+    parties,
+    patients,
+    rule_changes,
+    settings,
+)
 from compliance.api.authz import Acting, Actor, authorize, refuse
 from compliance.api.results import (
     GrantInfo,
@@ -29,6 +37,7 @@ from compliance.api.results import (
     SchemaStatus,
 )
 from compliance.api.results_course import CourseStatus, Flag, Outcome
+from compliance.api.rule_changes import ImpactReport, MigrationReport
 from compliance.audit import store as audit
 from compliance.audit.chain import AuditRecord
 from compliance.clock import Clock, SystemClock, ensure_utc
@@ -49,6 +58,7 @@ from compliance.errors import (
     Refused,
 )
 from compliance.programs import loader
+from compliance.programs.diff import RulesetDiff, diff
 from compliance.programs.model import Ruleset
 
 T = TypeVar("T")
@@ -510,6 +520,44 @@ class Compliance:
     def course_diagram(ruleset_id: str) -> str:
         """The course state machine as Mermaid, titled with the ruleset it is drawn for."""
         return mermaid(loader.get(ruleset_id).id)
+
+    @staticmethod
+    def ruleset_diff(old: str, new: str) -> RulesetDiff:
+        """Every parameter added, removed or changed from ``old`` to ``new`` (any two rulesets)."""
+        return diff(rule_changes.ruleset_arg("old", old), rule_changes.ruleset_arg("new", new))
+
+    def rules_impact(
+        self,
+        actor: str,
+        ruleset: str,
+        as_of: object = None,
+        pharmacy_zone: str | None = None,
+    ) -> ImpactReport:
+        """A dry run: how the gates would answer for every in-flight course of the programme if
+        it moved to ``ruleset``, now or at the start of ``as_of`` (a date) in that ruleset's
+        zone. Changes nothing."""
+        return self._call(
+            Acting(actor),
+            Action.RULES_IMPACT,
+            lambda s, a, now: rule_changes.impact(s, a, now, ruleset, as_of, pharmacy_zone),
+        )
+
+    def migrate_courses(
+        self,
+        actor: str,
+        to: str,
+        patients: list[str] | None = None,
+        all_from: str | None = None,
+    ) -> MigrationReport:
+        """Move the open courses of ``patients`` (or every open course on ``all_from``) to the
+        ruleset ``to``: all of them or, on any invalid one, none. Audited per course."""
+        about = tuple(patients) if isinstance(patients, list | tuple) else ()
+        return self._call(
+            Acting(actor),
+            Action.COURSE_MIGRATE,
+            lambda s, a, now: rule_changes.migrate(s, a, now, to, patients, all_from),
+            about=about,
+        )
 
     def rules_schedule(self) -> dict[str, date]:
         """When each ruleset takes effect: the packaged dates with this database's overrides."""

@@ -13,6 +13,7 @@ from compliance.errors import InvalidInput
 REASON_COLUMNS = ["code", "message", "next_step", "earliest"]
 CHECKLIST_COLUMNS = ["item", "status", "detail", "next_step", "due_by"]
 FLAG_COLUMNS = ["due", "patient", "code", "message", "reference"]
+MIGRATE_COLUMNS = ["patient", "state", "from", "to", "result", "prescribe"]
 
 
 def show_decision(decision: dict[str, Any], as_json: bool) -> None:
@@ -346,6 +347,42 @@ _closing_command(
     "withdraw", "withdraw_course", "Withdraw the course (open authorizations are reversed)."
 )
 _closing_command("lost", "mark_lost_to_follow_up", "Mark the course lost to follow-up.")
+
+
+@course.command("migrate")
+@click.argument("patients", nargs=-1, metavar="[PATIENT]...")
+@click.option("--to", "to", required=True, metavar="RULESET", help="The ruleset to move to.")
+@click.option(
+    "--all-from",
+    metavar="RULESET",
+    help="Move every open course on this ruleset (instead of naming patients).",
+)
+@json_option
+@pass_ctx
+def course_migrate(
+    state: Context, patients: tuple[str, ...], to: str, all_from: str | None, as_json: bool
+) -> None:
+    """Move open courses to another version of their programme, all or none."""
+    from compliance.cli.rules_cmds import verdict
+
+    report = (
+        state.app()
+        .migrate_courses(state.who(), to, list(patients) if patients else None, all_from)
+        .to_dict()
+    )
+    if as_json:
+        show_record(report, True)
+        return
+    say(f"to {report['to']}: migrated {report['migrated']}, unchanged {report['unchanged']}")
+    rows = [
+        {
+            **{k: c[k] for k in ("patient", "state", "from", "to", "result")},
+            "prescribe": f"{verdict(c['before'])} -> {verdict(c['after'])}",
+        }
+        for c in report["courses"]
+    ]
+    if rows:
+        show_rows(rows, MIGRATE_COLUMNS, False, title="Courses")
 
 
 @click.command()

@@ -84,7 +84,7 @@ def show_rows(
 
     table = Table(title=title)
     for column in columns:
-        table.add_column(column)
+        table.add_column(column, overflow="fold")  # ids and paths wrap, never cut short
     for row in rows:
         table.add_row(*(_cell(row.get(c)) for c in columns))
     _console().print(table)

@@ -1,4 +1,5 @@
-"""``compliance rules ...``: the rulesets as data, their schedule and the course diagram."""
+"""``compliance rules ...``: the rulesets as data, their schedule, the course diagram, what
+differs between two of them, and what moving in-flight courses to one would change."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ import click
 
 from compliance.cli.context import Context, pass_ctx
 from compliance.cli.output import json_option, say, show_record, show_rows
+
+DIFF_COLUMNS = ["path", "change", "old", "new"]
+IMPACT_COLUMNS = ["patient", "state", "ruleset", "change", "prescribe", "dispense"]
 
 
 def _plain(value: Any) -> Any:
@@ -21,7 +25,7 @@ def _plain(value: Any) -> Any:
 
 @click.group()
 def rules() -> None:
-    """Programme rulesets: list, show, schedule, diagram."""
+    """Programme rulesets: list, show, diff, impact, schedule, diagram."""
 
 
 @rules.command("list")
@@ -100,3 +104,79 @@ def rules_schedule(
         schedule = app.set_rules_schedule(state.who(), ruleset, effective)
     rows = [{"ruleset": r, "effective": d.isoformat()} for r, d in sorted(schedule.items())]
     show_rows(rows, ["ruleset", "effective"], as_json, title="Schedule")
+
+
+@rules.command("diff")
+@click.argument("old", metavar="OLD")
+@click.argument("new", metavar="NEW")
+@json_option
+def rules_diff(old: str, new: str, as_json: bool) -> None:
+    """Every parameter added, removed or changed from ruleset OLD to ruleset NEW."""
+    from compliance.api.service import Compliance
+
+    data = Compliance.ruleset_diff(old, new).to_dict()
+    if as_json:
+        show_record(data, True)
+        return
+    if not data["changes"]:
+        say(f"{data['from']} -> {data['to']}: no differences")
+        return
+    say(f"{data['from']} -> {data['to']}: {len(data['changes'])} parameter(s) differ")
+    show_rows(data["changes"], DIFF_COLUMNS, False, title="Differences")
+
+
+def verdict(decision: dict[str, Any]) -> str:
+    """A decision in one cell: ALLOW, or REFUSE and its codes."""
+    if decision["outcome"] == "ALLOW":
+        return "ALLOW"
+    return "REFUSE " + ", ".join(r["code"] for r in decision["reasons"])
+
+
+def before_after(gate: dict[str, Any] | None) -> str:
+    if gate is None:
+        return "-"
+    return f"{verdict(gate['before'])} -> {verdict(gate['after'])}"
+
+
+@rules.command("impact")
+@click.argument("ruleset")
+@click.option(
+    "--as-of",
+    metavar="DATE",
+    help="Judge at the start of this day in RULESET's zone (default: now).",
+)
+@click.option(
+    "--pharmacy-zone",
+    metavar="ZONE",
+    help="IANA zone of the dispense, for rulesets judging dispensing in the pharmacy's zone "
+    "[default: the ruleset's clinic zone].",
+)
+@json_option
+@pass_ctx
+def rules_impact(
+    state: Context, ruleset: str, as_of: str | None, pharmacy_zone: str | None, as_json: bool
+) -> None:
+    """Dry run: what moving every in-flight course of the programme to RULESET would change."""
+    report = state.app().rules_impact(state.who(), ruleset, as_of, pharmacy_zone).to_dict()
+    if as_json:
+        show_record(report, True)
+        return
+    counts = report["summary"]
+    say(
+        f"moving to {report['ruleset']} at {report['evaluated_at']}: {counts['courses']} "
+        f"course(s); newly allowed {counts['newly_allowed']}, newly refused "
+        f"{counts['newly_refused']}, reasons changed {counts['reasons_changed']}, unchanged "
+        f"{counts['unchanged']} ({counts['already_on_ruleset']} already on it)"
+    )
+    rows = []
+    for course in report["courses"]:
+        gates = {g["gate"]: g for g in course["gates"]}
+        rows.append(
+            {
+                **{k: course[k] for k in ("patient", "state", "ruleset", "change")},
+                "prescribe": before_after(gates.get("prescribe")),
+                "dispense": before_after(gates.get("dispense")),
+            }
+        )
+    if rows:
+        show_rows(rows, IMPACT_COLUMNS, False, title="Impact")

@@ -189,7 +189,8 @@ class AuditChainHead(Base):
 
 
 class Course(Base):
-    """One treatment course of one patient, governed by one ruleset for its whole life."""
+    """One treatment course of one patient, governed by one ruleset at a time; only an audited
+    migration (``Compliance.migrate_courses``) moves it to another version of its programme."""
 
     __tablename__ = "courses"
     __table_args__ = (

@@ -509,6 +509,30 @@ def schedule_of(facts: CourseFacts) -> TestSchedule | None:
     return testing.schedules.get(chosen) if chosen else None
 
 
+def scheduled_test_due(facts: CourseFacts, today: date, horizon: date) -> tuple[date, bool] | None:
+    """The next test the schedule asks for by ``horizon`` and not yet on file, and whether it
+    is already overdue; None when nothing is due (or the course follows no schedule)."""
+    schedule = schedule_of(facts)
+    start = facts.first_dispensed_on
+    if schedule is None or start is None or not facts.treatment_started:
+        return None
+    done = sorted(
+        t.specimen_date
+        for t in facts.tests
+        if t.result is TestResult.NEGATIVE and not test_problems(facts.ruleset, t)
+    )
+    past = schedule.due_dates(start, today)
+    latest_past = past[-1] if past else None
+    previous = start
+    for due in schedule.due_dates(start, horizon):
+        relevant = due > today or due == latest_past  # an earlier miss no longer blocks
+        until = max(due, today)  # a late test still covers the latest due date
+        if relevant and not any(previous < d <= until for d in done):
+            return due, due < today
+        previous = due
+    return None
+
+
 def _scheduled(ev: _Evaluation) -> None:
     """During treatment, the test that fell due most recently under the schedule is on file."""
     schedule = schedule_of(ev.facts)

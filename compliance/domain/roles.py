@@ -43,6 +43,7 @@ class Action(enum.StrEnum):
     AUDIT_VERIFY = "audit.verify"
     AUDIT_CHECKPOINT = "audit.checkpoint"
     RULES_SCHEDULE = "rules.schedule"
+    RULES_IMPACT = "rules.impact"
     CLOCK_OVERRIDE_SET = "settings.clock_override"
     HOME_TESTING_SET = "prescriber.home_testing"
     COURSE_ENROL = "course.enrol"
@@ -61,6 +62,7 @@ class Action(enum.StrEnum):
     COURSE_RESUME = "course.resume"
     COURSE_WITHDRAW = "course.withdraw"
     COURSE_LOST = "course.lost"
+    COURSE_MIGRATE = "course.migrate"
     AUTHORIZATION_REQUEST = "dispense.authorize"
     AUTHORIZATION_REVERSE = "dispense.reverse"
     DISPENSE_RECORD = "dispense.record"
@@ -95,6 +97,7 @@ PERMISSIONS: MappingProxyType[Action, frozenset[Role]] = MappingProxyType(
         Action.AUDIT_VERIFY: frozenset({_A}),
         Action.AUDIT_CHECKPOINT: frozenset({_A}),
         Action.RULES_SCHEDULE: frozenset({_A}),
+        Action.RULES_IMPACT: frozenset({_A, _P}),
         Action.CLOCK_OVERRIDE_SET: frozenset({_A}),
         Action.HOME_TESTING_SET: frozenset({_P}),
         Action.COURSE_ENROL: frozenset({_P, _D}),
@@ -113,6 +116,7 @@ PERMISSIONS: MappingProxyType[Action, frozenset[Role]] = MappingProxyType(
         Action.COURSE_RESUME: frozenset({_P}),
         Action.COURSE_WITHDRAW: frozenset({_A, _P}),
         Action.COURSE_LOST: frozenset({_A, _P}),
+        Action.COURSE_MIGRATE: frozenset({_A}),
         Action.AUTHORIZATION_REQUEST: frozenset({_R}),
         Action.AUTHORIZATION_REVERSE: frozenset({_R}),
         Action.DISPENSE_RECORD: frozenset({_R}),
@@ -130,6 +134,7 @@ READ_ONLY: frozenset[Action] = frozenset(
         Action.AUDIT_READ,
         Action.AUDIT_VERIFY,
         Action.COURSE_READ,
+        Action.RULES_IMPACT,
     }
 )
 

@@ -1,0 +1,313 @@
+"""Rule changes without cutovers: what moving in-flight courses to another ruleset would change
+(a dry run), and moving them (audited, all courses of one request in one transaction)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from compliance.api.authz import Actor
+from compliance.api.courses import audit, facts, latest_course, open_course, ruleset_of
+from compliance.api.parties import load
+from compliance.db import models as m
+from compliance.domain import validate as v
+from compliance.domain.gates import Decision, prescribe_gate
+from compliance.domain.ids import Kind
+from compliance.domain.impact import Change, GateImpact, as_of_instant, course_impact
+from compliance.domain.roles import Action, Role
+from compliance.errors import InvalidInput
+from compliance.programs import loader
+from compliance.programs.model import Ruleset
+
+MIGRATED = "migrated"
+UNCHANGED = "unchanged"
+MAX_PATIENTS = 10_000
+
+
+def ruleset_arg(field: str, value: object) -> Ruleset:
+    """A known ruleset, or InvalidInput naming ``field``."""
+    if not isinstance(value, str):
+        raise InvalidInput(field, "must be a ruleset id such as ipledge/2026-mod")
+    try:
+        return loader.get(value)
+    except InvalidInput as exc:
+        raise InvalidInput(field, exc.problem) from None
+
+
+# --- the dry run ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CourseImpactRow:
+    patient: str
+    course: str
+    state: str
+    cycle: int
+    ruleset: str
+    change: Change
+    gates: tuple[GateImpact, ...]
+
+    def gate(self, name: str) -> GateImpact | None:
+        return next((g for g in self.gates if g.gate == name), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "patient": self.patient,
+            "course": self.course,
+            "state": self.state,
+            "cycle": self.cycle,
+            "ruleset": self.ruleset,
+            "change": self.change.value,
+            "gates": [g.to_dict() for g in self.gates],
+        }
+
+
+@dataclass(frozen=True)
+class ImpactReport:
+    ruleset: str
+    programme: str
+    evaluated_at: datetime
+    as_of: date | None
+    pharmacy_zone: str
+    already_on_ruleset: int  # open courses of the programme already governed by ``ruleset``
+    courses: tuple[CourseImpactRow, ...]
+
+    @property
+    def summary(self) -> dict[str, int]:
+        counts = {"courses": len(self.courses)}
+        counts.update({c.value: 0 for c in Change})
+        for row in self.courses:
+            counts[row.change.value] += 1
+        counts["already_on_ruleset"] = self.already_on_ruleset
+        return counts
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ruleset": self.ruleset,
+            "programme": self.programme,
+            "evaluated_at": self.evaluated_at.isoformat(),
+            "as_of": self.as_of.isoformat() if self.as_of else None,
+            "pharmacy_zone": self.pharmacy_zone,
+            "summary": self.summary,
+            "courses": [c.to_dict() for c in self.courses],
+        }
+
+
+def impact(
+    session: Session,
+    actor: Actor,
+    now: datetime,
+    ruleset: object,
+    as_of: object = None,
+    pharmacy_zone: object = None,
+) -> ImpactReport:
+    """Every open course of the target's programme not already on it: the gates now (or at the
+    start of ``as_of``) under its own ruleset and under the target. Prescribers see their own
+    courses; administrators see all."""
+    target = ruleset_arg("ruleset", ruleset)
+    zone = None if pharmacy_zone is None else v.time_zone("pharmacy_zone", pharmacy_zone)
+    day = None if as_of is None else v.calendar_date("as_of", as_of)
+    when = now if day is None else as_of_instant(day, target, zone)
+    stmt = (
+        select(m.Course, m.Patient.short_id)
+        .join(m.Patient, m.Patient.id == m.Course.patient_id)
+        .where(
+            m.Course.is_open,
+            m.Course.ruleset_id.startswith(target.programme + "/", autoescape=True),
+        )
+        .order_by(m.Patient.short_id)
+    )
+    if actor.role is Role.PRESCRIBER:
+        stmt = stmt.where(m.Course.prescriber_id == actor.uuid)
+    rows: list[CourseImpactRow] = []
+    already = 0
+    for course, patient in session.execute(stmt).all():
+        if course.ruleset_id == target.id:
+            already += 1
+            continue
+        result = course_impact(facts(session, course), target, when, zone)
+        rows.append(
+            CourseImpactRow(
+                patient=patient,
+                course=str(course.id),
+                state=course.state,
+                cycle=course.cycle,
+                ruleset=course.ruleset_id,
+                change=result.change,
+                gates=result.gates,
+            )
+        )
+    return ImpactReport(
+        ruleset=target.id,
+        programme=target.programme,
+        evaluated_at=when,
+        as_of=day,
+        pharmacy_zone=zone or target.today_zone,
+        already_on_ruleset=already,
+        courses=tuple(rows),
+    )
+
+
+# --- moving courses ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MigratedCourse:
+    patient: str
+    course: str
+    state: str
+    old: str
+    new: str
+    result: str  # migrated | unchanged
+    before: Decision
+    after: Decision
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "patient": self.patient,
+            "course": self.course,
+            "state": self.state,
+            "from": self.old,
+            "to": self.new,
+            "result": self.result,
+            "before": self.before.to_dict(),
+            "after": self.after.to_dict(),
+        }
+
+
+@dataclass(frozen=True)
+class MigrationReport:
+    ruleset: str
+    courses: tuple[MigratedCourse, ...]
+
+    @property
+    def migrated(self) -> int:
+        return sum(c.result == MIGRATED for c in self.courses)
+
+    @property
+    def unchanged(self) -> int:
+        return sum(c.result == UNCHANGED for c in self.courses)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "to": self.ruleset,
+            "migrated": self.migrated,
+            "unchanged": self.unchanged,
+            "courses": [c.to_dict() for c in self.courses],
+        }
+
+
+def _same_programme(target: Ruleset, current: Ruleset, whose: str) -> None:
+    if current.programme != target.programme:
+        raise InvalidInput(
+            "to",
+            f"{target.id} belongs to programme {target.programme!r}; {whose} is governed by "
+            f"{current.id} (programme {current.programme!r})",
+        )
+
+
+def _patient_refs(patients: object) -> list[str]:
+    if patients is None:
+        return []
+    if isinstance(patients, str | bytes) or not isinstance(patients, Sequence):
+        raise InvalidInput("patients", "must be a list of patient ids")
+    if len(patients) > MAX_PATIENTS:
+        raise InvalidInput("patients", f"at most {MAX_PATIENTS} patients per migration")
+    return list(patients)
+
+
+def _selected(
+    session: Session, target: Ruleset, patients: object, all_from: object
+) -> list[tuple[m.Course, m.Patient]]:
+    """The courses to move, each locked, every one checked before any is changed."""
+    refs = _patient_refs(patients)
+    if refs and all_from is not None:
+        raise InvalidInput("all_from", "give either patients or all_from, not both")
+    if all_from is not None:
+        source = ruleset_arg("all_from", all_from)
+        _same_programme(target, source, f"--all-from {source.id}")
+        return [
+            (course, patient)
+            for course, patient in session.execute(
+                select(m.Course, m.Patient)
+                .join(m.Patient, m.Patient.id == m.Course.patient_id)
+                .where(m.Course.is_open, m.Course.ruleset_id == source.id)
+                .order_by(m.Patient.short_id)
+                .with_for_update(of=m.Course)
+            ).all()
+        ]
+    if not refs:
+        raise InvalidInput("patients", "name at least one patient, or a ruleset to move from")
+    found: dict[str, m.Patient] = {}
+    for ref in refs:
+        patient = load(session, Kind.PATIENT, ref, "patients")
+        found.setdefault(patient.short_id, patient)
+    selected = []
+    for short_id in sorted(found):  # one lock order for every migration
+        patient = found[short_id]
+        course = open_course(session, patient)
+        if course is None:
+            latest = latest_course(session, patient)
+            why = f"its course is {latest.state}" if latest else "it was never enrolled"
+            raise InvalidInput("patients", f"{short_id} has no open course to migrate: {why}")
+        _same_programme(target, ruleset_of(course), f"the course of {short_id}")
+        selected.append((course, patient))
+    return selected
+
+
+def migrate(
+    session: Session,
+    actor: Actor,
+    now: datetime,
+    to: object,
+    patients: object = None,
+    all_from: object = None,
+) -> MigrationReport:
+    """Move each selected course to ``to``, one audit event per course moved with the
+    prescribe decision before and after; a course already on ``to`` is left as it is."""
+    target = ruleset_arg("to", to)
+    moved: list[MigratedCourse] = []
+    for course, patient in _selected(session, target, patients, all_from):
+        current = facts(session, course)
+        before = prescribe_gate(current, now)
+        old = course.ruleset_id
+        after = before
+        if old != target.id:
+            after = prescribe_gate(replace(current, ruleset=target), now)
+        row = MigratedCourse(
+            patient=patient.short_id,
+            course=str(course.id),
+            state=course.state,
+            old=old,
+            new=target.id,
+            result=UNCHANGED if old == target.id else MIGRATED,
+            before=before,
+            after=after,
+        )
+        moved.append(row)
+        if row.result == UNCHANGED:
+            continue
+        course.ruleset_id = target.id
+        course.updated_at = now
+        session.flush()
+        audit(
+            session,
+            actor,
+            now,
+            Action.COURSE_MIGRATE,
+            course,
+            patient,
+            course.state,
+            {
+                "from": old,
+                "to": target.id,
+                "before": before.to_dict(),
+                "after": after.to_dict(),
+            },
+        )
+    return MigrationReport(target.id, tuple(moved))

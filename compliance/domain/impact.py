@@ -1,0 +1,109 @@
+"""What moving one course to another ruleset would change: the same facts, the same instant,
+the gates evaluated under each ruleset, and the difference classified."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, replace
+from datetime import date, datetime
+from typing import Any
+
+from compliance.domain.facts import CourseFacts, PrescriptionRecord
+from compliance.domain.gates import Decision, DispenseRequest, dispense_gate, prescribe_gate
+from compliance.domain.timing import start_of_day, zone_for
+from compliance.programs.model import Ruleset
+
+
+class Change(enum.StrEnum):
+    """How a gate's answer moves. Listed from the most to the least consequential."""
+
+    NEWLY_REFUSED = "newly_refused"
+    NEWLY_ALLOWED = "newly_allowed"
+    REASONS_CHANGED = "reasons_changed"  # refused on both sides, not for the same codes
+    UNCHANGED = "unchanged"
+
+
+_RANK = {change: i for i, change in enumerate(Change)}
+
+
+def classify(before: Decision, after: Decision) -> Change:
+    """Compares outcomes and reason codes; messages (which carry dates) are not compared."""
+    if before.allowed and not after.allowed:
+        return Change.NEWLY_REFUSED
+    if after.allowed and not before.allowed:
+        return Change.NEWLY_ALLOWED
+    if set(before.codes) != set(after.codes):
+        return Change.REASONS_CHANGED
+    return Change.UNCHANGED
+
+
+@dataclass(frozen=True)
+class GateImpact:
+    gate: str
+    prescription: str | None
+    before: Decision
+    after: Decision
+
+    @property
+    def change(self) -> Change:
+        return classify(self.before, self.after)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "gate": self.gate,
+            "prescription": self.prescription,
+            "change": self.change.value,
+            "before": self.before.to_dict(),
+            "after": self.after.to_dict(),
+        }
+
+
+@dataclass(frozen=True)
+class CourseImpact:
+    gates: tuple[GateImpact, ...]
+
+    @property
+    def change(self) -> Change:
+        """The most consequential change among the course's gates."""
+        return min((g.change for g in self.gates), key=_RANK.__getitem__)
+
+
+def pending_prescription(facts: CourseFacts) -> PrescriptionRecord | None:
+    """The latest prescription of the current cycle, unless it was already dispensed."""
+    current = [p for p in facts.prescriptions if p.cycle == facts.cycle]
+    if not current:
+        return None
+    latest = current[-1]
+    dispensed = any(
+        a.prescription_id == latest.id and a.dispensed_at is not None for a in facts.authorizations
+    )
+    return None if dispensed else latest
+
+
+def as_of_instant(day: date, target: Ruleset, pharmacy_zone: str | None = None) -> datetime:
+    """A date judged as its first instant in the zone ``target`` judges "today" in (the named
+    pharmacy's, where the target judges dispensing there), so a report for a date is the same
+    whenever it is run, and a window whose last day was the day before has closed."""
+    return start_of_day(day, zone_for(target, pharmacy_zone))
+
+
+def course_impact(
+    facts: CourseFacts, target: Ruleset, now: datetime, pharmacy_zone: str | None = None
+) -> CourseImpact:
+    """The prescribe gate, and the dispense gate for a pending prescription, under the course's
+    own ruleset and under ``target``. A dispense is judged in ``pharmacy_zone`` (default: the
+    clinic's zone) only where a ruleset judges dispensing in the pharmacy's zone."""
+    moved = replace(facts, ruleset=target)
+    gates = [GateImpact("prescribe", None, prescribe_gate(facts, now), prescribe_gate(moved, now))]
+    rx = pending_prescription(facts)
+    if rx is not None:
+        request = DispenseRequest(rx.id, pharmacy_zone or target.today_zone)
+        gates.append(
+            GateImpact(
+                "dispense",
+                rx.id,
+                dispense_gate(facts, now, request),
+                dispense_gate(moved, now, request),
+            )
+        )
+    return CourseImpact(tuple(gates))
