@@ -909,9 +909,25 @@ def test_test_refused_by_the_lockout_does_not_restart_it_2023() -> None:
     assert codes(dispense(facts, noon(c2))) == {rc.LOCKOUT_19D}
     c3 = c1 + 19 * DAY
     facts = replace(facts, tests=(*facts.tests, confirmation(c3, "t-confirm-3")))
-    decision = dispense(facts, noon(c3))
+    # The prescription written on C2 cannot rely on a test collected after it.
+    assert rc.LOCKOUT_19D in codes(dispense(facts, noon(c3)))
+    facts = replace(facts, prescriptions=(*facts.prescriptions, prescription("rx-2", 1, c3)))
+    decision = dispense(facts, noon(c3), rx_id="rx-2")
     assert decision.test_id == "t-confirm-3"
     assert codes(decision) == set()
+
+
+def test_an_old_prescription_is_not_revived_by_a_newer_test() -> None:
+    """After the window of its test closed, a prescription stays expired even when a newer
+    negative test opens a new window: the prescriber writes a new prescription on it."""
+    facts = pcgp(MOD)
+    later = CONFIRM + 10 * DAY
+    facts = replace(facts, tests=(*facts.tests, confirmation(later, "t-confirm-2")))
+    stale = dispense(facts, noon(later))
+    assert codes(stale) == EXPIRED
+    assert stale.test_id == "t-confirm"
+    renewed = replace(facts, prescriptions=(*facts.prescriptions, prescription("rx-2", 1, later)))
+    assert codes(dispense(renewed, noon(later), rx_id="rx-2")) == set()
 
 
 def test_lapsed_screening_window_is_not_a_missed_first_window() -> None:

@@ -112,6 +112,8 @@ class _Evaluation:
     pharmacy_zone: str | None
     # The prescription's date: tests are dated against it where the ruleset says so (EU/UK).
     prescription_date: date | None = None
+    # A prescription is being dispensed: only tests collected by its date can support it.
+    dispensing: bool = False
     reasons: list[Reason] = field(default_factory=list)
     window: Window | None = None
     test: TestRecord | None = None
@@ -318,9 +320,9 @@ def _spaced_chain(ev: _Evaluation, tests: list[TestRecord]) -> list[TestRecord]:
 
 
 def _negatives(ev: _Evaluation) -> list[TestRecord]:
-    """Negative tests that could support this step, oldest first. Where tests are dated
-    against the prescription, a test collected after its date cannot support it."""
-    limit = ev.prescription_date if ev.by_prescription_date else None
+    """Negative tests that could support this step, oldest first. A test collected after the
+    prescription's date cannot support it: the prescriber never saw it."""
+    limit = ev.prescription_date if ev.by_prescription_date or ev.dispensing else None
     return sorted(
         (
             t
@@ -650,7 +652,7 @@ def dispense_gate(facts: CourseFacts, now: datetime, request: DispenseRequest) -
     rx = facts.prescription(request.prescription_id)
     if rx is None:
         raise LookupError(request.prescription_id)
-    ev = _Evaluation(facts, now, request.pharmacy_zone, rx.written_on)
+    ev = _Evaluation(facts, now, request.pharmacy_zone, rx.written_on, dispensing=True)
     for code in request.pharmacy_problems:
         ev.add(code, None, "the pharmacy renews or restores its activation")
     _run(ev, PRESCRIBE_CHECKS)
