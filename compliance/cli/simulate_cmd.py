@@ -125,4 +125,5 @@ def _summary(results: tuple[EventResult, ...]) -> None:
     failed = [r for r in expected if r.held is False]
     verdict = f"{len(failed)} not met" if failed else "all held"
     say("")
-    say(f"{len(results)} events: {parts}. {len(expected)} expectations: {verdict}.")
+    noun = "expectation" if len(expected) == 1 else "expectations"
+    say(f"{len(results)} events: {parts}. {len(expected)} {noun}: {verdict}.")

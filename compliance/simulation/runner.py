@@ -23,6 +23,8 @@ from compliance.errors import Conflict, InvalidInput, Refused
 from compliance.simulation.timeline import Event, Timeline
 from compliance.training import SimulatedTime, fresh_ncpdp, fresh_npi
 
+ADMIN_KEY = "simulation.administrator"  # where a kept database remembers its administrator
+
 
 @dataclass(frozen=True)
 class EventResult:
@@ -104,7 +106,7 @@ def run(
     if keep is not None and keep.exists():
         raise InvalidInput("keep", f"{keep} exists: name a new file")
     with _database(keep) as url, Compliance.open(url) as base:
-        admin = base.initialize("Simulation administrator", training=True).id
+        admin = base.initialize("Simulation administrator", training=True, remember_as=ADMIN_KEY).id
         time = SimulatedTime(base, timeline.events[0].at)
         ids = _Setup(time.app, admin, timeline).run(ruleset_id)
         replayer = _Replayer(time, timeline, ruleset_id, ids)
@@ -200,6 +202,7 @@ class _Replayer:
             by_id=self.ids[event.by],
             ruleset=self.ruleset,
             outcome="ALLOW",
+            prescription=self._product(event) if event.uses == "prescription" else None,
         )
         skipped = self._missing_source(event)
         if skipped is not None:
@@ -222,6 +225,8 @@ class _Replayer:
 
     def _product(self, event: Event) -> str | None:
         """The prescription id or authorization number the event acts on, if one exists."""
+        if event.uses is None:
+            return None
         if event.uses == "prescription":
             made, latest = self.prescriptions, self.latest_prescription
         else:
@@ -384,7 +389,13 @@ def _allowed(base: EventResult, event: Event, answer: object) -> EventResult:
         state=answer.course.state,
         cycle=answer.course.cycle,
         decision=answer.decision.to_dict() if answer.decision else None,
-        prescription=answer.prescription.id if answer.prescription else None,
+        prescription=(
+            answer.prescription.id
+            if answer.prescription
+            else answer.authorization.prescription
+            if answer.authorization
+            else base.prescription
+        ),
         authorization=authorization,
     )
 
