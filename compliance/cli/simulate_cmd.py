@@ -36,6 +36,8 @@ def simulate(timeline: str, ruleset: str | None, keep: str | None, as_json: bool
     kept = Path(keep) if keep else None
     if kept is not None and kept.exists():
         raise InvalidInput("--keep", f"{kept} exists: name a new file")
+    if kept is not None and not kept.parent.is_dir():
+        raise InvalidInput("--keep", f"folder {kept.parent} does not exist")
     if not as_json:
         _header(parsed, chosen, kept)
     width = len(str(len(parsed.events)))

@@ -24,6 +24,7 @@ from compliance.programs.model import Setting, TestKind
 OUTCOMES = ("ALLOW", "REFUSE", "CONFLICT", "SKIPPED")
 ROLES = ("prescriber", "pharmacist", "patient")
 DEFAULT_BIRTH_DATE = date(2000, 1, 1)
+FIRST_YEAR, LAST_YEAR = 1900, 9000  # room for the engine's date arithmetic either side
 TOP_LEVEL = ("title", "description", "programme", "ruleset", "zone", "parties", "event")
 EVENT_KEYS = ("at", "op", "patient", "by", "expect", "expect_codes")
 
@@ -373,6 +374,11 @@ def parse(text: str, source: str = "<timeline>") -> Timeline:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise InvalidInput("TIMELINE", f"{source} is not valid TOML: {exc}") from None
+    return from_data(data, source)
+
+
+def from_data(data: dict[str, Any], source: str = "<timeline>") -> Timeline:
+    """A timeline from TOML already read (the values ``tomllib`` produces)."""
     return _Reader(data, source).timeline()
 
 
@@ -724,7 +730,10 @@ def _optional_text(where: str, value: object, max_len: int = 200) -> str | None:
 def _date(where: str, value: object) -> date:
     if isinstance(value, datetime):
         raise InvalidInput(where, "must be a date (YYYY-MM-DD), not a date and time")
-    return v.calendar_date(where, value)
+    day = v.calendar_date(where, value)
+    if not FIRST_YEAR <= day.year <= LAST_YEAR:
+        raise InvalidInput(where, f"must fall between the years {FIRST_YEAR} and {LAST_YEAR}")
+    return day
 
 
 def _instant(where: str, value: object, zone: ZoneInfo) -> datetime:
@@ -737,6 +746,8 @@ def _instant(where: str, value: object, zone: ZoneInfo) -> datetime:
             raise InvalidInput(where, f"{value!r} is not a date and time") from None
     if not isinstance(value, datetime):
         raise InvalidInput(where, "must be a date and time, e.g. 2026-11-02T09:00")
+    if not FIRST_YEAR <= value.year <= LAST_YEAR:
+        raise InvalidInput(where, f"must fall between the years {FIRST_YEAR} and {LAST_YEAR}")
     if value.tzinfo is not None:
         try:
             return value.astimezone(zone)
