@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -50,7 +51,7 @@ def simulate(timeline: str, ruleset: str | None, keep: str | None, as_json: bool
     if replay.failed:
         listed = ", ".join(f"[{r.event.index}] {r.event.op}" for r in replay.failed)
         raise ExpectationFailed(
-            f"{len(replay.failed)} expectation(s) did not hold: event {listed}",
+            f"{len(replay.failed)} expectation(s) not met: {listed}",
             [r.event.index for r in replay.failed],
         )
 
@@ -66,8 +67,6 @@ def _header(timeline: Timeline, ruleset: str, keep: Path | None) -> None:
 
 def _local(iso: str) -> str:
     """An instant already in the timeline's zone, as the header announces it."""
-    from datetime import datetime
-
     return datetime.fromisoformat(iso).strftime("%Y-%m-%d %H:%M:%S")
 
 
@@ -125,7 +124,8 @@ def _summary(results: tuple[EventResult, ...]) -> None:
     parts = ", ".join(f"{n} {o}" for o, n in counts.items())
     expected = [r for r in results if r.held is not None]
     failed = [r for r in expected if r.held is False]
-    verdict = f"{len(failed)} not met" if failed else "all held"
-    say("")
     noun = "expectation" if len(expected) == 1 else "expectations"
-    say(f"{len(results)} events: {parts}. {len(expected)} {noun}: {verdict}.")
+    verdict = f"{len(failed)} not met" if failed else "all held"
+    checked = f"{len(expected)} {noun}: {verdict}" if expected else "no expectations"
+    say("")
+    say(f"{len(results)} events: {parts}. {checked}.")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -338,7 +338,7 @@ class Timeline:
     pharmacies: Mapping[str, Pharmacy]
     pharmacists: Mapping[str, Pharmacist]
     patients: Mapping[str, Patient]
-    events: tuple[Event, ...] = field(default=())
+    events: tuple[Event, ...]
 
     def ruleset_for(self, override: str | None = None) -> str:
         """The ruleset to replay under: the override, the file's, or the one in force on the
@@ -353,7 +353,9 @@ class Timeline:
         ruleset = loader.get(chosen)
         if self.programme_given and ruleset.programme != self.programme:
             raise InvalidInput(
-                "ruleset", f"{ruleset.id} is not a {self.programme} ruleset (programme)"
+                "ruleset",
+                f"{ruleset.id} is a {ruleset.programme} ruleset; the timeline is for "
+                f"{self.programme}",
             )
         return ruleset.id
 
@@ -397,11 +399,14 @@ class _Reader:
         ruleset = data.get("ruleset")
         if ruleset is not None:
             ruleset = loader.get(v.text("ruleset", ruleset, max_len=64)).id
-        programme = data.get("programme", ruleset.split("/")[0] if ruleset else "ipledge")
+        own = loader.get(ruleset).programme if ruleset else "ipledge"
+        programme = data.get("programme", own)
         if programme not in programmes:
             raise InvalidInput("programme", f"must be one of {', '.join(programmes)}")
-        if ruleset is not None and not ruleset.startswith(programme + "/"):
-            raise InvalidInput("ruleset", f"{ruleset} is not a {programme} ruleset")
+        if ruleset is not None and own != programme:
+            raise InvalidInput(
+                "ruleset", f"{ruleset} is a {own} ruleset; the timeline is for {programme}"
+            )
         zone = ZoneInfo(v.time_zone("zone", data.get("zone", "UTC")))
         self.zone = zone
         parties = data.get("parties", {})
@@ -478,7 +483,7 @@ class _Reader:
             pharmacy = body.get("pharmacy", only)
             if pharmacy is None:
                 raise InvalidInput(f"{where}.pharmacy", f"name one of {', '.join(pharmacies)}")
-            if pharmacy not in pharmacies:
+            if not isinstance(pharmacy, str) or pharmacy not in pharmacies:
                 raise InvalidInput(
                     f"{where}.pharmacy",
                     f"{pharmacy!r} is not a declared pharmacy ({', '.join(pharmacies)})",
@@ -506,9 +511,7 @@ class _Reader:
         for group in groups:
             for name in group:
                 if name in seen:
-                    raise InvalidInput(
-                        f"parties.{name}", "names a second party: every name must be unique"
-                    )
+                    raise InvalidInput("parties", f"{name!r} names two parties: use another name")
                 seen.add(name)
 
 
@@ -538,7 +541,7 @@ class _Events:
         op_name = raw.get("op")
         if op_name is None:
             raise InvalidInput(f"{where}.op", f"is required: one of {', '.join(OPERATIONS)}")
-        if op_name not in OPERATIONS:
+        if not isinstance(op_name, str) or op_name not in OPERATIONS:
             raise InvalidInput(
                 f"{where}.op", f"{op_name!r} is not an operation: one of {', '.join(OPERATIONS)}"
             )
@@ -552,7 +555,9 @@ class _Events:
                     f"{where}.{key}", f"is not a parameter of {op.name}: {', '.join(allowed)}"
                 )
         if "at" not in raw:
-            raise InvalidInput(f"{where}.at", "is required: a date and time, e.g. 2026-11-02T09:00")
+            raise InvalidInput(
+                f"{where}.at", "is required: a date and time, e.g. 2026-11-02T09:00:00"
+            )
         at = _instant(f"{where}.at", raw["at"], self.zone)
         if self.previous is not None and at < self.previous.at:
             earlier = self.previous.at.isoformat(sep=" ", timespec="minutes")
@@ -745,7 +750,7 @@ def _instant(where: str, value: object, zone: ZoneInfo) -> datetime:
         except ValueError:
             raise InvalidInput(where, f"{value!r} is not a date and time") from None
     if not isinstance(value, datetime):
-        raise InvalidInput(where, "must be a date and time, e.g. 2026-11-02T09:00")
+        raise InvalidInput(where, "must be a date and time, e.g. 2026-11-02T09:00:00")
     if not FIRST_YEAR <= value.year <= LAST_YEAR:
         raise InvalidInput(where, f"must fall between the years {FIRST_YEAR} and {LAST_YEAR}")
     if value.tzinfo is not None:
