@@ -20,6 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from compliance import Compliance
+from compliance.audit.store import LogFilter
 from compliance.cli.main import cli
 from compliance.cli.reference import render, simulate_blocks
 from compliance.errors import InvalidInput
@@ -374,10 +375,16 @@ def test_times_with_an_offset_are_shown_in_the_timeline_zone(tmp_path: Path) -> 
 
 def test_keep_leaves_a_database_that_verifies(tmp_path: Path) -> None:
     kept = tmp_path / "kept.db"
-    simulate(DOCS / "timelines" / "ipledge-pregnancy.toml", "--keep", kept)
+    done = simulate(DOCS / "timelines" / "ipledge-pregnancy.toml", "--keep", kept)
     with Compliance.open(f"sqlite:///{kept}") as app:
         admin = app.remembered(ADMIN_KEY)
         assert admin is not None
+        assert done.stdout.splitlines()[-1] == (
+            f"database kept in {kept}; act on it as its administrator, {admin}")
+        enrolled = app.audit_log(admin, LogFilter(action="course.enrol"))
+        assert [e.occurred_at.isoformat() for e in enrolled] == ["2026-12-01T14:00:00+00:00"]
+        assert enrolled[0].payload["simulated_now"] == "2026-12-01T14:00:00+00:00"
+        assert "recorded_at" in enrolled[0].payload
         report = app.verify_audit(admin)
         assert report.ok and report.events > 18
         assert [p.name for p in app.find_patients(admin)] == ["Eve Adams"]

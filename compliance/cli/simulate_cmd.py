@@ -48,6 +48,9 @@ def simulate(timeline: str, ruleset: str | None, keep: str | None, as_json: bool
         click.echo(to_json([r.to_dict() for r in replay.results]))
     else:
         _summary(replay.results)
+    if kept is not None:
+        note = f"database kept in {kept}; act on it as its administrator, {replay.administrator}"
+        click.echo(note, err=as_json)
     if replay.failed:
         listed = ", ".join(f"[{r.event.index}] {r.event.op}" for r in replay.failed)
         raise ExpectationFailed(

@@ -84,6 +84,7 @@ class Replay:
     timeline: Timeline
     ruleset: str
     results: tuple[EventResult, ...]
+    administrator: str  # who set the database up: the id to act as on a kept database
 
     @property
     def failed(self) -> tuple[EventResult, ...]:
@@ -116,7 +117,7 @@ def run(
             results.append(result)
             if on_result is not None:
                 on_result(result)
-    return Replay(timeline, ruleset_id, tuple(results))
+    return Replay(timeline, ruleset_id, tuple(results), admin)
 
 
 @contextmanager
