@@ -20,10 +20,11 @@ from compliance.api.service import Compliance
 from compliance.domain import reasons as rc
 from compliance.domain.gates import Decision
 from compliance.errors import Conflict, InvalidInput, Refused
-from compliance.simulation.timeline import Event, Timeline
+from compliance.simulation.timeline import FIRST_YEAR, Event, Timeline
 from compliance.training import SimulatedTime, fresh_ncpdp, fresh_npi
 
 ADMIN_KEY = "simulation.administrator"  # where a kept database remembers its administrator
+PINNED = date(FIRST_YEAR, 1, 1)  # the pinned ruleset takes effect before any date a timeline holds
 
 
 @dataclass(frozen=True)
@@ -155,7 +156,7 @@ class _Setup:
         # Pin the ruleset: it alone is in force for the programme, whatever the dates.
         for other in app.rulesets():
             if other.startswith(programme + "/"):
-                app.set_rules_schedule(admin, other, date.min if other == ruleset_id else date.max)
+                app.set_rules_schedule(admin, other, PINNED if other == ruleset_id else date.max)
         ids: dict[str, str] = {}
         for name, prescriber in t.prescribers.items():
             with _named(f"parties.prescribers.{name}"):
