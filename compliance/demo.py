@@ -8,25 +8,15 @@ its administrator and adds a fresh set of parties and patients.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable
 from datetime import timedelta
 
 from compliance.api.service import Compliance
-from compliance.clock import FixedClock
 from compliance.domain.gates import Decision
-from compliance.domain.validate import npi_with_check_digit
 from compliance.errors import Conflict, NotPermitted, Refused
+from compliance.training import SimulatedTime, describe, fresh_ncpdp, fresh_npi
 
 DEMO_ADMIN_KEY = "demo.administrator"
-
-
-def _fresh_npi() -> str:
-    return npi_with_check_digit("1" + "".join(secrets.choice("0123456789") for _ in range(8)))
-
-
-def _fresh_ncpdp() -> str:
-    return "".join(secrets.choice("0123456789") for _ in range(7))
 
 
 def administrator(app: Compliance, actor: str | None) -> tuple[str, bool]:
@@ -57,7 +47,7 @@ def run(app: Compliance, actor: str | None, say: Callable[[str], None]) -> bool:
         f"{' (a training database: simulated clocks allowed)' if created else ''}."
     )
 
-    prescriber = app.register_prescriber(admin, "Dr Maria Okafor", _fresh_npi())
+    prescriber = app.register_prescriber(admin, "Dr Maria Okafor", fresh_npi())
     prescriber = app.activate_prescriber(admin, prescriber.id)
     say(
         f"2. Prescriber {prescriber.id} (NPI {prescriber.external_id}) registered and "
@@ -71,9 +61,7 @@ def run(app: Compliance, actor: str | None, say: Callable[[str], None]) -> bool:
         f"{', '.join(grant.scopes)}."
     )
 
-    pharmacy = app.register_pharmacy(
-        admin, "Sunset Pharmacy", _fresh_ncpdp(), "America/Los_Angeles"
-    )
+    pharmacy = app.register_pharmacy(admin, "Sunset Pharmacy", fresh_ncpdp(), "America/Los_Angeles")
     pharmacy = app.activate_pharmacy(admin, pharmacy.id)
     pharmacist = app.register_pharmacist(admin, "Alex Rivera, PharmD", pharmacy.id)
     say(
@@ -81,7 +69,7 @@ def run(app: Compliance, actor: str | None, say: Callable[[str], None]) -> bool:
         f"{pharmacy.activation_expires_on}; pharmacist {pharmacist.id} registered."
     )
 
-    first = app.register_patient(designee.id, "Jordan Smith", "2004-05-17", {"MRN": _fresh_ncpdp()})
+    first = app.register_patient(designee.id, "Jordan Smith", "2004-05-17", {"MRN": fresh_ncpdp()})
     second = app.register_patient(designee.id, "Casey Nguyen", "1979-11-02")
     same = app.register_patient(designee.id, "jordan smith", "2004-05-17")
     say(
@@ -108,7 +96,7 @@ def run(app: Compliance, actor: str | None, say: Callable[[str], None]) -> bool:
     say("7. Refusals:")
     attempt(
         f"{pharmacist.id} registering a prescriber",
-        lambda: app.register_prescriber(pharmacist.id, "Dr Nobody", _fresh_npi()),
+        lambda: app.register_prescriber(pharmacist.id, "Dr Nobody", fresh_npi()),
     )
     app.suspend_prescriber(admin, prescriber.id, note="licence under review")
     attempt(
@@ -134,26 +122,20 @@ def run(app: Compliance, actor: str | None, say: Callable[[str], None]) -> bool:
 
 
 def _decision(say: Callable[[str], None], label: str, decision: Decision) -> None:
-    codes = ", ".join(decision.codes) or "all requirements met"
-    window = (
-        f" [window {decision.window.first_day} to {decision.window.last_day}]"
-        if decision.window
-        else ""
-    )
-    say(f"   {label}: {decision.outcome.value} ({codes}){window}")
+    say(f"   {label}: {describe(decision)}")
 
 
 class _Sim:
-    """A simulated clock over the demonstration's database, counted in days from day 0."""
+    """Simulated time over the demonstration's database, counted in days from day 0."""
 
     def __init__(self, app: Compliance, say: Callable[[str], None]) -> None:
         self.start = app.clock.now().replace(hour=15, minute=0, second=0, microsecond=0)
-        self.clock = FixedClock(self.start)
-        self.app = Compliance(app.engine, self.clock, simulated=True)
+        self.time = SimulatedTime(app, self.start)
+        self.app = self.time.app
         self.say = say
 
     def at(self, days: int) -> str:
-        self.clock.set(self.start + timedelta(days=days))
+        self.time.move_to(self.start + timedelta(days=days))
         return (self.start.date() + timedelta(days=days)).isoformat()
 
     def refused(self, label: str, call: Callable[[], object]) -> None:

@@ -123,6 +123,20 @@ class Busy(ComplianceError):
     code = "BUSY"
 
 
+class ExpectationFailed(ComplianceError):
+    """A simulated timeline ran, but an expectation written in it did not hold."""
+
+    exit_code = 10
+    code = "EXPECTATION_FAILED"
+
+    def __init__(self, message: str, events: Sequence[int]) -> None:
+        super().__init__(message)
+        self.events = tuple(events)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"error": self.code, "message": self.message, "events": list(self.events)}
+
+
 EXIT_CODES: tuple[tuple[int, str, str], ...] = (
     (0, "OK", "success"),
     (1, ComplianceError.code, "unexpected internal error"),
@@ -134,4 +148,10 @@ EXIT_CODES: tuple[tuple[int, str, str], ...] = (
     (7, AuditVerificationFailed.code, "audit verification failed"),
     (8, DatabaseNotReady.code, "database unreachable or not migrated to the current schema"),
     (9, Busy.code, "database busy: lock or serialization conflict after retries"),
+    (
+        10,
+        ExpectationFailed.code,
+        "a simulated timeline ran, but an expectation written in it did not hold (the events "
+        "are named)",
+    ),
 )

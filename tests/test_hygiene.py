@@ -23,6 +23,13 @@ FORBIDDEN = {
     "compliance/db": ("click", "rich", "compliance.api", "compliance.cli"),
     "compliance/audit/store.py": ("click", "rich", "compliance.api", "compliance.cli"),
     "compliance/api": ("click", "rich", "compliance.cli"),
+    # The demonstration and the simulator drive the public API only, as an embedding host would.
+    "compliance/training.py": ("sqlalchemy", "click", "rich", "compliance.db", "compliance.cli",
+                               "compliance.audit.store"),
+    "compliance/demo.py": ("sqlalchemy", "click", "rich", "compliance.db", "compliance.cli",
+                           "compliance.audit.store"),
+    "compliance/simulation": ("sqlalchemy", "click", "rich", "compliance.db", "compliance.cli",
+                              "compliance.audit.store"),
 }
 
 

@@ -21,6 +21,7 @@ from compliance.cli.output import json_option, show_record, show_rows, to_json
 from compliance.cli.party_cmds import admin, designee, pharmacist, pharmacy, prescriber
 from compliance.cli.patient_cmds import patient
 from compliance.cli.rules_cmds import rules
+from compliance.cli.simulate_cmd import simulate
 from compliance.errors import EXIT_CODES, ComplianceError, InvalidInput
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -147,6 +148,7 @@ for command in (
     due,
     dispense,
     rules,
+    simulate,
 ):
     cli.add_command(command)
 

@@ -1,8 +1,8 @@
-"""Generated documentation blocks for the README: CLI reference, permissions, exit codes and
-the course state diagram.
+"""Generated documentation blocks for the README (CLI reference, permissions, exit codes, the
+course state diagram) and for docs/simulate.md (the timeline operations).
 
-``python -m compliance.cli.reference README.md`` rewrites the blocks in place; a test fails when
-the README is out of date, so the reference stays complete.
+``python -m compliance.cli.reference README.md docs/simulate.md`` rewrites the blocks in place;
+tests fail when either file is out of date, so the reference stays complete.
 """
 
 from __future__ import annotations
@@ -75,6 +75,12 @@ def blocks() -> dict[str, str]:
     }
 
 
+def simulate_blocks() -> dict[str, str]:
+    from compliance.simulation.timeline import operations_markdown
+
+    return {"timeline-operations": operations_markdown()}
+
+
 def _replacement(body: str) -> Callable[[re.Match[str]], str]:
     def replace(match: re.Match[str]) -> str:
         return match.group(1) + body + match.group(2)
@@ -82,8 +88,8 @@ def _replacement(body: str) -> Callable[[re.Match[str]], str]:
     return replace
 
 
-def render(text: str) -> str:
-    for name, body in blocks().items():
+def render(text: str, generated: dict[str, str] | None = None) -> str:
+    for name, body in (blocks() if generated is None else generated).items():
         pattern = re.compile(rf"(<!-- {name}:start -->\n).*?(<!-- {name}:end -->)", flags=re.DOTALL)
         if not pattern.search(text):
             raise SystemExit(f"marker <!-- {name}:start --> missing")
@@ -92,5 +98,7 @@ def render(text: str) -> str:
 
 
 if __name__ == "__main__":
-    target = Path(sys.argv[1] if len(sys.argv) > 1 else "README.md")
-    target.write_text(render(target.read_text(encoding="utf-8")), encoding="utf-8")
+    for name in sys.argv[1:] or ["README.md"]:
+        target = Path(name)
+        generated = simulate_blocks() if target.name == "simulate.md" else None
+        target.write_text(render(target.read_text(encoding="utf-8"), generated), encoding="utf-8")
