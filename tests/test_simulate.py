@@ -35,7 +35,7 @@ RESULT_KEYS = {"index", "at", "op", "patient", "patient_id", "by", "by_id", "rul
                "codes", "message", "reasons", "flags", "state", "cycle", "decision",
                "prescription", "authorization", "expected"}
 AUTHORIZATION_KEYS = {"number", "formatted", "prescription", "do_not_dispense_after",
-                      "reversed_at", "dispensed_at"}
+                      "reversed_at", "dispensed_at", "kind"}
 REASON_KEYS = {"code", "message", "next_step", "earliest"}
 
 
@@ -590,3 +590,13 @@ def test_any_values_are_read_or_refused_by_name(top: dict[str, Any], parties: di
     else:
         return
     assert refused.field and refused.problem
+
+
+def test_uk_dispense_record_in_the_pharmacys_zone() -> None:
+    results = by_index(replay(DOCS / "timelines" / "uk-isotretinoin.toml"))
+    assert results[8]["codes"] == ["TEST_TOO_OLD_FOR_RX"]
+    assert results[10]["codes"] == ["RX_EXPIRED"]  # already 12 March in Athens
+    record = results[11]["authorization"]
+    assert record["kind"] == "dispense_record"
+    assert record["do_not_dispense_after"] == "2026-03-11T23:59:59.999999+00:00"
+    assert {r["ruleset"] for r in results.values()} == {"uk-iso/2026-01"}

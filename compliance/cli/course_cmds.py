@@ -46,9 +46,8 @@ def show_outcome(result: Any, as_json: bool) -> None:
     if data.get("authorization"):
         a = data["authorization"]
         after = a["do_not_dispense_after"] or "no time limit"
-        say(
-            f"authorization {a['formatted']} for {a['prescription']}: do not dispense after {after}"
-        )
+        what = a.get("kind", "authorization").replace("_", " ")
+        say(f"{what} {a['formatted']} for {a['prescription']}: do not dispense after {after}")
         if a["reversed_at"]:
             say(f"  reversed at {a['reversed_at']}: {a['reversal_reason']}")
         if a["dispensed_at"]:

@@ -84,7 +84,8 @@ def _detail(result: EventResult) -> str:
     if op == "dispense" and authorization:
         after = authorization["do_not_dispense_after"]
         limit = f"do not dispense after {_local(after)}" if after else "no time limit"
-        return f"authorization {authorization['formatted']}, {limit}"
+        what = authorization.get("kind", "authorization").replace("_", " ")
+        return f"{what} {authorization['formatted']}, {limit}"
     if op == "prescribe" and result.prescription:
         return ", ".join(filter(None, [f"prescription {result.prescription}", span]))
     if op == "check":

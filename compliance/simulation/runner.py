@@ -384,6 +384,7 @@ def _allowed(base: EventResult, event: Event, answer: object) -> EventResult:
             "do_not_dispense_after": _local(limit, zone),
             "reversed_at": _local(a.reversed_at, zone),
             "dispensed_at": _local(a.dispensed_at, zone),
+            "kind": a.kind,
         }
     return _with(
         base,
