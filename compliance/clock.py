@@ -18,16 +18,27 @@ class SystemClock:
 
 
 class FixedClock:
-    """A clock that stands still until moved; for simulation and tests."""
+    """A clock that stands still until moved; for simulation and tests. It stays within the
+    years 1900-9000, so that date arithmetic from it never runs off the calendar."""
 
     def __init__(self, instant: datetime) -> None:
-        self._instant = ensure_utc(instant, "now")
+        self._instant = within_calendar(instant, "now")
 
     def now(self) -> datetime:
         return self._instant
 
     def set(self, instant: datetime) -> None:
-        self._instant = ensure_utc(instant, "now")
+        self._instant = within_calendar(instant, "now")
+
+
+def within_calendar(instant: datetime, field: str) -> datetime:
+    """An instant in UTC within the years 1900-9000, refused naming ``field`` otherwise."""
+    from compliance.errors import InvalidInput
+
+    utc = ensure_utc(instant, field)
+    if not 1900 <= utc.year <= 9000:
+        raise InvalidInput(field, f"{utc.isoformat()} is outside the years 1900-9000")
+    return utc
 
 
 def ensure_utc(instant: datetime, field: str) -> datetime:

@@ -1589,6 +1589,12 @@ CLI_CASES = [
             "--now"),
     CliCase("now-overflow", "prs", lambda i: ["--now", EDGE_EAST.isoformat(), "status",
                                               i["pat"]], 2, "--now"),
+    CliCase("now-year-9999", "prs", lambda i: ["--now", "9999-06-01T00:00:00Z", "status",
+                                               i["pat"]], 2, "--now"),
+    CliCase("now-year-1", "prs", lambda i: ["--now", "0001-06-01T00:00:00Z", "status",
+                                            i["pat"]], 2, "--now"),
+    CliCase("schedule-year-1", "adm", lambda i: ["rules", "schedule", "ipledge/2026-mod",
+                                                 "0001-01-01"], 2, "effective"),
     CliCase("grant-expires-overflow", "adm", lambda i: [
         "designee", "grant", i["dsg"], "--prescriber", i["prs"], "--expires",
         EDGE_EAST.isoformat()], 2, "--expires"),

@@ -77,11 +77,18 @@ def schedule(session: Session) -> dict[str, date]:
     return merged
 
 
+# Calendar arithmetic (windows, lead-ins, post-treatment months) must never run off the end of
+# the calendar: dates that govern it stay well inside it.
+EARLIEST_YEAR, LATEST_YEAR = 1900, 9000
+
+
 def set_schedule(
     session: Session, actor: Actor, now: datetime, ruleset_id: str, effective: object
 ) -> dict[str, date]:
     ruleset = loader.get(ruleset_id)
     day = v.calendar_date("effective", effective)
+    if not EARLIEST_YEAR <= day.year <= LATEST_YEAR:
+        raise InvalidInput("effective", f"must fall in the years {EARLIEST_YEAR}-{LATEST_YEAR}")
     current = settings.get(session, SCHEDULE_KEY) or {}
     before = schedule(session).get(ruleset.id)
     current[ruleset.id] = day.isoformat()

@@ -93,11 +93,16 @@ def cli(
     on_behalf_of: str | None,
     now: str | None,
 ) -> None:
-    """Pregnancy-prevention programme engine: iPLEDGE treatment courses, gates, authorizations."""
+    """Pregnancy-prevention programme engine: treatment courses, gates, authorizations."""
     from compliance.cli.party_cmds import parse_instant
+    from compliance.clock import within_calendar
 
+    instant = parse_instant("--now", now)
     state = Context(
-        url=url, actor=actor, on_behalf_of=on_behalf_of, now=parse_instant("--now", now)
+        url=url,
+        actor=actor,
+        on_behalf_of=on_behalf_of,
+        now=None if instant is None else within_calendar(instant, "--now"),
     )
     ctx.obj = state
     ctx.call_on_close(state.close)
