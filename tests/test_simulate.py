@@ -600,3 +600,14 @@ def test_uk_dispense_record_in_the_pharmacys_zone() -> None:
     assert record["kind"] == "dispense_record"
     assert record["do_not_dispense_after"] == "2026-03-11T23:59:59.999999+00:00"
     assert {r["ruleset"] for r in results.values()} == {"uk-iso/2026-01"}
+
+
+def test_lenalidomide_schedule_decisions() -> None:
+    results = by_index(replay(DOCS / "timelines" / "lenalidomide-testing.toml"))
+    assert results[3]["outcome"] == "ALLOW"  # the irregular-cycles schedule chosen
+    missed = results[27]
+    assert set(missed["codes"]) == {"SCHEDULED_TEST_MISSED", "NO_NEGATIVE_TEST_IN_WINDOW"}
+    reason = next(r for r in missed["reasons"] if r["code"] == "SCHEDULED_TEST_MISSED")
+    assert "2026-06-08" in reason["message"]  # day 56 of treatment, the latest due date
+    assert results[29]["outcome"] == "ALLOW"
+    assert {r["ruleset"] for r in results.values()} == {"lenalidomide/2023-03"}

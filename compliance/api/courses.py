@@ -77,9 +77,9 @@ def schedule(session: Session) -> dict[str, date]:
     return merged
 
 
-# Calendar arithmetic (windows, lead-ins, post-treatment months) must never run off the end of
-# the calendar: dates that govern it stay well inside it.
-EARLIEST_YEAR, LATEST_YEAR = 1900, 9000
+# Calendar arithmetic (windows, lead-ins, post-treatment months) must never run off the start
+# of the calendar: no ruleset takes effect that early.
+EARLIEST_YEAR = 1900
 
 
 def set_schedule(
@@ -87,8 +87,8 @@ def set_schedule(
 ) -> dict[str, date]:
     ruleset = loader.get(ruleset_id)
     day = v.calendar_date("effective", effective)
-    if not EARLIEST_YEAR <= day.year <= LATEST_YEAR:
-        raise InvalidInput("effective", f"must fall in the years {EARLIEST_YEAR}-{LATEST_YEAR}")
+    if day.year < EARLIEST_YEAR:  # a far-future date is allowed: it means "not yet"
+        raise InvalidInput("effective", f"must not be before {EARLIEST_YEAR}")
     current = settings.get(session, SCHEDULE_KEY) or {}
     before = schedule(session).get(ruleset.id)
     current[ruleset.id] = day.isoformat()

@@ -465,6 +465,7 @@ def pregnancy_tests(ev: _Evaluation) -> None:
             )
     test = _monthly(ev) if facts.treatment_started else _pretreatment(ev)
     if test is None:
+        _scheduled(ev)
         ev.add(
             rc.NO_NEGATIVE_TEST_IN_WINDOW,
             None,

@@ -244,6 +244,8 @@ class _Replayer:
             return app.enrol(by, patient, p.get("enrolled_on"), self.programme)
         if op == "category":
             return app.assign_category(by, patient, p["category"], p["reason"])
+        if op == "test_schedule":
+            return app.set_test_schedule(by, patient, p["schedule"])
         if op == "consent":
             return app.record_consent(by, patient, p["form"], p.get("signed_on"))
         if op == "counselling":

@@ -81,6 +81,13 @@ OPERATIONS: dict[str, Operation] = {
             ),
         ),
         Operation(
+            "test_schedule",
+            "Choose the ruleset's named testing schedule (e.g. `irregular_cycles`).",
+            "set_test_schedule",
+            "prescriber",
+            (Param("schedule", "text", "a schedule the ruleset names", required=True),),
+        ),
+        Operation(
             "consent",
             "Record one signed consent form.",
             "record_consent",
