@@ -196,3 +196,40 @@ def test_worklist_shows_the_uk_prescription_validity_closing(clinic: Clinic) -> 
         (rc.WINDOW_CLOSING, START.date() + timedelta(days=6), rx.id)
     ]
     assert [f for f in app.due(c.prs, 3) if f.patient == pat] == []
+
+
+def test_uk_course_ends_with_the_test_a_month_after_stopping(clinic: Clinic) -> None:
+    c, app = clinic, clinic.app
+    pat = qualified_uk(c)
+    app.record_test(
+        c.prs, pat, kind="confirmation", specimen_date=c.at(0), setting="clinic", result="negative"
+    )
+    rx = app.prescribe(c.prs, pat, 30).prescription
+    assert rx is not None
+    record = app.request_authorization(c.london, rx.id).authorization
+    assert record is not None
+    app.record_dispense(c.london, record.number)
+    ended = app.end_treatment(c.prs, pat, c.at(30)).course
+    assert ended.state in {"treatment_ended", "post_treatment"}
+    early = app.record_test(
+        c.prs,
+        pat,
+        kind="post_treatment",
+        specimen_date=c.at(59),
+        setting="clinic",
+        result="negative",
+    ).course
+    assert early.open  # 29 days after the last dose is too early
+    c.at(61)
+    assert [f.code for f in app.due(c.prs, 7) if f.patient == pat] == [
+        rc.OVERDUE_POST_TREATMENT_TEST
+    ]
+    final = app.record_test(
+        c.prs,
+        pat,
+        kind="post_treatment",
+        specimen_date=c.at(61),
+        setting="clinic",
+        result="negative",
+    ).course
+    assert (final.state, final.open) == ("completed", False)
