@@ -155,7 +155,8 @@ def walk_courses(
     first = _can_get_pregnant(sim, prescriber, pharmacist)
     second = _cannot_get_pregnant(sim, prescriber, pharmacist)
     _positive_test(sim, prescriber)
-    return first == second == "completed"
+    uk = _uk_patient(sim, admin, prescriber)
+    return first == second == "completed" and uk == "dispensed"
 
 
 def _can_get_pregnant(s: _Sim, prescriber: str, pharmacist: str) -> str:
@@ -297,3 +298,43 @@ def _positive_test(s: _Sim, prescriber: str) -> None:
         + ", ".join(f.code for f in sim.due(prescriber, 7) if f.patient == cleo)
     )
     s.refused("may prescribe?", lambda: sim.prescribe(prescriber, cleo, 30))
+
+
+def _uk_patient(s: _Sim, admin: str, prescriber: str) -> str:
+    """The same engine under the UK programme: no central authorization, the prescription's
+    validity judged in the pharmacy's own zone, the test dated against the prescription."""
+    sim, at, say = s.app, s.at, s.say
+    say("")
+    say("The UK isotretinoin programme (uk-iso), same engine, different ruleset:")
+    pharmacy = sim.register_pharmacy(admin, "Camden Pharmacy", fresh_ncpdp(), "Europe/London")
+    sim.activate_pharmacy(admin, pharmacy.id)
+    pharmacist = sim.register_pharmacist(admin, "Morgan Lee", pharmacy.id).id
+    day = at(70)
+    olivia = sim.register_patient(prescriber, "Olivia Hart", "2004-05-06").patient.id
+    course = sim.enrol(prescriber, olivia, programme="uk-iso").course
+    say(f"Day 70 ({day}): {olivia} enrolled under {course.ruleset}.")
+    sim.assign_category(prescriber, olivia, "can_get_pregnant", "CHILDBEARING_POTENTIAL")
+    sim.record_consent(prescriber, olivia, "ACKNOWLEDGEMENT_OF_RISK")
+    since = (s.start.date() - timedelta(days=90)).isoformat()
+    sim.record_contraception(prescriber, olivia, {"no_expected_risk_agreement": since})
+    sim.record_counselling(prescriber, olivia)
+    sim.confirm_contraception(olivia, olivia, ["no_expected_risk_agreement"])
+    say("   a documented 'no expected risk of pregnancy' agreement stands in for contraception.")
+    sim.record_test(
+        prescriber,
+        olivia,
+        kind="confirmation",
+        specimen_date=at(70),
+        setting="clinic",
+        result="negative",
+    )
+    say(f"Day 74 ({at(74)}): the test is four days old.")
+    _decision(say, "may prescribe today?", sim.check_prescribe(prescriber, olivia, 30))
+    rx = sim.prescribe(prescriber, olivia, 30, written_on=at(73)).prescription
+    assert rx is not None
+    say(f"   prescription {rx.id} dated {rx.written_on} (three days after the test) recorded.")
+    say(f"Day 79 ({at(79)}): the last day of its 7-day validity, in London.")
+    record = sim.request_authorization(pharmacist, rx.id).authorization
+    assert record is not None
+    say(f"   {record.kind.replace('_', ' ')} {record.formatted}: no central service is asked.")
+    return sim.record_dispense(pharmacist, record.number).course.state

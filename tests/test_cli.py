@@ -253,5 +253,8 @@ def test_demo_runs_and_reruns(tmp_path: Path) -> None:
     first = sh.run("demo").stdout
     assert "Audit trail intact" in first and "REFUSED" in first
     assert "created" in first.splitlines()[1]
+    assert "enrolled under uk-iso/2026-01" in first
+    assert "may prescribe today?: REFUSE (TEST_TOO_OLD_FOR_RX)" in first
+    assert "   dispense record " in first
     second = sh.run("demo").stdout
     assert "reused" in second.splitlines()[1] and "Audit trail intact" in second
