@@ -55,7 +55,7 @@ class CourseRow:
     updated_at: datetime
 
     @classmethod
-    def of(cls, row: Mapping[str, Any]) -> CourseRow:
+    def of(cls, row: Mapping[Any, Any]) -> CourseRow:
         """From a result row holding every column of ``courses`` under its own name."""
         return cls(**{name: row[name] for name in COURSE_COLUMNS})
 
