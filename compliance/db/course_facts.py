@@ -39,6 +39,7 @@ _RX = table_of(m.Prescription)
 _PRESCRIBER = table_of(m.Prescriber)
 _AUTHORIZATION = table_of(m.Authorization)
 # Facts are read on every gate evaluation: only the columns they need, with statements built once.
+# The record loop in ``load`` sees these four columns; a branch that needs another adds it here.
 _RECORDS = (
     select(_RECORD.c.kind, _RECORD.c.cycle, _RECORD.c.effective_on, _RECORD.c.payload)
     .where(_RECORD.c.course_id == bindparam("course"))
