@@ -3,15 +3,16 @@
 No ORM, no rule engine: the reads, writes and hashing ``request_authorization`` performs, in the
 order it performs them, with the driver alone (``sqlite3`` or ``psycopg``):
 
-``BEGIN IMMEDIATE`` (PostgreSQL: ``BEGIN``); read the acting pharmacist and their pharmacy; read
-the prescription, the course (``FOR UPDATE``) and the patient; read the course facts (records,
-tests, prescriptions with their prescriber's status, authorizations); the minimal check (the
-course is ``qualified``, the prescription is the cycle's, no live authorization this cycle); draw
-an authorization number and check it is free; insert the authorization; update the course; read
-and lock the chain head; take the next event id (``max(id) + 1`` on SQLite, ``nextval`` on
+``BEGIN IMMEDIATE`` (PostgreSQL: ``BEGIN``); read the acting pharmacist with their pharmacy (one
+join); read the prescription with its course (``FOR UPDATE OF`` the course), the course's patient
+and prescriber (one join); read the course facts (records, tests, prescriptions with their
+prescriber's status, authorizations); the minimal check (the course is ``qualified``, the
+prescription is the cycle's, no live authorization this cycle); draw an authorization number
+(the primary key refuses a collision); insert the authorization; update the course; read and
+lock the chain head; take the next event id (``max(id) + 1`` on SQLite, ``nextval`` on
 PostgreSQL); build the event and hash its canonical JSON (which includes the previous hash);
-insert the event and its subject row; update the chain head; read the prescriber for the answer;
-``COMMIT`` (SQLite in WAL with ``synchronous=FULL``; PostgreSQL with ``synchronous_commit=on``).
+insert the event and its subject row; update the chain head; ``COMMIT`` (SQLite in WAL with
+``synchronous=FULL``; PostgreSQL with ``synchronous_commit=on``).
 
 The canonical JSON is ``json.dumps(sort_keys=True, separators=(",", ":"), ensure_ascii=False)``:
 for these events (ASCII keys, integers, strings) it is byte for byte the RFC 8785 form, which
@@ -173,24 +174,20 @@ class RawSqlite:
     def _authorize(c: sqlite3.Connection, pharmacist: str, rx_ref: str, now: datetime) -> str:
         one = c.execute
         rph = one(
-            "SELECT id, pharmacy_id, status FROM pharmacists WHERE short_id = ?", (pharmacist,)
+            "SELECT r.id, r.status, h.id, h.short_id, h.time_zone, h.status,"
+            " h.activation_expires_on FROM pharmacists r JOIN pharmacies h ON h.id = r.pharmacy_id"
+            " WHERE r.short_id = ?",
+            (pharmacist,),
         ).fetchone()
-        pharmacy = one(
-            "SELECT id, short_id, time_zone, status, activation_expires_on FROM pharmacies"
-            " WHERE id = ?",
-            (rph[1],),
-        ).fetchone()
-        rx = one(
-            "SELECT id, short_id, course_id, cycle, days_supply FROM prescriptions"
-            " WHERE short_id = ?",
+        pharmacy = rph[2:]
+        found = one(
+            "SELECT x.id, x.short_id, x.cycle, x.days_supply, p.short_id, s.short_id,"
+            " c.id, c.state, c.cycle FROM prescriptions x JOIN courses c ON c.id = x.course_id"
+            " JOIN patients p ON p.id = c.patient_id JOIN prescribers s ON s.id = c.prescriber_id"
+            " WHERE x.short_id = ?",
             (rx_ref,),
         ).fetchone()
-        course = one(
-            "SELECT id, patient_id, prescriber_id, state, cycle, ruleset_id FROM courses"
-            " WHERE id = ?",
-            (rx[2],),
-        ).fetchone()
-        patient = one("SELECT short_id FROM patients WHERE id = ?", (course[1],)).fetchone()
+        rx, patient, course = found[0:4], found[4:5], found[6:9]
         one(
             "SELECT kind, cycle, payload, effective_on FROM course_records WHERE course_id = ?"
             " ORDER BY seq",
@@ -213,21 +210,19 @@ class RawSqlite:
             " ORDER BY a.issued_at",
             (course[0],),
         ).fetchall()
-        cycle = course[4]
-        if course[3] != "qualified" or rx[3] != cycle:
+        cycle = course[2]
+        if course[1] != "qualified" or rx[2] != cycle:
             raise LiveAuthorizationExists(rx_ref)
         if any(a[2] is None and (a[1] == cycle or a[3] == rx[1]) for a in auths):
             raise LiveAuthorizationExists(rx_ref)
         number = new_number()
-        while one("SELECT 1 FROM authorizations WHERE number = ?", (number,)).fetchone():
-            number = new_number()
         stamp = _stamp(now)
         one(
             "INSERT INTO authorizations (number, course_id, prescription_id, pharmacy_id, cycle,"
             " issued_at, issued_by, do_not_dispense_after, test_id, days_supply, reversed_at,"
             " reversed_by, reversal_reason, dispensed_at, dispensed_by, idempotency_key)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, NULL, NULL, NULL, NULL, NULL, NULL)",
-            (number, course[0], rx[0], pharmacy[0], cycle, stamp, pharmacist, rx[4]),
+            (number, course[0], rx[0], pharmacy[0], cycle, stamp, pharmacist, rx[3]),
         )
         one(
             "UPDATE courses SET state = 'authorized', updated_at = ? WHERE id = ?",
@@ -239,7 +234,7 @@ class RawSqlite:
         ).fetchone()
         event_id = int(one("SELECT max(id) FROM audit_events").fetchone()[0] or 0) + 1
         payload = authorize_payload(
-            str(uuid.UUID(course[0])), cycle, number, rx[1], pharmacy[1], rx[4], now
+            str(uuid.UUID(course[0])), cycle, number, rx[1], pharmacy[1], rx[3], now
         )
         body = event_body(
             event_id,
@@ -283,7 +278,6 @@ class RawSqlite:
             " WHERE chain_id = ?",
             (head[0] + 1, digest, event_id, chain),
         )
-        one("SELECT short_id FROM prescribers WHERE id = ?", (course[2],)).fetchone()
         return number
 
 
@@ -307,24 +301,20 @@ class RawPostgres:
             return c.execute(sql, params).fetchall()
 
         rph = one(
-            "SELECT id, pharmacy_id, status FROM pharmacists WHERE short_id = %s", (pharmacist,)
+            "SELECT r.id, r.status, h.id, h.short_id, h.time_zone, h.status,"
+            " h.activation_expires_on FROM pharmacists r JOIN pharmacies h ON h.id = r.pharmacy_id"
+            " WHERE r.short_id = %s",
+            (pharmacist,),
         )
-        pharmacy = one(
-            "SELECT id, short_id, time_zone, status, activation_expires_on FROM pharmacies"
-            " WHERE id = %s",
-            (rph[1],),
-        )
-        rx = one(
-            "SELECT id, short_id, course_id, cycle, days_supply FROM prescriptions"
-            " WHERE short_id = %s",
+        pharmacy = rph[2:]
+        found = one(
+            "SELECT x.id, x.short_id, x.cycle, x.days_supply, p.short_id, s.short_id,"
+            " c.id, c.state, c.cycle FROM prescriptions x JOIN courses c ON c.id = x.course_id"
+            " JOIN patients p ON p.id = c.patient_id JOIN prescribers s ON s.id = c.prescriber_id"
+            " WHERE x.short_id = %s FOR UPDATE OF c",
             (rx_ref,),
         )
-        course = one(
-            "SELECT id, patient_id, prescriber_id, state, cycle, ruleset_id FROM courses"
-            " WHERE id = %s FOR UPDATE",
-            (rx[2],),
-        )
-        patient = one("SELECT short_id FROM patients WHERE id = %s", (course[1],))
+        rx, patient, course = found[0:4], found[4:5], found[6:9]
         rows(
             "SELECT kind, cycle, payload, effective_on FROM course_records WHERE course_id = %s"
             " ORDER BY seq",
@@ -347,18 +337,16 @@ class RawPostgres:
             " ORDER BY a.issued_at",
             (course[0],),
         )
-        cycle = course[4]
-        if course[3] != "qualified" or rx[3] != cycle:
+        cycle = course[2]
+        if course[1] != "qualified" or rx[2] != cycle:
             raise LiveAuthorizationExists(rx_ref)
         if any(a[2] is None and (a[1] == cycle or a[3] == rx[1]) for a in auths):
             raise LiveAuthorizationExists(rx_ref)
         number = new_number()
-        while one("SELECT 1 FROM authorizations WHERE number = %s", (number,)):
-            number = new_number()
         c.execute(
             "INSERT INTO authorizations (number, course_id, prescription_id, pharmacy_id, cycle,"
             " issued_at, issued_by, days_supply) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-            (number, course[0], rx[0], pharmacy[0], cycle, now, pharmacist, rx[4]),
+            (number, course[0], rx[0], pharmacy[0], cycle, now, pharmacist, rx[3]),
         )
         c.execute(
             "UPDATE courses SET state = 'authorized', updated_at = %s WHERE id = %s",
@@ -370,7 +358,7 @@ class RawPostgres:
             (chain,),
         )
         event_id = int(one("SELECT nextval('audit_event_id_seq')")[0])
-        payload = authorize_payload(str(course[0]), cycle, number, rx[1], pharmacy[1], rx[4], now)
+        payload = authorize_payload(str(course[0]), cycle, number, rx[1], pharmacy[1], rx[3], now)
         body = event_body(
             event_id,
             chain,
@@ -413,5 +401,4 @@ class RawPostgres:
             " WHERE chain_id = %s",
             (head[0] + 1, digest, event_id, chain),
         )
-        one("SELECT short_id FROM prescribers WHERE id = %s", (course[2],))
         return number

@@ -41,11 +41,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from compliance import Compliance, FixedClock
-from compliance.api import service
+from compliance.api import dispensing, service
 from compliance.audit import store as audit
 from compliance.audit.store import LogFilter
 from compliance.db import models as m
 from compliance.db.engine import parse_url
+from compliance.domain.authorization_number import new_number
 from compliance.domain.ids import Kind, new_short_id
 from compliance.errors import Busy, Conflict
 from tests.conftest import build_world
@@ -559,6 +560,44 @@ def test_idempotency_key_replays_and_is_bound_to_its_prescription(
     ]
     assert authorizations(app, prescription_id=_rx_uuid(app, rx_other.id)) == []
     assert events(app, ward.admin, first, "dispense.authorize") == Counter(ok=1)
+    assert_audit_verifies(app, ward.admin)
+
+
+def test_authorization_number_collision_is_retried_with_a_fresh_number(
+    ward_app: tuple[Compliance, Ward], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A drawn number that is already issued is refused by the primary key (no look-up first):
+    the whole call is rolled back and retried with a fresh number; when every draw collides the
+    call ends in a conflict and writes nothing."""
+    app, ward = ward_app
+    first, second = ward.patients
+    rph = ward.pharmacists[0]
+    rx_first = app.prescribe(ward.prescriber, first, 30).prescription
+    rx_second = app.prescribe(ward.prescriber, second, 30).prescription
+    assert rx_first is not None and rx_second is not None
+    taken = app.request_authorization(rph, rx_first.id).authorization
+    assert taken is not None
+
+    monkeypatch.setattr(dispensing, "new_number", lambda: taken.number)
+    with pytest.raises(Conflict):
+        app.request_authorization(rph, rx_second.id)
+    assert authorizations(app, prescription_id=_rx_uuid(app, rx_second.id)) == []
+    assert app.status(ward.prescriber, second).course.state == "qualified"
+    assert events(app, ward.admin, second, "dispense.authorize") == Counter()
+
+    fresh = new_number()
+    drawn = iter([taken.number, taken.number, fresh])
+    monkeypatch.setattr(dispensing, "new_number", lambda: next(drawn))
+    issued = app.request_authorization(rph, rx_second.id).authorization
+    assert issued is not None and issued.number == fresh
+    assert next(drawn, None) is None  # two collisions, then the fresh number
+    assert [a.number for a in authorizations(app, prescription_id=_rx_uuid(app, rx_second.id))] == [
+        fresh
+    ]
+    assert [a.number for a in authorizations(app, prescription_id=_rx_uuid(app, rx_first.id))] == [
+        taken.number
+    ]
+    assert events(app, ward.admin, second, "dispense.authorize") == Counter(ok=1)
     assert_audit_verifies(app, ward.admin)
 
 

@@ -1,13 +1,13 @@
 """Crash safety: SIGKILL a real worker process mid-stream and lose nothing it acknowledged.
 
-On a SQLite file and on PostgreSQL, the test prepares 40 patients who can be prescribed (category
+On a SQLite file and on PostgreSQL, the test prepares 100 patients who can be prescribed (category
 cannot_get_pregnant / NO_UTERUS under ipledge/2026-mod: consent, counselling and comprehension at
 enrolment only). A worker, a separate Python process using the public ``Compliance`` API on the
 same database URL, walks each patient through ``CYCLES`` cycles of prescribe, request an
 authorization and record the dispense, and prints one line per call only after the call returned
 ("acknowledged"). The parent reads those lines and SIGKILLs the worker at a random point: right
 after a random number of acknowledged lines (the next call has usually begun), after a short random
-delay past one (inside a transaction or its commit), or a random 0.3-1.8 s after it started
+delay past one (inside a transaction or its commit), or a random 0.2-1.2 s after it started
 (start-up, the resume reads, or any call). Then it restarts the worker, which resumes from what
 the database says (``status``), at least ``MIN_KILLS`` times per backend, and lets the last run
 finish.
@@ -55,8 +55,8 @@ from tests.conftest import build_world
 pytestmark = pytest.mark.slow
 
 START = datetime(2027, 1, 4, 15, 0, tzinfo=UTC)  # ipledge/2026-mod is in force
-PATIENTS = 40
-CYCLES = 2  # dispenses per patient: 40 * 2 * 3 = 240 acknowledged calls in all
+PATIENTS = 100  # enough work that a fast worker is still busy at the eighth kill
+CYCLES = 2  # dispenses per patient: 100 * 2 * 3 = 600 acknowledged calls in all
 KILLS = 8  # kills attempted per backend
 MIN_KILLS = 5
 RUN_TIMEOUT = 60.0  # seconds a single worker run may take before the test gives up
@@ -194,7 +194,7 @@ def run_worker(ward: Ward, acks: Acks, rng: random.Random | None, log: Path) -> 
         if rng is not None:
             mode = rng.choice(["after lines", "after lines", "mid-transaction", "timed"])
             if mode == "timed":  # from the start: in start-up, the resume reads, or a call
-                delay = rng.uniform(0.3, 1.8)
+                delay = rng.uniform(0.2, 1.2)
                 plan = f"kill {delay:.3f}s after start"
                 time.sleep(delay)
             else:

@@ -8,22 +8,50 @@ from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import Select, bindparam, select
 from sqlalchemy.orm import Session
 
 from compliance.db import models as m
+from compliance.db.base import Base, table_of
+from compliance.db.rows import PharmacyRow
 from compliance.domain import reasons as rc
 from compliance.domain.ids import Kind, kind_of, normalise
 from compliance.domain.lifecycle import PharmacyStatus, PrescriberStatus, StaffStatus
 from compliance.domain.roles import DELEGABLE, Action, Role, allowed
 from compliance.errors import InvalidInput, NotPermitted
 
-_ROLE_OF_KIND: dict[Kind, tuple[Role, Any]] = {
-    Kind.ADMINISTRATOR: (Role.ADMINISTRATOR, m.Administrator),
-    Kind.PRESCRIBER: (Role.PRESCRIBER, m.Prescriber),
-    Kind.DESIGNEE: (Role.DESIGNEE, m.Designee),
-    Kind.PHARMACIST: (Role.PHARMACIST, m.Pharmacist),
-    Kind.PATIENT: (Role.PATIENT, m.Patient),
+
+def _who(model: type[Base]) -> Select[Any]:
+    table = table_of(model)
+    return select(table.c.id, table.c.status).where(table.c.short_id == bindparam("ref"))
+
+
+_PATIENT = table_of(m.Patient)
+_PHARMACIST = table_of(m.Pharmacist)
+_PHARMACY = table_of(m.Pharmacy)
+# Every call starts here: one statement, built once, reads the person (and a pharmacist's pharmacy).
+_ROLE_OF_KIND: dict[Kind, tuple[Role, Select[Any]]] = {
+    Kind.ADMINISTRATOR: (Role.ADMINISTRATOR, _who(m.Administrator)),
+    Kind.PRESCRIBER: (Role.PRESCRIBER, _who(m.Prescriber)),
+    Kind.DESIGNEE: (Role.DESIGNEE, _who(m.Designee)),
+    Kind.PHARMACIST: (
+        Role.PHARMACIST,
+        select(
+            _PHARMACIST.c.id,
+            _PHARMACIST.c.status,
+            _PHARMACY.c.id.label("pharmacy_id"),
+            _PHARMACY.c.short_id.label("pharmacy_short_id"),
+            _PHARMACY.c.time_zone,
+            _PHARMACY.c.status.label("pharmacy_status"),
+            _PHARMACY.c.activation_expires_on,
+        )
+        .join_from(_PHARMACIST, _PHARMACY, _PHARMACY.c.id == _PHARMACIST.c.pharmacy_id)
+        .where(_PHARMACIST.c.short_id == bindparam("ref")),
+    ),
+    Kind.PATIENT: (
+        Role.PATIENT,
+        select(_PATIENT.c.id).where(_PATIENT.c.short_id == bindparam("ref")),
+    ),
 }
 
 
@@ -42,7 +70,11 @@ class Actor:
     role: Role
     on_behalf_of: str | None = None
     on_behalf_of_uuid: UUID | None = None
-    pharmacy_uuid: UUID | None = None
+    pharmacy: PharmacyRow | None = None  # a pharmacist's, as read when the call began
+
+    @property
+    def pharmacy_uuid(self) -> UUID | None:
+        return self.pharmacy.id if self.pharmacy else None
 
     @property
     def prescriber_uuid(self) -> UUID | None:
@@ -71,11 +103,11 @@ def grant_active(grant: m.DesigneeGrant, now: datetime) -> bool:
     return grant.revoked_at is None and (grant.expires_at is None or grant.expires_at > now)
 
 
-def pharmacy_today(pharmacy: m.Pharmacy, now: datetime) -> date:
+def pharmacy_today(pharmacy: m.Pharmacy | PharmacyRow, now: datetime) -> date:
     return now.astimezone(ZoneInfo(pharmacy.time_zone)).date()
 
 
-def pharmacy_problems(pharmacy: m.Pharmacy, now: datetime) -> list[str]:
+def pharmacy_problems(pharmacy: m.Pharmacy | PharmacyRow, now: datetime) -> list[str]:
     if pharmacy.status != PharmacyStatus.ACTIVATED:
         return [rc.PHARMACY_NOT_CERTIFIED]
     expires = pharmacy.activation_expires_on
@@ -94,8 +126,8 @@ def authorize(session: Session, acting: Acting, action: Action, now: datetime) -
     kind = kind_of(ref)
     if kind is None or kind not in _ROLE_OF_KIND:
         raise refuse(action, [rc.ACTOR_UNKNOWN])
-    role, model = _ROLE_OF_KIND[kind]
-    row = session.execute(select(model).where(model.short_id == ref)).scalar_one_or_none()
+    role, who = _ROLE_OF_KIND[kind]
+    row = session.execute(who, {"ref": ref}).one_or_none()
     if row is None:
         raise refuse(action, [rc.ACTOR_UNKNOWN])
     if acting.on_behalf_of is not None and role is not Role.DESIGNEE:
@@ -111,10 +143,15 @@ def authorize(session: Session, acting: Acting, action: Action, now: datetime) -
     elif role is not Role.PATIENT and row.status != StaffStatus.ACTIVE:
         codes.append(rc.ACTOR_INACTIVE)
     if role is Role.PHARMACIST:
-        pharmacy = session.get(m.Pharmacy, row.pharmacy_id)
-        assert pharmacy is not None  # the foreign key guarantees it
+        pharmacy = PharmacyRow(
+            row.pharmacy_id,
+            row.pharmacy_short_id,
+            row.time_zone,
+            row.pharmacy_status,
+            row.activation_expires_on,
+        )
         codes.extend(pharmacy_problems(pharmacy, now))
-        actor = Actor(ref, row.id, role, pharmacy_uuid=pharmacy.id)
+        actor = Actor(ref, row.id, role, pharmacy=pharmacy)
     if role is Role.DESIGNEE and rc.ACTOR_NOT_PERMITTED not in codes:
         actor, grant_codes = _designee(session, actor, acting.on_behalf_of, action, now)
         codes.extend(grant_codes)

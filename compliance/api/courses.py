@@ -23,6 +23,7 @@ from compliance.api.parties import load, record
 from compliance.api.results_course import AuthorizationInfo, CourseInfo, Outcome, PrescriptionInfo
 from compliance.db import course_facts as cf
 from compliance.db import models as m
+from compliance.db.rows import CourseFields, Named
 from compliance.domain import reasons as rc
 from compliance.domain import validate as v
 from compliance.domain.authorization_number import formatted
@@ -45,7 +46,7 @@ class RuleRefusal(Refused):
     """The programme rules refuse the step; ``decision`` says why and what to do next."""
 
 
-def refusal(decision: Decision, course: m.Course, patient: str) -> RuleRefusal:
+def refusal(decision: Decision, course: CourseFields, patient: str) -> RuleRefusal:
     listed = ", ".join(decision.codes)
     return RuleRefusal(
         f"{decision.gate} refused under {decision.ruleset_id}: {listed}",
@@ -57,7 +58,9 @@ def refusal(decision: Decision, course: m.Course, patient: str) -> RuleRefusal:
     )
 
 
-def rule_refusal(code: str, detail: str, course: m.Course | None, patient: str) -> RuleRefusal:
+def rule_refusal(
+    code: str, detail: str, course: CourseFields | None, patient: str
+) -> RuleRefusal:
     return RuleRefusal(
         f"{rc.MESSAGES[code]}: {detail}",
         (code,),
@@ -104,15 +107,20 @@ def set_schedule(
     return schedule(session)
 
 
-def course_info(session: Session, course: m.Course) -> CourseInfo:
+def course_info(session: Session, course: CourseFields) -> CourseInfo:
     patient = session.get(m.Patient, course.patient_id)
     prescriber = session.get(m.Prescriber, course.prescriber_id)
     assert patient is not None
     assert prescriber is not None
+    return course_info_of(course, patient.short_id, prescriber.short_id)
+
+
+def course_info_of(course: CourseFields, patient: str, prescriber: str) -> CourseInfo:
+    """From the course and the short ids of its patient and prescriber, already known."""
     return CourseInfo(
         id=str(course.id),
-        patient=patient.short_id,
-        prescriber=prescriber.short_id,
+        patient=patient,
+        prescriber=prescriber,
         ruleset=course.ruleset_id,
         state=course.state,
         cycle=course.cycle,
@@ -148,7 +156,6 @@ def authorization_info(session: Session, a: m.Authorization, patient: str) -> Au
     assert rx is not None
     assert pharmacy is not None
     assert course is not None
-    central = ruleset_of(course).authorization.central
     return AuthorizationInfo(
         number=a.number,
         formatted=formatted(a.number),
@@ -163,8 +170,13 @@ def authorization_info(session: Session, a: m.Authorization, patient: str) -> Au
         reversed_at=a.reversed_at,
         reversal_reason=a.reversal_reason,
         dispensed_at=a.dispensed_at,
-        kind="authorization" if central else "dispense_record",
+        kind=authorization_kind(ruleset_of(course)),
     )
+
+
+def authorization_kind(ruleset: Ruleset) -> str:
+    """A central service's authorization, or a local dispense record where there is none."""
+    return "authorization" if ruleset.authorization.central else "dispense_record"
 
 
 def open_course(session: Session, patient: m.Patient, *, lock: bool = True) -> m.Course | None:
@@ -183,7 +195,9 @@ def latest_course(session: Session, patient: m.Patient) -> m.Course | None:
     ).scalar_one_or_none()
 
 
-def check_scope(actor: Actor, action: Action, course: m.Course, patient: m.Patient) -> None:
+def check_scope(
+    actor: Actor, action: Action, course: CourseFields, patient: m.Patient | Named
+) -> None:
     """Patients act on their own course; designees on their grantor's patients' courses."""
     if actor.role is Role.PATIENT and actor.uuid != patient.id:
         raise refuse(action, [rc.OUT_OF_SCOPE], (patient.short_id,))
@@ -212,11 +226,11 @@ def own_patient_only(actor: Actor, action: Action, patient: m.Patient) -> None:
         raise refuse(action, [rc.OUT_OF_SCOPE], (patient.short_id,))
 
 
-def ruleset_of(course: m.Course) -> Ruleset:
+def ruleset_of(course: CourseFields) -> Ruleset:
     return loader.get(course.ruleset_id)
 
 
-def today(course: m.Course, now: datetime) -> date:
+def today(course: CourseFields, now: datetime) -> date:
     ruleset = ruleset_of(course)
     zone = ruleset.today_zone
     return today_in(ZoneInfo(zone), now)
@@ -243,7 +257,7 @@ def clinical_date(
     return day
 
 
-def fire(course: m.Course, event: str, now: datetime) -> str:
+def fire(course: CourseFields, event: str, now: datetime) -> str:
     before = course.state
     course.state = next_state(CourseState(course.state), event).value
     course.updated_at = now
@@ -261,8 +275,8 @@ def audit(
     actor: Actor,
     now: datetime,
     action: Action,
-    course: m.Course,
-    patient: m.Patient,
+    course: CourseFields,
+    patient: m.Patient | Named,
     before: str,
     payload: Mapping[str, Any] | None = None,
     reasons: Iterable[str] = (),
@@ -311,12 +325,12 @@ def add_record(
     return row
 
 
-def facts(session: Session, course: m.Course) -> CourseFacts:
+def facts(session: Session, course: CourseFields) -> CourseFacts:
     session.flush()
     return cf.load(session, course)
 
 
-def outcome(session: Session, course: m.Course, **kw: Any) -> Outcome:
+def outcome(session: Session, course: CourseFields, **kw: Any) -> Outcome:
     return Outcome(course=course_info(session, course), **kw)
 
 

@@ -7,16 +7,20 @@ locked while the gate runs, so two terminals racing for the same prescription ca
 
 from __future__ import annotations
 
+import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from compliance.api.authz import Actor, pharmacy_problems, refuse
 from compliance.api.courses import (
     audit,
     authorization_info,
+    authorization_kind,
     check_scope,
+    course_info_of,
     facts,
     fire,
     outcome,
@@ -24,45 +28,98 @@ from compliance.api.courses import (
     rule_refusal,
     ruleset_of,
 )
-from compliance.api.parties import load
-from compliance.api.results_course import Outcome
+from compliance.api.parties import checked_ref
+from compliance.api.results_course import AuthorizationInfo, Outcome
 from compliance.db import models as m
+from compliance.db.base import table_of
+from compliance.db.rows import CourseRow, Named, PharmacyRow
 from compliance.domain import reasons as rc
 from compliance.domain import validate as v
-from compliance.domain.authorization_number import is_valid, new_number, normalise
+from compliance.domain.authorization_number import formatted, is_valid, new_number, normalise
 from compliance.domain.course import CourseState
 from compliance.domain.gates import Decision, DispenseRequest, dispense_gate
 from compliance.domain.ids import Kind
 from compliance.domain.roles import Action
 from compliance.domain.timing import today_in, zone_for
-from compliance.errors import Conflict, InvalidInput
+from compliance.errors import Conflict, InvalidInput, NotFound
+
+_RX = table_of(m.Prescription)
+_COURSE = table_of(m.Course)
+_PATIENT = table_of(m.Patient)
+_PRESCRIBER = table_of(m.Prescriber)
+_AUTHORIZATION = table_of(m.Authorization)
+# The prescription, its course (locked: the course row serialises every operation on the course)
+# and the course's patient and prescriber, in one statement built once.
+_PRESCRIPTION = (
+    select(
+        _RX.c.id.label("rx_id"),
+        _RX.c.short_id.label("rx_short_id"),
+        _RX.c.days_supply.label("rx_days_supply"),
+        _PATIENT.c.short_id.label("patient_short_id"),
+        _PRESCRIBER.c.short_id.label("prescriber_short_id"),
+        *_COURSE.c,
+    )
+    .select_from(
+        _RX.join(_COURSE, _COURSE.c.id == _RX.c.course_id)
+        .join(_PATIENT, _PATIENT.c.id == _COURSE.c.patient_id)
+        .join(_PRESCRIBER, _PRESCRIBER.c.id == _COURSE.c.prescriber_id)
+    )
+    .where(_RX.c.short_id == bindparam("ref"))
+    .with_for_update(of=_COURSE)
+)
+_ADD_AUTHORIZATION = insert(_AUTHORIZATION)
+_MOVE_COURSE = (
+    update(_COURSE)
+    .where(_COURSE.c.id == bindparam("course"))
+    .values(
+        state=bindparam("new_state"), is_open=bindparam("open"), updated_at=bindparam("at")
+    )
+)
 
 
-def _prescription(session: Session, ref: object) -> tuple[m.Prescription, m.Course, m.Patient]:
-    rx: m.Prescription = load(session, Kind.PRESCRIPTION, ref, "prescription")
-    course = session.execute(
-        select(m.Course).where(m.Course.id == rx.course_id).with_for_update()
-    ).scalar_one()
-    patient = session.get(m.Patient, course.patient_id)
-    assert patient is not None
-    return rx, course, patient
+@dataclass(frozen=True, slots=True)
+class Prescribed:
+    """A prescription as dispensing sees it, with its locked course and the course's people."""
+
+    id: uuid.UUID
+    short_id: str
+    days_supply: int
+    course: CourseRow
+    patient: Named
+    prescriber: str  # the course's prescriber, by short id
 
 
-def _pharmacy(session: Session, actor: Actor) -> m.Pharmacy:
-    pharmacy = session.get(m.Pharmacy, actor.pharmacy_uuid)
-    assert pharmacy is not None
-    return pharmacy
+def _prescription(session: Session, ref: object) -> Prescribed:
+    short = checked_ref(Kind.PRESCRIPTION, ref, "prescription")
+    row = session.execute(_PRESCRIPTION, {"ref": short}).one_or_none()
+    if row is None:
+        raise NotFound("prescription", short)
+    course = CourseRow.of(row._mapping)
+    return Prescribed(
+        row.rx_id,
+        row.rx_short_id,
+        row.rx_days_supply,
+        course,
+        Named(course.patient_id, row.patient_short_id),
+        row.prescriber_short_id,
+    )
+
+
+def _pharmacy(actor: Actor) -> PharmacyRow:
+    """The acting pharmacist's pharmacy, as ``authorize`` read it in this transaction."""
+    assert actor.pharmacy is not None
+    return actor.pharmacy
 
 
 def evaluate(
     session: Session, actor: Actor, now: datetime, prescription_ref: object
-) -> tuple[Decision, m.Prescription, m.Course, m.Patient, m.Pharmacy]:
-    rx, course, patient = _prescription(session, prescription_ref)
-    pharmacy = _pharmacy(session, actor)
+) -> tuple[Decision, Prescribed, PharmacyRow]:
+    rx = _prescription(session, prescription_ref)
+    pharmacy = _pharmacy(actor)
     request = DispenseRequest(
         rx.short_id, pharmacy.time_zone, tuple(pharmacy_problems(pharmacy, now))
     )
-    return dispense_gate(facts(session, course), now, request), rx, course, patient, pharmacy
+    return dispense_gate(facts(session, rx.course), now, request), rx, pharmacy
 
 
 def check_dispense(
@@ -71,11 +128,10 @@ def check_dispense(
     """The pharmacist's own pharmacy is judged too; anyone else sees the course's side only."""
     if actor.pharmacy_uuid is not None:
         return evaluate(session, actor, now, prescription_ref)[0]
-    rx, course, patient = _prescription(session, prescription_ref)
-    check_scope(actor, Action.COURSE_READ, course, patient)
-    ruleset = ruleset_of(course)
-    zone = ruleset.today_zone
-    return dispense_gate(facts(session, course), now, DispenseRequest(rx.short_id, zone))
+    rx = _prescription(session, prescription_ref)
+    check_scope(actor, Action.COURSE_READ, rx.course, rx.patient)
+    zone = ruleset_of(rx.course).today_zone
+    return dispense_gate(facts(session, rx.course), now, DispenseRequest(rx.short_id, zone))
 
 
 def request_authorization(
@@ -93,27 +149,57 @@ def request_authorization(
         replay = _replay(session, actor, prescription_ref, key)
         if replay is not None:
             return replay
-    decision, rx, course, patient, pharmacy = evaluate(session, actor, now, prescription_ref)
+    decision, rx, pharmacy = evaluate(session, actor, now, prescription_ref)
+    course, patient = rx.course, rx.patient
     if not decision.allowed:
         raise refusal(decision, course, patient.short_id)
-    number = _unique_number(session)
-    authorization = m.Authorization(
+    # A fresh number is all but certainly free (66 random bits); the primary key refuses the
+    # rare collision and the whole call is retried with another number.
+    number = new_number()
+    test_id = uuid.UUID(decision.test_id) if decision.test_id else None
+    last_instant = decision.window.last_instant if decision.window else None
+    session.execute(
+        _ADD_AUTHORIZATION,
+        {
+            "number": number,
+            "course_id": course.id,
+            "prescription_id": rx.id,
+            "pharmacy_id": pharmacy.id,
+            "cycle": course.cycle,
+            "issued_at": now,
+            "issued_by": actor.short_id,
+            "do_not_dispense_after": last_instant,
+            "test_id": test_id,
+            "days_supply": rx.days_supply,
+            "reversed_at": None,
+            "reversed_by": None,
+            "reversal_reason": None,
+            "dispensed_at": None,
+            "dispensed_by": None,
+            "idempotency_key": key,
+        },
+    )
+    before = fire(course, "authorize", now)
+    session.execute(
+        _MOVE_COURSE,
+        {"course": course.id, "new_state": course.state, "open": course.is_open, "at": now},
+    )
+    info = AuthorizationInfo(
         number=number,
-        course_id=course.id,
-        prescription_id=rx.id,
-        pharmacy_id=pharmacy.id,
+        formatted=formatted(number),
+        patient=patient.short_id,
+        prescription=rx.short_id,
+        pharmacy=pharmacy.short_id,
         cycle=course.cycle,
         issued_at=now,
-        issued_by=actor.short_id,
-        do_not_dispense_after=decision.window.last_instant if decision.window else None,
-        test_id=_uuid(decision.test_id),
+        do_not_dispense_after=last_instant,
+        test=str(test_id) if test_id else None,
         days_supply=rx.days_supply,
-        idempotency_key=key,
+        reversed_at=None,
+        reversal_reason=None,
+        dispensed_at=None,
+        kind=authorization_kind(ruleset_of(course)),
     )
-    session.add(authorization)
-    before = fire(course, "authorize", now)
-    session.flush()
-    info = authorization_info(session, authorization, patient.short_id)
     audit(
         session,
         actor,
@@ -126,16 +212,18 @@ def request_authorization(
             "authorization": number,
             "prescription": rx.short_id,
             "pharmacy": pharmacy.short_id,
-            "do_not_dispense_after": info.do_not_dispense_after.isoformat()
-            if info.do_not_dispense_after
-            else None,
+            "do_not_dispense_after": last_instant.isoformat() if last_instant else None,
             "test": decision.test_id,
             "days_supply": rx.days_supply,
             "idempotency_key": key,
             "decision": decision.to_dict(),
         },
     )
-    return outcome(session, course, decision=decision, authorization=info)
+    return Outcome(
+        course=course_info_of(course, patient.short_id, rx.prescriber),
+        decision=decision,
+        authorization=info,
+    )
 
 
 def _idempotency_key(value: object) -> str | None:
@@ -154,24 +242,11 @@ def _replay(session: Session, actor: Actor, prescription_ref: object, key: str) 
     ).scalar_one_or_none()
     if found is None:
         return None
-    rx, course, patient = _prescription(session, prescription_ref)
+    rx = _prescription(session, prescription_ref)
     if found.prescription_id != rx.id:
         raise Conflict(f"idempotency key {key!r} was used for another prescription")
-    info = authorization_info(session, found, patient.short_id)
-    return outcome(session, course, authorization=info, record={"replayed": True})
-
-
-def _uuid(value: str | None) -> object:
-    import uuid
-
-    return uuid.UUID(value) if value else None
-
-
-def _unique_number(session: Session) -> str:
-    while True:
-        number = new_number()
-        if session.get(m.Authorization, number) is None:
-            return number
+    info = authorization_info(session, found, rx.patient.short_id)
+    return outcome(session, rx.course, authorization=info, record={"replayed": True})
 
 
 def _authorization(
@@ -266,7 +341,7 @@ def record_dispense(session: Session, actor: Actor, now: datetime, number: objec
             patient.short_id,
         )
     ruleset = ruleset_of(course)
-    pharmacy = _pharmacy(session, actor)
+    pharmacy = _pharmacy(actor)
     dispensed_on = today_in(zone_for(ruleset, pharmacy.time_zone), now)
     found.dispensed_at, found.dispensed_by = now, actor.short_id
     before = fire(course, "dispense", now)

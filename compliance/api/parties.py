@@ -68,13 +68,19 @@ def record(session: Session, actor: Actor, now: datetime, action: Action, **fiel
     )
 
 
-def load(session: Session, kind: Kind, ref: object, field: str, *, lock: bool = False) -> Any:
-    """Fetch a row by its short id; the field name goes into the error when ``ref`` is bad."""
+def checked_ref(kind: Kind, ref: object, field: str) -> str:
+    """``ref`` as a well-formed short id of ``kind``; the field name goes into the error."""
     if not isinstance(ref, str) or not ref.strip():
         raise InvalidInput(field, f"must be a {_LABEL[kind]} id such as {kind.value}-XXXXXXXX")
     short = normalise(ref)
     if kind_of(short) is not kind:
         raise InvalidInput(field, f"{ref!r} is not a {_LABEL[kind]} id ({kind.value}-XXXXXXXX)")
+    return short
+
+
+def load(session: Session, kind: Kind, ref: object, field: str, *, lock: bool = False) -> Any:
+    """Fetch a row by its short id; the field name goes into the error when ``ref`` is bad."""
+    short = checked_ref(kind, ref, field)
     model = _KIND_MODEL[kind]
     stmt = select(model).where(model.short_id == short)
     if lock:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from datetime import date
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from compliance.db import models as m
+from compliance.db.base import table_of
+from compliance.db.rows import CourseFields
 from compliance.domain.course import CourseState
 from compliance.domain.facts import (
     AuthorizationRecord,
@@ -31,8 +34,67 @@ PREGNANCY_REPORT = "pregnancy_report"
 TEST_SCHEDULE = "test_schedule"
 NOTE = "note"
 
+_RECORD = table_of(m.CourseRecord)
+_TEST = table_of(m.PregnancyTest)
+_RX = table_of(m.Prescription)
+_PRESCRIBER = table_of(m.Prescriber)
+_AUTHORIZATION = table_of(m.Authorization)
+# Facts are read on every gate evaluation: only the columns they need, with statements built once.
+# The record loop in ``load`` sees these four columns; a branch that needs another adds it here.
+_RECORDS = (
+    select(_RECORD.c.kind, _RECORD.c.cycle, _RECORD.c.effective_on, _RECORD.c.payload)
+    .where(_RECORD.c.course_id == bindparam("course"))
+    .order_by(_RECORD.c.seq)
+)
+_TESTS = (
+    select(
+        _TEST.c.id,
+        _TEST.c.kind,
+        _TEST.c.specimen_date,
+        _TEST.c.setting,
+        _TEST.c.clia,
+        _TEST.c.sensitivity_miu_ml,
+        _TEST.c.result,
+        _TEST.c.cycle,
+        _TEST.c.home_opt_in,
+    )
+    .where(_TEST.c.course_id == bindparam("course"))
+    .order_by(_TEST.c.specimen_date, _TEST.c.seq)
+)
+_PRESCRIPTIONS = (
+    select(
+        _RX.c.short_id,
+        _RX.c.cycle,
+        _RX.c.written_on,
+        _RX.c.office_visit_on,
+        _RX.c.days_supply,
+        _RX.c.refills,
+        _PRESCRIBER.c.status,
+    )
+    .join_from(_RX, _PRESCRIBER, _PRESCRIBER.c.id == _RX.c.prescriber_id)
+    .where(_RX.c.course_id == bindparam("course"))
+    .order_by(_RX.c.seq)
+)
+_AUTHORIZATIONS = (
+    select(
+        _AUTHORIZATION.c.number,
+        _RX.c.short_id,
+        _AUTHORIZATION.c.cycle,
+        _AUTHORIZATION.c.issued_at,
+        _AUTHORIZATION.c.do_not_dispense_after,
+        _AUTHORIZATION.c.test_id,
+        _AUTHORIZATION.c.days_supply,
+        _AUTHORIZATION.c.reversed_at,
+        _AUTHORIZATION.c.dispensed_at,
+    )
+    .join_from(_AUTHORIZATION, _RX, _RX.c.id == _AUTHORIZATION.c.prescription_id)
+    .where(_AUTHORIZATION.c.course_id == bindparam("course"))
+    .order_by(_AUTHORIZATION.c.issued_at)
+)
 
-def test_record(row: m.PregnancyTest) -> TestRecord:
+
+def test_record(row: Any) -> TestRecord:
+    """From a ``PregnancyTest`` or a result row with the same column names."""
     return TestRecord(
         id=str(row.id),
         kind=TestKind(row.kind),
@@ -46,12 +108,9 @@ def test_record(row: m.PregnancyTest) -> TestRecord:
     )
 
 
-def load(session: Session, course: m.Course) -> CourseFacts:
-    records = session.execute(
-        select(m.CourseRecord)
-        .where(m.CourseRecord.course_id == course.id)
-        .order_by(m.CourseRecord.seq)
-    ).scalars()
+def load(session: Session, course: CourseFields) -> CourseFacts:
+    key = {"course": course.id}
+    records = session.execute(_RECORDS, key)
     consents: set[str] = set()
     counselling: set[int] = set()
     comprehension: set[int] = set()
@@ -81,14 +140,7 @@ def load(session: Session, course: m.Course) -> CourseFacts:
             reported = r.effective_on
         elif r.kind == TEST_SCHEDULE:
             test_schedule = str(r.payload["schedule"])
-    tests = tuple(
-        test_record(t)
-        for t in session.execute(
-            select(m.PregnancyTest)
-            .where(m.PregnancyTest.course_id == course.id)
-            .order_by(m.PregnancyTest.specimen_date, m.PregnancyTest.seq)
-        ).scalars()
-    )
+    tests = tuple(test_record(t) for t in session.execute(_TESTS, key))
     prescriptions = tuple(
         PrescriptionRecord(
             id=rx.short_id,
@@ -97,19 +149,14 @@ def load(session: Session, course: m.Course) -> CourseFacts:
             office_visit_on=rx.office_visit_on,
             days_supply=rx.days_supply,
             refills=rx.refills,
-            prescriber_certified=status == PrescriberStatus.ACTIVATED,
+            prescriber_certified=rx.status == PrescriberStatus.ACTIVATED,
         )
-        for rx, status in session.execute(
-            select(m.Prescription, m.Prescriber.status)
-            .join(m.Prescriber, m.Prescriber.id == m.Prescription.prescriber_id)
-            .where(m.Prescription.course_id == course.id)
-            .order_by(m.Prescription.seq)
-        )
+        for rx in session.execute(_PRESCRIPTIONS, key)
     )
     authorizations = tuple(
         AuthorizationRecord(
             number=a.number,
-            prescription_id=rx_short,
+            prescription_id=a.short_id,
             cycle=a.cycle,
             issued_at=a.issued_at,
             do_not_dispense_after=a.do_not_dispense_after,
@@ -118,12 +165,7 @@ def load(session: Session, course: m.Course) -> CourseFacts:
             reversed_at=a.reversed_at,
             dispensed_at=a.dispensed_at,
         )
-        for a, rx_short in session.execute(
-            select(m.Authorization, m.Prescription.short_id)
-            .join(m.Prescription, m.Prescription.id == m.Authorization.prescription_id)
-            .where(m.Authorization.course_id == course.id)
-            .order_by(m.Authorization.issued_at)
-        )
+        for a in session.execute(_AUTHORIZATIONS, key)
     )
     return CourseFacts(
         ruleset=get(course.ruleset_id),

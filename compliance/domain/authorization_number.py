@@ -40,7 +40,8 @@ def is_valid(number: str) -> bool:
 
 
 def new_number() -> str:
-    body = "".join(secrets.choice("0123456789") for _ in range(RANDOM_DIGITS))
+    # One uniform draw below 10**20 is twenty uniform digits, at a tenth of the cost of 20 draws.
+    body = f"{secrets.randbelow(10**RANDOM_DIGITS):0{RANDOM_DIGITS}d}"
     return body + check_digit(body)
 
 

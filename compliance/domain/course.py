@@ -8,6 +8,8 @@ the machine only says *where* an allowed event leads, and refuses events the tab
 from __future__ import annotations
 
 import enum
+import threading
+from functools import cache, lru_cache
 
 from transitions import Machine, MachineError
 
@@ -81,17 +83,37 @@ def _machine(initial: CourseState, model: object) -> Machine:
     )
 
 
+@cache
+def _table_machine() -> Machine:
+    """The table as one machine with no model of its own; a model joins it per lookup."""
+    return _machine(CourseState.ENROLLED, [])
+
+
+_LOOKUP = threading.Lock()  # a machine's model list is not safe to change from two threads
+
+
+@lru_cache(maxsize=1024)
+def _destination(current: CourseState, event: str) -> CourseState | None:
+    """The machine's answer for one (state, event), asked once: the table never changes."""
+    course = _Course()
+    with _LOOKUP:
+        machine = _table_machine()
+        machine.add_model(course, initial=current.value)
+        try:
+            machine.events[event].trigger(course)
+        except (MachineError, KeyError):
+            return None
+        finally:
+            machine.remove_model(course)
+    return CourseState(course.state)
+
+
 def next_state(current: CourseState, event: str) -> CourseState:
     """Where ``event`` leads from ``current``; Conflict when the table has no such transition."""
-    course = _Course()
-    machine = _machine(current, course)
-    try:
-        machine.events[event].trigger(course)
-    except (MachineError, KeyError):
-        raise Conflict(
-            f"a course that is {current.value} cannot {event.replace('_', ' ')}"
-        ) from None
-    return CourseState(course.state)
+    dest = _destination(current, event)
+    if dest is None:
+        raise Conflict(f"a course that is {current.value} cannot {event.replace('_', ' ')}")
+    return dest
 
 
 def allowed_events(current: CourseState) -> list[str]:
