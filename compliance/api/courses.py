@@ -58,9 +58,7 @@ def refusal(decision: Decision, course: CourseFields, patient: str) -> RuleRefus
     )
 
 
-def rule_refusal(
-    code: str, detail: str, course: CourseFields | None, patient: str
-) -> RuleRefusal:
+def rule_refusal(code: str, detail: str, course: CourseFields | None, patient: str) -> RuleRefusal:
     return RuleRefusal(
         f"{rc.MESSAGES[code]}: {detail}",
         (code,),

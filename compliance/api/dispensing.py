@@ -71,9 +71,7 @@ _ADD_AUTHORIZATION = insert(_AUTHORIZATION)
 _MOVE_COURSE = (
     update(_COURSE)
     .where(_COURSE.c.id == bindparam("course"))
-    .values(
-        state=bindparam("new_state"), is_open=bindparam("open"), updated_at=bindparam("at")
-    )
+    .values(state=bindparam("new_state"), is_open=bindparam("open"), updated_at=bindparam("at"))
 )
 
 
