@@ -229,9 +229,7 @@ def ruleset_of(course: CourseFields) -> Ruleset:
 
 
 def today(course: CourseFields, now: datetime) -> date:
-    ruleset = ruleset_of(course)
-    zone = ruleset.today_zone
-    return today_in(ZoneInfo(zone), now)
+    return today_in(ZoneInfo(ruleset_of(course).today_zone), now)
 
 
 def clinical_date(
@@ -352,7 +350,7 @@ def enrol(
     programmes = sorted({rid.split("/")[0] for rid in loader.all_rulesets()})
     v.choice("programme", programme, programmes)
     first_guess = loader.in_force(programme, now.date(), plan)
-    guess_day = today_in(ZoneInfo(_zone(first_guess)), now)
+    guess_day = today_in(ZoneInfo(first_guess.today_zone), now)
     day = clinical_date("enrolled_on", enrolled_on, now, default=guess_day)
     ruleset = loader.in_force(programme, day, plan)
     course = m.Course(
@@ -382,10 +380,6 @@ def enrol(
         {"enrolled_on": day.isoformat(), "programme": programme},
     )
     return outcome(session, course)
-
-
-def _zone(ruleset: Ruleset) -> str:
-    return ruleset.today_zone
 
 
 def assign_category(

@@ -11,28 +11,9 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from datetime import date, datetime
-from typing import Any, Protocol
+from typing import Any
 
-
-class CourseFields(Protocol):
-    """A course as the helpers read and change it: an ORM ``Course`` or a ``CourseRow``."""
-
-    id: uuid.UUID
-    patient_id: uuid.UUID
-    prescriber_id: uuid.UUID
-    ruleset_id: str
-    state: str
-    is_open: bool
-    cycle: int
-    enrolled_on: date
-    category: str | None
-    category_reason: str | None
-    first_dispensed_on: date | None
-    last_dose_on: date | None
-    pregnancy_actions: bool
-    last_seq: int
-    created_at: datetime
-    updated_at: datetime
+from compliance.db import models as m
 
 
 @dataclass(slots=True)
@@ -61,6 +42,9 @@ class CourseRow:
 
 
 COURSE_COLUMNS = tuple(f.name for f in fields(CourseRow))
+
+# A course as the helpers read and change it: an ORM ``Course`` or a ``CourseRow``.
+CourseFields = m.Course | CourseRow
 
 
 @dataclass(frozen=True, slots=True)

@@ -238,51 +238,59 @@ def schedule_of(facts: CourseFacts) -> TestSchedule | None:
     return testing.schedules.get(chosen) if chosen else None
 
 
-def scheduled_test_due(facts: CourseFacts, today: date, horizon: date) -> tuple[date, bool] | None:
-    """The next test the schedule asks for by ``horizon`` and not yet on file, and whether it
-    is already overdue; None when nothing is due (or the course follows no schedule)."""
+def _followed(facts: CourseFacts) -> tuple[TestSchedule, date] | None:
+    """The schedule a course in treatment follows, and its day 0 (the first dispense)."""
     schedule = schedule_of(facts)
     start = facts.first_dispensed_on
     if schedule is None or start is None or not facts.treatment_started:
         return None
-    done = sorted(
-        t.specimen_date
-        for t in facts.tests
-        if t.result is TestResult.NEGATIVE and not test_problems(facts.ruleset, t)
-    )
+    return schedule, start
+
+
+def _first_unmet(
+    schedule: TestSchedule, start: date, done: list[date], today: date, horizon: date
+) -> date | None:
+    """The first due date up to ``horizon`` with no test on file for it. Only the latest date
+    already past counts (an earlier miss no longer blocks), and a late test still covers it."""
     past = schedule.due_dates(start, today)
     latest_past = past[-1] if past else None
     previous = start
     for due in schedule.due_dates(start, horizon):
-        relevant = due > today or due == latest_past  # an earlier miss no longer blocks
-        until = max(due, today)  # a late test still covers the latest due date
-        if relevant and not any(previous < d <= until for d in done):
-            return due, due < today
+        relevant = due > today or due == latest_past
+        if relevant and not any(previous < d <= max(due, today) for d in done):
+            return due
         previous = due
     return None
 
 
+def scheduled_test_due(facts: CourseFacts, today: date, horizon: date) -> tuple[date, bool] | None:
+    """The next test the schedule asks for by ``horizon`` and not yet on file, and whether it
+    is already overdue; None when nothing is due (or the course follows no schedule)."""
+    followed = _followed(facts)
+    if followed is None:
+        return None
+    done = [
+        t.specimen_date
+        for t in facts.tests
+        if t.result is TestResult.NEGATIVE and not test_problems(facts.ruleset, t)
+    ]
+    due = _first_unmet(*followed, done, today, horizon)
+    return None if due is None else (due, due < today)
+
+
 def _scheduled(ev: Evaluation) -> None:
     """During treatment, the test that fell due most recently under the schedule is on file."""
-    schedule = schedule_of(ev.facts)
-    start = ev.facts.first_dispensed_on
-    if schedule is None or start is None or not ev.facts.treatment_started:
+    followed = _followed(ev.facts)
+    if followed is None:
         return
     reference = ev.prescription_date if ev.by_prescription_date else ev.today
     assert reference is not None
-    dues = schedule.due_dates(start, reference)
-    if not dues:
-        return
-    after = dues[-2] if len(dues) > 1 else start
-    done = [
-        t
-        for t in _negatives(ev)
-        if after < t.specimen_date <= reference and not test_problems(ev.ruleset, t)
-    ]
-    if not done:
+    done = [t.specimen_date for t in _negatives(ev) if not test_problems(ev.ruleset, t)]
+    due = _first_unmet(*followed, done, reference, reference)
+    if due is not None:
         ev.add(
             rc.SCHEDULED_TEST_MISSED,
-            f"{schedule.label}: the test due on {dues[-1].isoformat()} is not on file",
+            f"{followed[0].label}: the test due on {due.isoformat()} is not on file",
             "collect a pregnancy test now",
             ev.today,
         )

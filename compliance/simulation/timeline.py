@@ -60,6 +60,13 @@ def _choices(kind: Any) -> str:
     return ", ".join(f"`{k.value}`" for k in kind)
 
 
+_AUTHORIZATION = Param(
+    "authorization",
+    "label",
+    "the `label` of a `dispense` event",
+    default="the patient's latest `dispense` event",
+)
+
 OPERATIONS: dict[str, Operation] = {
     op.name: op
     for op in (
@@ -206,14 +213,7 @@ OPERATIONS: dict[str, Operation] = {
             "The pharmacy records that the patient picked up.",
             "record_dispense",
             "pharmacist",
-            (
-                Param(
-                    "authorization",
-                    "label",
-                    "the `label` of a `dispense` event",
-                    default="the patient's latest `dispense` event",
-                ),
-            ),
+            (_AUTHORIZATION,),
         ),
         Operation(
             "reverse",
@@ -221,12 +221,7 @@ OPERATIONS: dict[str, Operation] = {
             "reverse_authorization",
             "pharmacist",
             (
-                Param(
-                    "authorization",
-                    "label",
-                    "the `label` of a `dispense` event",
-                    default="the patient's latest `dispense` event",
-                ),
+                _AUTHORIZATION,
                 Param("reason", "text", "why", default="`not picked up`"),
             ),
         ),
