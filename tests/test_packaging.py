@@ -52,7 +52,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ],
         cwd=out,
     )
-    wheels = list(out.glob("compliance-*.whl"))
+    wheels = list(out.glob("compliance_ppp-*.whl"))
     assert len(wheels) == 1, wheels
     return wheels[0]
 
@@ -108,6 +108,29 @@ def test_wheel_contains_migrations_and_type_marker(wheel: Path) -> None:
     assert "compliance/__init__.py" in names
     assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
     assert not any(n.startswith(("tests/", "migrations/")) for n in names)
+
+
+def test_wheel_ships_its_licence_examples_and_metadata(wheel: Path) -> None:
+    from compliance.simulation import examples
+
+    with zipfile.ZipFile(wheel) as zf:
+        names = set(zf.namelist())
+        (metadata_name,) = [n for n in names if n.endswith(".dist-info/METADATA")]
+        metadata = zf.read(metadata_name).decode()
+        (licence_name,) = [n for n in names if n.endswith(".dist-info/licenses/LICENSE")]
+        licence = zf.read(licence_name).decode()
+    assert licence == (REPO_ROOT / "LICENSE").read_text(encoding="utf-8")
+    assert "Apache License" in licence and "Version 2.0" in licence
+    shipped = {f"compliance/simulation/timelines/{n}.toml" for n in examples.names()}
+    assert len(shipped) >= 7 and shipped <= names
+    headers = [line for line in metadata.splitlines() if ": " in line]
+    assert "Name: compliance-ppp" in headers
+    assert "License-Expression: Apache-2.0" in headers
+    assert "License-File: LICENSE" in headers
+    assert any(h.startswith("Classifier: Intended Audience :: Healthcare Industry") for h in headers)
+    assert {h.split(",")[0] for h in headers if h.startswith("Project-URL: ")} >= {
+        "Project-URL: Homepage", "Project-URL: Changelog", "Project-URL: Issues"
+    }
 
 
 SCRIPT = textwrap.dedent(
@@ -173,3 +196,22 @@ def test_installed_wheel_migrates_a_database_outside_the_repository(
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert version == head
     assert {"audit_events", "audit_chain_heads", "patients"} <= tables
+
+
+def test_installed_wheel_replays_a_shipped_example_by_name(
+    venv_python: Path, tmp_path: Path
+) -> None:
+    """The docs' ``compliance simulate NAME`` works from any folder after a plain wheel install."""
+    from compliance.simulation import examples
+
+    command = venv_python.parent / "compliance"
+    workdir = tmp_path / "elsewhere"
+    workdir.mkdir()
+    listed = _run([str(command), "simulate", "--list", "--json"], cwd=workdir)
+    assert [e["name"] for e in json.loads(listed.stdout)] == examples.names()
+    replay = _run([str(command), "simulate", "ipledge-lockout", "--json"], cwd=workdir)
+    results = json.loads(replay.stdout)
+    assert results and all(r["expected"] is None or r["expected"]["held"] for r in results)
+    version = _run([str(command), "--version"], cwd=workdir)
+    assert version.stdout.startswith("compliance ")
+    assert list(workdir.iterdir()) == []

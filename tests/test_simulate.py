@@ -22,15 +22,16 @@ from hypothesis import strategies as st
 from compliance import Compliance
 from compliance.audit.store import LogFilter
 from compliance.cli.main import cli
-from compliance.cli.reference import render, simulate_blocks
+from compliance.cli.reference import DOCUMENTS, render
 from compliance.errors import InvalidInput
-from compliance.simulation import OPERATIONS
+from compliance.simulation import OPERATIONS, examples
 from compliance.simulation.runner import ADMIN_KEY
 from compliance.simulation.timeline import from_data
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
-TIMELINES = sorted((DOCS / "timelines").glob("*.toml"))
+SHIPPED = examples.FOLDER
+TIMELINES = sorted(SHIPPED.glob("*.toml"))
 RESULT_KEYS = {"index", "at", "op", "patient", "patient_id", "by", "by_id", "ruleset", "outcome",
                "codes", "message", "reasons", "flags", "state", "cycle", "decision",
                "prescription", "authorization", "expected"}
@@ -80,7 +81,7 @@ def test_the_examples_exist() -> None:
     assert {"ipledge-course.toml", "ipledge-missed-window.toml", "ipledge-lockout.toml"} <= names
     documented = (DOCS / "simulate.md").read_text(encoding="utf-8")
     for path in TIMELINES:
-        assert f"timelines/{path.name}" in documented, f"{path.name} is not described"
+        assert f"[`{path.stem}`]" in documented, f"{path.name} is not described"
 
 
 @pytest.mark.parametrize("path", TIMELINES, ids=lambda p: p.stem)
@@ -102,8 +103,8 @@ def test_every_operation_appears_in_an_example() -> None:
 
 def test_the_operations_table_is_current() -> None:
     text = (DOCS / "simulate.md").read_text(encoding="utf-8")
-    assert render(text, simulate_blocks()) == text, (
-        "run: python -m compliance.cli.reference docs/simulate.md"
+    assert render(text, DOCUMENTS["docs/simulate.md"]) == text, (
+        "run: python -m compliance.cli.reference"
     )
     for op in OPERATIONS:
         assert f"### `{op}`" in text
@@ -127,7 +128,7 @@ def test_the_json_keys_are_documented() -> None:
 
 
 def test_whole_course_decisions() -> None:
-    results = by_index(replay(DOCS / "timelines" / "ipledge-course.toml"))
+    results = by_index(replay(SHIPPED / "ipledge-course.toml"))
     first_check = results[7]
     assert first_check["outcome"] == "REFUSE"
     incomplete = next(r for r in first_check["reasons"]
@@ -157,7 +158,7 @@ def test_whole_course_decisions() -> None:
 
 
 def test_missed_window_decisions() -> None:
-    results = by_index(replay(DOCS / "timelines" / "ipledge-missed-window.toml"))
+    results = by_index(replay(SHIPPED / "ipledge-missed-window.toml"))
     issued = results[12]["authorization"]
     # Eastern midnight, seen from Los Angeles
     assert issued["do_not_dispense_after"] == "2026-12-27T20:59:59.999999-08:00"
@@ -179,7 +180,7 @@ def test_missed_window_decisions() -> None:
 
 
 def test_pregnancy_decisions() -> None:
-    results = by_index(replay(DOCS / "timelines" / "ipledge-pregnancy.toml"))
+    results = by_index(replay(SHIPPED / "ipledge-pregnancy.toml"))
     assert (results[13]["by"], results[13]["state"]) == ("eve", "suspended")
     assert results[14]["codes"] == ["AUTHORIZATION_REVERSED"]
     assert results[17]["by"] == "pharmacist" and results[17]["codes"] == ["ACTOR_NOT_PERMITTED"]
@@ -197,7 +198,7 @@ def _failed_events(stderr: str) -> list[int]:
 
 
 def test_lockout_disappears_under_the_2026_modification() -> None:
-    path = DOCS / "timelines" / "ipledge-lockout.toml"
+    path = SHIPPED / "ipledge-lockout.toml"
     legacy = by_index(replay(path))
     assert legacy[14]["codes"] == ["LOCKOUT_19D"]
     assert legacy[14]["reasons"][0]["earliest"] == "2026-10-10"
@@ -212,7 +213,7 @@ def test_lockout_disappears_under_the_2026_modification() -> None:
 
 
 def test_clinic_and_home_tests_do_not_count_under_2023() -> None:
-    path = DOCS / "timelines" / "ipledge-2026-testing.toml"
+    path = SHIPPED / "ipledge-2026-testing.toml"
     result = simulate(path, "--json", "--ruleset", "ipledge/2023-03", expect=10)
     assert _failed_events(result.stderr) == [12, 13, 14, 19, 20, 21]
     results = by_index(json.loads(result.stdout))
@@ -225,14 +226,14 @@ def test_clinic_and_home_tests_do_not_count_under_2023() -> None:
 
 
 def test_missed_window_under_2023_meets_the_lockout() -> None:
-    path = DOCS / "timelines" / "ipledge-missed-window.toml"
+    path = SHIPPED / "ipledge-missed-window.toml"
     result = simulate(path, "--json", "--ruleset", "ipledge/2023-03", expect=10)
     results = by_index(json.loads(result.stdout))
     assert results[19]["codes"] == ["LOCKOUT_19D"]
 
 
 def test_text_output_names_failed_expectations() -> None:
-    path = DOCS / "timelines" / "ipledge-lockout.toml"
+    path = SHIPPED / "ipledge-lockout.toml"
     result = simulate(path, "--ruleset", "ipledge/2026-mod", expect=10)
     lines = result.stdout.splitlines()
     assert lines[0] == "The 19-day lockout after a missed first window"
@@ -380,7 +381,7 @@ def test_times_with_an_offset_are_shown_in_the_timeline_zone(tmp_path: Path) -> 
 
 def test_keep_leaves_a_database_that_verifies(tmp_path: Path) -> None:
     kept = tmp_path / "kept.db"
-    done = simulate(DOCS / "timelines" / "ipledge-pregnancy.toml", "--keep", kept)
+    done = simulate(SHIPPED / "ipledge-pregnancy.toml", "--keep", kept)
     with Compliance.open(f"sqlite:///{kept}") as app:
         admin = app.remembered(ADMIN_KEY)
         assert admin is not None
@@ -393,9 +394,9 @@ def test_keep_leaves_a_database_that_verifies(tmp_path: Path) -> None:
         report = app.verify_audit(admin)
         assert report.ok and report.events > 18
         assert [p.name for p in app.find_patients(admin)] == ["Eve Adams"]
-    again = simulate(DOCS / "timelines" / "ipledge-pregnancy.toml", "--keep", kept, expect=2)
+    again = simulate(SHIPPED / "ipledge-pregnancy.toml", "--keep", kept, expect=2)
     assert again.stderr.startswith("error: --keep: ") and "exists" in again.stderr
-    nowhere = simulate(DOCS / "timelines" / "ipledge-pregnancy.toml", "--keep",
+    nowhere = simulate(SHIPPED / "ipledge-pregnancy.toml", "--keep",
                        tmp_path / "no" / "kept.db", expect=2)
     assert nowhere.stderr.startswith("error: --keep: folder ")
 
@@ -536,8 +537,10 @@ def test_bad_timelines_name_the_event_and_field(tmp_path: Path, name: str, text:
 
 def test_bad_command_line(tmp_path: Path) -> None:
     missing = simulate(tmp_path / "nowhere.toml", expect=2)
-    assert missing.stderr.startswith("error: TIMELINE: cannot read")
-    path = DOCS / "timelines" / "ipledge-lockout.toml"
+    assert missing.stderr.startswith("error: TIMELINE: ")
+    assert "is neither a file nor a shipped example (one of: " in missing.stderr
+    assert "ipledge-lockout" in missing.stderr
+    path = SHIPPED / "ipledge-lockout.toml"
     unknown = simulate(path, "--ruleset", "ipledge/1999", expect=2)
     assert unknown.stderr.startswith("error: --ruleset: unknown ruleset 'ipledge/1999'")
 
@@ -593,7 +596,7 @@ def test_any_values_are_read_or_refused_by_name(top: dict[str, Any], parties: di
 
 
 def test_uk_dispense_record_in_the_pharmacys_zone() -> None:
-    results = by_index(replay(DOCS / "timelines" / "uk-isotretinoin.toml"))
+    results = by_index(replay(SHIPPED / "uk-isotretinoin.toml"))
     assert results[8]["codes"] == ["TEST_TOO_OLD_FOR_RX"]
     assert results[10]["codes"] == ["RX_EXPIRED"]  # already 12 March in Athens
     record = results[11]["authorization"]
@@ -603,7 +606,7 @@ def test_uk_dispense_record_in_the_pharmacys_zone() -> None:
 
 
 def test_lenalidomide_schedule_decisions() -> None:
-    results = by_index(replay(DOCS / "timelines" / "lenalidomide-testing.toml"))
+    results = by_index(replay(SHIPPED / "lenalidomide-testing.toml"))
     assert results[3]["outcome"] == "ALLOW"  # the irregular-cycles schedule chosen
     missed = results[27]
     assert set(missed["codes"]) == {"SCHEDULED_TEST_MISSED", "NO_NEGATIVE_TEST_IN_WINDOW"}

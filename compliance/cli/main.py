@@ -24,6 +24,9 @@ from compliance.cli.rules_cmds import rules
 from compliance.cli.simulate_cmd import simulate
 from compliance.errors import EXIT_CODES, ComplianceError, InvalidInput
 
+#: The name the package is published under (the import package and the command are ``compliance``).
+DISTRIBUTION = "compliance-ppp"
+
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
@@ -84,7 +87,11 @@ class _Root(click.Group):
     metavar="INSTANT",
     help="Simulate this instant (ISO 8601 with offset) for training; recorded in every event.",
 )
-@click.version_option(package_name="compliance", message="compliance %(version)s")
+@click.version_option(
+    package_name=DISTRIBUTION,
+    message="compliance %(version)s",
+    help="Show the version and exit.",
+)
 @click.pass_context
 def cli(
     ctx: click.Context,

@@ -17,19 +17,30 @@ if TYPE_CHECKING:
 
 
 @click.command()
-@click.argument("timeline", metavar="TIMELINE")
+@click.argument("timeline", metavar="TIMELINE", required=False)
 @click.option("--ruleset", metavar="ID", help="Replay under this ruleset instead of the file's.")
 @click.option("--keep", metavar="DB", help="Keep the database in this new SQLite file.")
+@click.option("--list", "list_examples", is_flag=True, help="List the shipped example timelines.")
 @json_option
-def simulate(timeline: str, ruleset: str | None, keep: str | None, as_json: bool) -> None:
+def simulate(
+    timeline: str | None, ruleset: str | None, keep: str | None, list_examples: bool,
+    as_json: bool,
+) -> None:
     """Replay a timeline of events on a throwaway database and print every decision.
 
-    Exits 0 when every expectation in the timeline held (refusals are results), 10 when one
-    did not. The database options (--db, --as, --now) do not apply.
+    TIMELINE is a TOML file or the name of a shipped example (see --list), such as
+    ipledge-lockout. Exits 0 when every expectation in the timeline held (refusals are results),
+    10 when one did not. The database options (--db, --as, --now) do not apply.
     """
     from compliance import simulation
+    from compliance.simulation import examples
 
-    parsed = simulation.load(Path(timeline))
+    if list_examples:
+        _list(as_json)
+        return
+    if timeline is None:
+        raise InvalidInput("TIMELINE", "name a timeline file or a shipped example (see --list)")
+    parsed = simulation.load(examples.resolve(timeline))
     try:
         chosen = parsed.ruleset_for(ruleset)
     except InvalidInput as exc:
@@ -57,6 +68,18 @@ def simulate(timeline: str, ruleset: str | None, keep: str | None, as_json: bool
             f"{len(replay.failed)} expectation(s) not met: {listed}",
             [r.event.index for r in replay.failed],
         )
+
+
+def _list(as_json: bool) -> None:
+    from compliance import simulation
+    from compliance.simulation import examples
+
+    shipped = {name: simulation.load(examples.FOLDER / f"{name}.toml") for name in examples.names()}
+    if as_json:
+        click.echo(to_json([{"name": n, "title": t.title} for n, t in shipped.items()]))
+        return
+    for name, parsed in shipped.items():
+        say(f"{name}  {parsed.title or ''}".rstrip())
 
 
 def _header(timeline: Timeline, ruleset: str, keep: Path | None) -> None:
