@@ -17,30 +17,42 @@ from compliance.errors import Conflict, NotPermitted, Refused
 from compliance.training import SimulatedTime, describe, fresh_ncpdp, fresh_npi
 
 DEMO_ADMIN_KEY = "demo.administrator"
+#: The demonstration's own database, used when none is named.
+DEMO_URL = "sqlite:///compliance-demo.db"
 
 
 def administrator(app: Compliance, actor: str | None) -> tuple[str, bool]:
-    """The administrator to act as: given, remembered from an earlier run, or created now."""
+    """The administrator to act as: given, remembered from an earlier run, or created now.
+
+    Refuses, before anything is written, a database that was not made for training: the demo
+    fills a database with fictional people that could never be removed from its audit trail.
+    """
+    training = app.is_training()
+    if training is False:
+        raise Conflict(
+            f"{app.schema_status().url} is not a training database, and the demonstration "
+            "writes fictional prescribers, pharmacies and patients: run 'compliance demo' "
+            "without --db to use its own database (compliance-demo.db), or name a new file"
+        )
+    if training is None:
+        admin = app.initialize("Demo Administrator", training=True, remember_as=DEMO_ADMIN_KEY)
+        return admin.id, True
+    app.migrate()
     if actor:
         return actor, False
-    app.migrate()
     remembered = app.remembered(DEMO_ADMIN_KEY)
-    if remembered:
-        return remembered, False
-    try:
-        admin = app.initialize("Demo Administrator", training=True, remember_as=DEMO_ADMIN_KEY)
-    except Conflict:
+    if remembered is None:
         raise Conflict(
-            "this database was set up by 'compliance init'; run the demo with --as ADMIN_ID "
-            "or point it at a new file with --db sqlite:///demo.db"
-        ) from None
-    return admin.id, True
+            "this training database was not made by the demonstration: name its "
+            "administrator with --as ADMIN_ID"
+        )
+    return remembered, False
 
 
 def run(app: Compliance, actor: str | None, say: Callable[[str], None]) -> bool:
     """Walk the foundation; True when the audit trail verifies at the end."""
-    status = app.schema_status()
     admin, created = administrator(app, actor)
+    status = app.schema_status()
     say(f"Database {status.url} migrated to schema {app.schema_status().current}.")
     say(
         f"1. Administrator {admin} {'created' if created else 'reused'}"

@@ -188,8 +188,14 @@ def test_error_exit_codes_and_messages(shell: Shell, tmp_path: Path) -> None:
     assert "cannot activate" in shell.run("prescriber", "activate", prs["id"], expect=6).stderr
     shell.run("prescriber", "register", "--name", "Dr B", "--npi", prs["external_id"], expect=6)
 
-    empty = Shell(f"sqlite:///{tmp_path / 'empty.db'}")
-    assert "compliance db upgrade" in empty.run("admin", "list", actor="ADM-00000000",
+    mistyped = tmp_path / "cliinc.db"
+    empty = Shell(f"sqlite:///{mistyped}")
+    refused_read = empty.run("admin", "list", actor="ADM-00000000", expect=8).stderr
+    assert "no database at" in refused_read and "compliance init" in refused_read
+    assert not mistyped.exists(), "a read command must never create a database"
+    (tmp_path / "blank.db").touch()
+    blank = Shell(f"sqlite:///{tmp_path / 'blank.db'}")
+    assert "compliance db upgrade" in blank.run("admin", "list", actor="ADM-00000000",
                                                 expect=8).stderr
 
 
@@ -246,6 +252,51 @@ def test_reference_commands(shell: Shell) -> None:
     assert [(c["code"], c["name"]) for c in codes] == [(c, n) for c, n, _ in EXIT_CODES]
     plain = shell.run("permissions").stdout.splitlines()
     assert plain[0].split("\t") == ["action", *roles]
+
+
+def test_demo_refuses_a_database_not_made_for_training(shell: Shell, tmp_path: Path) -> None:
+    database = Path(shell.url.removeprefix("sqlite:///"))
+    before = shell.json("audit", "log", "--limit", "1000")
+    for actor in (None, shell.actor):
+        refused = shell.run("demo", actor=actor or "", expect=6)
+        assert "is not a training database" in refused.stderr
+        assert "compliance demo --as" not in refused.stderr
+    assert shell.json("audit", "log", "--limit", "1000") == before
+    assert database.exists()
+
+
+def test_demo_uses_its_own_database_by_default(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, ["demo"], env={"COMPLIANCE_DATABASE_URL": None,
+                                                    "COMPLIANCE_ACTOR": None, "NO_COLOR": "1"})
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "compliance-demo.db").is_file()
+    assert not (tmp_path / "compliance.db").exists()
+
+
+def test_postgres_url_spellings_are_accepted() -> None:
+    from compliance.db.engine import parse_url
+
+    for spelling in ("postgres", "postgresql", "postgresql+psycopg", "pgsql"):
+        assert parse_url(f"{spelling}://u@h:5432/d").drivername == "postgresql+psycopg"
+    with pytest.raises(Exception, match="psycopg 3 only"):
+        parse_url("postgresql+psycopg2://u@h/d")
+
+
+def test_a_closed_pipe_ends_the_command_quietly(shell: Shell, tmp_path: Path) -> None:
+    for i in range(400):
+        shell.run("patient", "register", "--name", f"Pat {i}", "--dob", "2000-01-01")
+    env = {**__import__("os").environ, "COMPLIANCE_DATABASE_URL": shell.url,
+           "COMPLIANCE_ACTOR": shell.actor or ""}
+    proc = subprocess.Popen([sys.executable, "-m", "compliance", "audit", "export"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.readline().startswith(b"{")
+    proc.stdout.close()
+    error = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 0, error
+    assert "BrokenPipe" not in error and "Traceback" not in error and error == ""
 
 
 def test_demo_runs_and_reruns(tmp_path: Path) -> None:

@@ -93,10 +93,19 @@ class Compliance:
 
     @classmethod
     def open(
-        cls, url: str | None = None, clock: Clock | None = None, *, simulated: bool = False
+        cls,
+        url: str | None = None,
+        clock: Clock | None = None,
+        *,
+        simulated: bool = False,
+        create: bool = True,
     ) -> Compliance:
-        """Open by URL (default: ``COMPLIANCE_DATABASE_URL``, else ``compliance.db`` here)."""
-        return cls(make_engine(url), clock, owns_engine=True, simulated=simulated)
+        """Open by URL (default: ``COMPLIANCE_DATABASE_URL``, else ``compliance.db`` here).
+
+        With ``create=False`` a SQLite file that does not exist is ``DatabaseNotReady`` instead
+        of a new empty file, so a mistyped path never leaves a database behind.
+        """
+        return cls(make_engine(url, create=create), clock, owns_engine=True, simulated=simulated)
 
     def close(self) -> None:
         if self._owns_engine:
@@ -159,6 +168,14 @@ class Compliance:
             Action.CLOCK_OVERRIDE_SET,
             lambda s, a, now: settings.set_clock_override(s, a, now, enabled),
         )
+
+    def is_training(self) -> bool | None:
+        """Whether this database was made for training; None when it has no schema yet."""
+        with _database_errors():
+            if migrate.current_revision(self.engine) is None:
+                return None
+        with self._transaction(read_only=True) as session:
+            return bool((settings.get(session, settings.MODE) or {}).get("training"))
 
     def remembered(self, key: str) -> str | None:
         """The id stored by ``initialize(remember_as=key)``, if any."""

@@ -22,13 +22,16 @@ class Context:
     now: datetime | None = None
     _app: Any = field(default=None, repr=False)
 
-    def app(self) -> Compliance:
+    def app(self, *, create: bool = False) -> Compliance:
+        """The API on the chosen database; only commands that make databases pass ``create``."""
         if self._app is None:
             from compliance.api.service import Compliance
             from compliance.clock import FixedClock
 
             clock = FixedClock(self.now) if self.now is not None else None
-            self._app = Compliance.open(self.url, clock, simulated=self.now is not None)
+            self._app = Compliance.open(
+                self.url, clock, simulated=self.now is not None, create=create
+            )
         return self._app  # type: ignore[no-any-return]
 
     def who(self) -> str:

@@ -18,7 +18,7 @@ from compliance.errors import DatabaseNotReady
 @pass_ctx
 def init(state: Context, admin_name: str, training: bool, as_json: bool) -> None:
     """Create (or migrate) the database and its first administrator."""
-    admin = state.app().initialize(admin_name, training=training)
+    admin = state.app(create=True).initialize(admin_name, training=training)
     if as_json:
         show_record(admin.to_dict(), True)
         return
@@ -38,7 +38,7 @@ def db() -> None:
 @pass_ctx
 def upgrade(state: Context, revision: str, as_json: bool) -> None:
     """Migrate the database to the latest (or given) schema revision."""
-    status = state.app().migrate(revision)
+    status = state.app(create=True).migrate(revision)
     show_record(status.to_dict(), as_json, title="Schema")
 
 

@@ -7,6 +7,7 @@ from ``compliance.errors.EXIT_CODES``; tracebacks appear only with ``COMPLIANCE_
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 import click
@@ -17,7 +18,7 @@ from compliance.cli.course_cmds import course, due, status
 from compliance.cli.db_cmds import db, init
 from compliance.cli.demo_cmd import demo
 from compliance.cli.dispense_cmds import dispense
-from compliance.cli.output import json_option, show_record, show_rows, to_json
+from compliance.cli.output import decision_lines, json_option, show_record, show_rows, to_json
 from compliance.cli.party_cmds import admin, designee, pharmacist, pharmacy, prescriber
 from compliance.cli.patient_cmds import patient
 from compliance.cli.rules_cmds import rules
@@ -54,6 +55,9 @@ class _Root(click.Group):
         except ComplianceError as exc:
             _report(exc, bool(ctx.meta.get("compliance.json")))
             ctx.exit(exc.exit_code)
+        except BrokenPipeError:
+            _reader_went_away()
+            ctx.exit(0)
         except Exception as exc:
             if os.environ.get("COMPLIANCE_DEBUG"):
                 raise
@@ -171,9 +175,21 @@ def _report(error: ComplianceError, as_json: bool) -> None:
         return
     click.echo(f"error: {error.message}", err=True)
     reasons = getattr(error, "reasons", ())
-    if reasons:
+    decision = getattr(error, "decision", None)
+    if decision and decision.get("reasons"):
+        for line in decision_lines(decision):
+            click.echo(line, err=True)
+    elif reasons:
         click.echo(f"reasons: {', '.join(reasons)}", err=True)
 
 
 def main(argv: list[str] | None = None) -> Any:
     return cli.main(args=argv, prog_name="compliance")
+
+
+def _reader_went_away() -> None:
+    """``compliance audit export | head -1``: stop quietly, and keep Python from complaining
+    again when it flushes stdout at exit."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)

@@ -97,3 +97,18 @@ def say(message: str) -> None:
 
 def warn(message: str) -> None:
     click.echo(f"warning: {message}", err=True)
+
+
+def decision_lines(decision: Mapping[str, Any]) -> list[str]:
+    """A refusal as people act on it: each reason with its message, next step and earliest date."""
+    lines = [f"reasons: {', '.join(r['code'] for r in decision['reasons'])}"]
+    for reason in decision["reasons"]:
+        lines.append(f"  {reason['code']}: {reason.get('message') or ''}".rstrip())
+        if reason.get("next_step"):
+            lines.append(f"    next: {reason['next_step']}")
+        if reason.get("earliest"):
+            lines.append(f"    earliest: {reason['earliest']}")
+    window = decision.get("window")
+    if window:
+        lines.append(f"  window: {window['first_day']} to {window['last_day']}")
+    return lines

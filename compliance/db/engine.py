@@ -17,13 +17,15 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-from compliance.errors import InvalidInput
+from compliance.errors import DatabaseNotReady, InvalidInput
 
 DEFAULT_URL = "sqlite:///compliance.db"
 URL_ENV = "COMPLIANCE_DATABASE_URL"
 BUSY_TIMEOUT_MS = 30_000
 LOCK_TIMEOUT_ENV = "COMPLIANCE_LOCK_TIMEOUT_MS"
 DEFAULT_LOCK_TIMEOUT_MS = 10_000
+#: The scheme spellings accepted for PostgreSQL (libpq and most tools also write ``postgres://``).
+POSTGRES_SPELLINGS = frozenset({"postgresql", "postgres", "pgsql"})
 
 
 def resolve_url(url: str | None = None) -> str:
@@ -37,21 +39,24 @@ def parse_url(url: str) -> URL:
         _ = parsed.port  # a port that is not a number fails only when read
     except (ArgumentError, ValueError):
         raise InvalidInput("database URL", f"{url!r} is not a database URL") from None
-    backend = parsed.get_backend_name()
-    if backend == "postgresql":
-        if parsed.drivername in {"postgresql", "postgres"}:
-            parsed = parsed.set(drivername="postgresql+psycopg")
-        elif parsed.drivername != "postgresql+psycopg":
+    backend, _, driver = parsed.drivername.partition("+")
+    if backend in POSTGRES_SPELLINGS:
+        if driver not in {"", "psycopg"}:
             raise InvalidInput("database URL", "PostgreSQL is supported through psycopg 3 only")
+        parsed = parsed.set(drivername="postgresql+psycopg")
     elif backend != "sqlite":
         raise InvalidInput("database URL", f"unsupported database {backend!r}")
     return parsed
 
 
-def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
+def make_engine(url: str | None = None, *, create: bool = True, **kwargs: Any) -> Engine:
+    """An engine for ``url``; with ``create=False`` a missing SQLite file is an error, not made."""
     parsed = parse_url(resolve_url(url))
     if parsed.get_backend_name() == "sqlite":
-        _create_private_file(parsed)
+        if create:
+            _create_private_file(parsed)
+        else:
+            _require_file(parsed)
         engine = create_engine(parsed, **kwargs)
         configure_sqlite(engine)
         return engine
@@ -76,6 +81,33 @@ def lock_timeout_ms() -> int:
     if not 1 <= value <= 600_000:
         raise InvalidInput(LOCK_TIMEOUT_ENV, "must be between 1 and 600000 milliseconds")
     return value
+
+
+def _file_of(url: URL) -> Path | None:
+    database = url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+def _require_file(url: URL) -> None:
+    path = _file_of(url)
+    if path is None:
+        return
+    try:
+        found = path.is_file()
+        folder = path.parent.is_dir()
+    except OSError as exc:
+        raise InvalidInput("database URL", f"cannot open {str(path)!r}: {exc.strerror}") from None
+    if not folder:
+        raise InvalidInput("database URL", f"folder {str(path.parent)!r} does not exist")
+    if len(path.name) > 255:
+        raise InvalidInput("database URL", f"file name {path.name[:20]!r}... is too long")
+    if not found:
+        raise DatabaseNotReady(
+            f"no database at {str(path)!r}: check --db (or COMPLIANCE_DATABASE_URL), "
+            "or create one with 'compliance init'"
+        )
 
 
 def _create_private_file(url: URL) -> None:
