@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 from compliance.domain import reasons as rc
+from compliance.domain.course import CourseState
 from compliance.domain.evaluation import Evaluation
 from compliance.domain.facts import CourseFacts, TestRecord, TestResult
 from compliance.domain.timing import window
@@ -22,6 +23,20 @@ def test_problems(ruleset: Ruleset, test: TestRecord) -> list[str]:
     if not testing.kinds[test.kind].allows(test.setting, test.clia, test.home_opt_in):
         problems.append(rc.TEST_SETTING_NOT_PERMITTED)
     return problems
+
+
+def suspending_test(facts: CourseFacts) -> TestRecord | None:
+    """The positive test that is why a suspended course is suspended: the latest positive
+    recorded since the prescriber last resumed the course (None: a reported pregnancy)."""
+    if facts.state is not CourseState.SUSPENDED:
+        return None
+    since = facts.resumed_seq
+    positives = [
+        t
+        for t in facts.tests
+        if t.result is TestResult.POSITIVE and (since is None or t.seq > since)
+    ]
+    return positives[-1] if positives else None
 
 
 def _report_invalid(ev: Evaluation, test: TestRecord) -> None:
@@ -77,8 +92,11 @@ def _slotted(ev: Evaluation, tests: list[TestRecord]) -> TestRecord | None:
             used.append(fits[-1])
         else:
             missing.append(slot)
-    if not missing:
+    if not missing and not test_problems(ev.ruleset, tests[-1]):
         return used[0]
+    if not missing:
+        _report_invalid(ev, tests[-1])  # the latest test is the one relied on: never hidden
+        return None
     for test in tests:
         if test not in valid:
             _report_invalid(ev, test)
@@ -125,6 +143,9 @@ def _pretreatment(ev: Evaluation) -> TestRecord | None:
             earliest,
         )
         return None
+    if test_problems(ev.ruleset, tests[-1]):
+        _report_invalid(ev, tests[-1])  # the latest test is the one relied on: never hidden
+        return None
     _lockout(ev, valid, chain[0])
     return chain[0]
 
@@ -162,9 +183,12 @@ def _monthly(ev: Evaluation) -> TestRecord | None:
         t for t in _negatives(ev) if t.cycle == ev.facts.cycle and t.kind is TestKind.MONTHLY
     ]
     valid = [t for t in cycle_tests if not test_problems(ev.ruleset, t)]
-    if not valid:
-        for test in cycle_tests:
-            _report_invalid(ev, test)
+    # The latest test is the one the patient relies on: when the rules do not accept it, it is
+    # reported, even when an older acceptable test is on file (latest first in the messages).
+    if not valid or valid[-1] != cycle_tests[-1]:
+        for test in reversed(cycle_tests):
+            if test not in valid:
+                _report_invalid(ev, test)
         return None
     return valid[-1]
 
