@@ -255,11 +255,7 @@ def _contraception(r: _Reader) -> ContraceptionRules:
     for waiver in no_lead_in:
         if waiver not in waivers:
             raise r.fail("waivers_without_lead_in", f"{waiver!r} is not a waiver")
-    confirmation = (
-        r.choice("patient_confirmation", Cadence, _options(Cadence))
-        if "patient_confirmation" in r.data
-        else Cadence.MONTHLY
-    )
+    confirmation = r.choice("patient_confirmation", Cadence, _options(Cadence))
     if confirmation is Cadence.ENROLMENT:
         raise r.fail("patient_confirmation", "must be monthly or none")
     rules = ContraceptionRules(
