@@ -318,3 +318,42 @@ def _scheduled(ev: Evaluation) -> None:
             "collect a pregnancy test now",
             ev.today,
         )
+
+
+# --- end of treatment ------------------------------------------------------------------------
+
+
+def post_treatment_due(facts: CourseFacts) -> date | None:
+    """The day the post-treatment test falls due: the last dose + the ruleset's days."""
+    if facts.last_dose_on is None:
+        return None
+    return facts.last_dose_on + timedelta(
+        days=facts.ruleset.testing.post_treatment_days_after_last_dose
+    )
+
+
+def _accepted_negatives(facts: CourseFacts, kind: TestKind) -> list[TestRecord]:
+    return [
+        t
+        for t in facts.tests
+        if t.kind is kind
+        and t.result is TestResult.NEGATIVE
+        and not test_problems(facts.ruleset, t)
+    ]
+
+
+def end_of_treatment_test_done(facts: CourseFacts) -> bool:
+    """An acceptable negative end-of-treatment test of the course's last cycle is on file. It
+    is often taken at the last visit, so it may be recorded before the last dose is
+    (workflows.md 1.4): it counts whichever was recorded first."""
+    return any(
+        t.cycle == facts.cycle for t in _accepted_negatives(facts, TestKind.END_OF_TREATMENT)
+    )
+
+
+def post_treatment_test_done(facts: CourseFacts) -> bool:
+    """An acceptable negative post-treatment test collected on or after its due day."""
+    due = post_treatment_due(facts)
+    return due is not None and any(
+        t.specimen_date >= due for t in _accepted_negatives(facts, TestKind.POST_TREATMENT)
+    )
