@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
+from importlib import resources
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -39,7 +40,7 @@ from compliance.domain.pregnancy_tests import (
     post_treatment_test_done,
     suspending_test,
 )
-from compliance.programs.loader import get
+from compliance.programs.loader import RulesetError, get, parse
 from compliance.programs.model import Setting
 from compliance.programs.model import TestKind as Kind
 
@@ -444,3 +445,103 @@ def test_end_of_treatment_tests_count_whatever_order_they_came_in(ruleset_id: st
     assert post_treatment_test_done(replace(facts, tests=(*facts.tests, on_time)))
     positive = replace(on_time, result=Result.POSITIVE)
     assert not post_treatment_test_done(replace(facts, tests=(*facts.tests, positive)))
+
+
+# --- the new ruleset keys are validated, naming the file and the dotted key --------------------
+
+
+def _packaged(name: str) -> str:
+    folder = resources.files("compliance.programs") / "rulesets"
+    return (folder / name).read_text(encoding="utf-8")
+
+
+UK_TEXT = _packaged("uk-iso-2026-01.toml")
+
+
+def _swap(old: str, new: str, text: str = UK_TEXT) -> str:
+    assert text.count(old) == 1, old
+    return text.replace(old, new)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key", "problem"),
+    [
+        (
+            'patient_confirmation = "none"',
+            'patient_confirmation = "enrolment"',
+            "contraception.patient_confirmation",
+            "must be monthly or none",
+        ),
+        (
+            'patient_confirmation = "none"\n',
+            "",
+            "contraception.patient_confirmation",
+            "is missing",
+        ),
+        (
+            'waivers_without_lead_in = ["no_expected_risk_agreement"]',
+            'waivers_without_lead_in = ["abstinence"]',
+            "contraception.waivers_without_lead_in",
+            "'abstinence' is not a waiver",
+        ),
+        (
+            'barrier_methods = ["male_condom",',
+            'barrier_methods = ["amulet",',
+            "contraception.barrier_methods",
+            "'amulet' is not an acceptable method",
+        ),
+        (
+            "{ methods = 2, primary = 0, barrier = 1 }",
+            "{ methods = 2, primary = 0, barrier = 3 }",
+            "contraception.options[1].barrier",
+            "cannot exceed methods",
+        ),
+        (
+            'max_days_supply = "none"',
+            'max_days_supply = "unlimited"',
+            "categories.cannot_get_pregnant.max_days_supply",
+            'must be a whole number of days or "none"',
+        ),
+        (
+            'max_days_supply = "none"',
+            "max_days_supply = 0",
+            "categories.cannot_get_pregnant.max_days_supply",
+            "must be between 1 and 366",
+        ),
+    ],
+)
+def test_new_keys_are_validated(old: str, new: str, key: str, problem: str) -> None:
+    with pytest.raises(RulesetError) as caught:
+        parse("mutant.toml", _swap(old, new))
+    assert caught.value.key == key
+    assert str(caught.value).startswith(f"mutant.toml: {key}: {problem}")
+
+
+def test_a_barrier_option_needs_the_barrier_catalogue() -> None:
+    text = _swap(
+        'barrier_methods = ["male_condom", "diaphragm_with_spermicide", '
+        '"cervical_cap_with_spermicide"]\n',
+        "",
+    )
+    with pytest.raises(RulesetError) as caught:
+        parse("mutant.toml", text)
+    assert caught.value.key == "contraception.options[1].barrier"
+
+
+def test_a_category_supply_limit_overrides_the_programme_limit() -> None:
+    ruleset = parse("mutant.toml", _swap('max_days_supply = "none"', "max_days_supply = 90"))
+    category = ruleset.categories["cannot_get_pregnant"]
+    assert ruleset.max_days_supply(category) == 90
+    assert ruleset.max_days_supply(ruleset.categories["can_get_pregnant"]) == 30
+    assert get(UK).max_days_supply(get(UK).categories["cannot_get_pregnant"]) is None
+    assert get(MOD).max_days_supply(get(MOD).categories["cannot_get_pregnant"]) == 30
+
+
+def test_no_valid_category_is_judged_as_can_get_pregnant_by_the_ruleset() -> None:
+    ruleset = get(MOD)
+    can_get = ruleset.categories["can_get_pregnant"]
+    assert ruleset.judged_category(None, None) is can_get
+    assert ruleset.judged_category("cannot_get_pregnant", "TUBAL_LIGATION") is can_get
+    assert ruleset.judged_category("sometimes", "NO_UTERUS") is can_get
+    cannot_get = ruleset.categories["cannot_get_pregnant"]
+    assert ruleset.judged_category("cannot_get_pregnant", "NO_UTERUS") is cannot_get
