@@ -79,20 +79,19 @@ def test_a_course_through_the_cli(clinic: tuple[Shell, dict[str, str]]) -> None:
             actor=prs)
     check = sh.json(*at("2026-12-01", "course", "check", pat), actor=prs)
     assert set(check) == DECISION_KEYS and check["outcome"] == "REFUSE"
+    # a patient who cannot get pregnant answers no comprehension questions (workflows.md 2)
     assert [r["code"] for r in check["reasons"]] == [
-        "CONSENT_NOT_SIGNED", "COUNSELING_NOT_DOCUMENTED", "COMPREHENSION_NOT_DONE"]
+        "CONSENT_NOT_SIGNED", "COUNSELING_NOT_DOCUMENTED"]
     assert set(check["reasons"][0]) == {"code", "message", "next_step", "earliest"}
 
     refused = sh.run(*at("2026-12-01", "course", "prescribe", pat, "--days-supply", "30",
                          "--json"), actor=prs, expect=3)
     body = json.loads(refused.stderr)
     assert body["error"] == "REFUSED" and body["decision"]["gate"] == "prescribe"
-    assert body["reasons"] == ["CONSENT_NOT_SIGNED", "COUNSELING_NOT_DOCUMENTED",
-                               "COMPREHENSION_NOT_DONE"]
+    assert body["reasons"] == ["CONSENT_NOT_SIGNED", "COUNSELING_NOT_DOCUMENTED"]
 
     sh.run(*at("2026-12-01", "course", "consent", pat, "PATIENT_INFORMATION_CONSENT"), actor=prs)
     sh.run(*at("2026-12-01", "course", "counselling", pat), actor=prs)
-    sh.run(*at("2026-12-01", "course", "comprehension", pat), actor=pat)
     too_much = sh.run(*at("2026-12-01", "course", "prescribe", pat, "--days-supply", "31"),
                       actor=prs, expect=3)
     assert "SUPPLY_EXCEEDS_MAX" in too_much.stderr

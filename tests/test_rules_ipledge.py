@@ -559,13 +559,39 @@ def test_patient_methods_differing_from_prescriber_methods(ruleset_id: str) -> N
 # --- category, consent, counselling, comprehension --------------------------------------------
 
 
+# A patient with no valid category is judged as one who can get pregnant (reason-codes.md,
+# "Which codes go together"; workflows.md 3): the refusal lists the category's problem and
+# every requirement of a patient who can get pregnant that is not met.
+PCGP_FROM_NOTHING = {
+    rc.CONSENT_NOT_SIGNED,
+    rc.CONTRACEPTION_NOT_DOCUMENTED,
+    rc.PRETREATMENT_TESTS_INCOMPLETE,
+    rc.NO_NEGATIVE_TEST_IN_WINDOW,
+}
+
+
 @RULESETS
 def test_tubal_ligation_cannot_support_cannot_get_pregnant(ruleset_id: str) -> None:
     facts = pcngp(ruleset_id, category_reason="TUBAL_LIGATION")
-    assert codes(prescribe_gate(facts, noon(VISIT))) == {rc.INVALID_CATEGORY_REASON}
+    expected = {rc.INVALID_CATEGORY_REASON, *PCGP_FROM_NOTHING}
+    assert codes(prescribe_gate(facts, noon(VISIT))) == expected
     decision = dispense(facts, noon(VISIT))
-    assert codes(decision) == {rc.INVALID_CATEGORY_REASON}
+    assert codes(decision) == expected
     assert "TUBAL_LIGATION" in reason(decision, rc.INVALID_CATEGORY_REASON).message
+    assert "BIRTH_DEFECTS_CONSENT" in reason(decision, rc.CONSENT_NOT_SIGNED).message
+
+
+@RULESETS
+def test_invalid_reason_for_cannot_is_judged_as_can_get_pregnant(ruleset_id: str) -> None:
+    # Everything a patient who can get pregnant needs is on file: only the reason is refused,
+    # and the 30-day office-visit window of "cannot" (2023-03) is not applied.
+    facts = pcgp(ruleset_id, category="cannot_get_pregnant", category_reason="TUBAL_LIGATION")
+    decision = dispense(facts, noon(CONFIRM))
+    assert codes(decision) == {rc.INVALID_CATEGORY_REASON}
+    assert decision.window is not None and decision.window.first_day == CONFIRM
+    # without a test it is refused as for any patient who can get pregnant
+    facts = replace(facts, tests=())
+    assert rc.NO_NEGATIVE_TEST_IN_WINDOW in codes(dispense(facts, noon(CONFIRM)))
 
 
 @RULESETS
@@ -592,8 +618,8 @@ def test_reasons_for_can_get_pregnant(ruleset_id: str, why: str | None, expected
 
 @RULESETS
 @pytest.mark.parametrize("category", [None, "male", "female_not_of_childbearing_potential"])
-def test_no_category_stops_the_evaluation(ruleset_id: str, category: str | None) -> None:
-    # everything else is missing too, but nothing can be judged without a category
+def test_no_category_is_judged_as_can_get_pregnant(ruleset_id: str, category: str | None) -> None:
+    # everything else is missing too: listed as for a patient who can get pregnant
     facts = pcgp(
         ruleset_id,
         state=CourseState.ENROLLED,
@@ -603,8 +629,18 @@ def test_no_category_stops_the_evaluation(ruleset_id: str, category: str | None)
         tests=(),
         methods=(),
     )
+    expected = {rc.CATEGORY_NOT_ASSIGNED, *PCGP_FROM_NOTHING}
+    assert codes(prescribe_gate(facts, noon(CONFIRM))) == expected
+    assert codes(dispense(facts, noon(CONFIRM))) == expected
+    # with all a patient who can get pregnant needs, only the category is missing
+    facts = pcgp(ruleset_id, category=category, category_reason=None)
     assert codes(prescribe_gate(facts, noon(CONFIRM))) == {rc.CATEGORY_NOT_ASSIGNED}
-    assert codes(dispense(facts, noon(CONFIRM))) == {rc.CATEGORY_NOT_ASSIGNED}
+    # and without comprehension this cycle, that is missing too (never relaxed to "cannot")
+    facts = replace(facts, comprehension_cycles=frozenset())
+    assert codes(dispense(facts, noon(CONFIRM))) == {
+        rc.CATEGORY_NOT_ASSIGNED,
+        rc.COMPREHENSION_NOT_DONE,
+    }
 
 
 @RULESETS
@@ -664,11 +700,17 @@ def test_cannot_get_pregnant_counselling_monthly_then_enrolment_only(
 
 
 @RULESETS
-def test_cannot_get_pregnant_comprehension_at_enrolment(ruleset_id: str) -> None:
+def test_cannot_get_pregnant_answers_no_comprehension_questions(ruleset_id: str) -> None:
+    # workflows.md 2: no pregnancy tests, no contraception, no comprehension questions (males
+    # and every patient who cannot get pregnant); rules.md 1.3/1.8: PCGP only.
     at = noon(VISIT + 35 * DAY)
     assert codes(prescribe_gate(_pcngp_cycle_two(ruleset_id), at)) == set()
     facts = _pcngp_cycle_two(ruleset_id, comprehension_cycles=frozenset())
-    assert codes(prescribe_gate(facts, at)) == {rc.COMPREHENSION_NOT_DONE}
+    assert codes(prescribe_gate(facts, at)) == set()
+    assert codes(dispense(facts, at, rx_id="rx-2")) == set()
+    first = pcngp(ruleset_id, comprehension_cycles=frozenset(), category_reason="NO_UTERUS")
+    assert codes(prescribe_gate(first, noon(VISIT))) == set()
+    assert codes(dispense(first, noon(VISIT))) == set()
 
 
 # --- course state, positive test, missed monthly test ------------------------------------------
@@ -1050,7 +1092,6 @@ def test_every_failing_reason_is_listed(ruleset_id: str) -> None:
         patient_confirmed={},
         tests=(confirmation(setting=Setting.HOME, clia=False, sensitivity=100),),
         prescriptions=(prescription(days_supply=35, refills=1, prescriber_certified=False),),
-        authorizations=(authorization("rx-0", 1),),
     )
     decision = dispense(facts, noon(CONFIRM), LA, problems=(rc.PHARMACY_NOT_CERTIFIED,))
     assert codes(decision) == {
@@ -1068,7 +1109,6 @@ def test_every_failing_reason_is_listed(ruleset_id: str) -> None:
         rc.TEST_SENSITIVITY_INSUFFICIENT,
         rc.SUPPLY_EXCEEDS_MAX,
         rc.REFILLS_NOT_ALLOWED,
-        rc.AUTHORIZATION_ALREADY_ISSUED,
     }
     assert decision.outcome is Outcome.REFUSE
     assert all(r.code in rc.MESSAGES for r in decision.reasons)

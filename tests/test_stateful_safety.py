@@ -739,10 +739,9 @@ class SafetyMachine(RuleBasedStateMachine):
                 failures.append("counselling never documented")
         elif self.cycle not in self.counselled:
             failures.append(f"counselling not documented in cycle {self.cycle}")
+        # Comprehension questions are for patients who can get pregnant only (workflows.md 2).
         if category == CAN and self.cycle not in self.comprehended:
             failures.append(f"comprehension not done in cycle {self.cycle}")
-        if category == CANNOT and not self.comprehended:
-            failures.append("comprehension never done")
         rx = self.rxs.get(rx_id)
         if rx is None:
             return [*failures, f"prescription {rx_id} was never accepted"]
@@ -759,6 +758,7 @@ class SafetyMachine(RuleBasedStateMachine):
             failures.append("prescription written before the category was (re)assigned")
         if category == CAN:
             failures += self.pcgp_failures(today, test_id)
+            failures += self.relied_on_failures(rx)
         elif self.ruleset == LEGACY:
             last = rx.office_visit_on + timedelta(days=LEGACY_CANNOT_WINDOW_DAYS - 1)
             if not rx.office_visit_on <= today <= last:
@@ -795,6 +795,22 @@ class SafetyMachine(RuleBasedStateMachine):
         elif test_id not in {t.id for t in qualifying}:
             failures.append(f"the authorization cites test {test_id}, which does not qualify")
         return failures
+
+    def relied_on_failures(self, rx: RxRec) -> list[str]:
+        """reason-codes.md: the latest negative test of the step (collected by the
+        prescription's date) is the one relied on; a test the rules do not accept is never
+        hidden behind an older acceptable one."""
+        if self.dispensed_once:
+            step = [t for t in self.tests if t.kind == "monthly" and t.cycle == self.cycle]
+        else:
+            step = [t for t in self.tests if t.kind in PRETREATMENT_KINDS]
+        candidates = [t for t in step if t.result == "negative" and t.specimen <= rx.written_on]
+        if not candidates:
+            return []
+        latest = sorted(candidates, key=lambda t: t.specimen)[-1]  # stable: entry order on ties
+        if self.counts(latest):
+            return []
+        return [f"the latest test {latest.id} ({latest.setting}, CLIA {latest.clia}) is refused"]
 
     # --- invariants -------------------------------------------------------------------------
 
@@ -916,6 +932,9 @@ def test_oracle_has_teeth(sqlite_template: Path, tmp_path: Path) -> None:
             "spacing": lambda m: setattr(m, "tests", m.tests[-1:]),
             "CLIA": lambda m: setattr(
                 m, "tests", [first, *(replace(t, clia=False) for t in m.tests[1:])]
+            ),
+            "latest relied on": lambda m: m.tests.append(
+                replace(m.tests[-1], id="later-home", setting="home", clia=False)
             ),
             "window": lambda m: m.clock.set(et_midnight(m.today() + timedelta(days=7))),
             "not yet": lambda m: m.clock.set(et_midnight(m.today()) - timedelta(seconds=1)),

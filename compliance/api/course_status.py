@@ -25,10 +25,11 @@ from compliance.db import models as m
 from compliance.domain import reasons as rc
 from compliance.domain import timing
 from compliance.domain.course import CourseState
-from compliance.domain.facts import CourseFacts, TestResult
+from compliance.domain.facts import CourseFacts
 from compliance.domain.gates import Decision, prescribe_gate, scheduled_test_due
+from compliance.domain.pregnancy_tests import post_treatment_due, post_treatment_test_done
 from compliance.domain.timing import today_in, zone_for
-from compliance.programs.model import Anchor, Cadence, TestKind
+from compliance.programs.model import Anchor, Cadence
 
 # Checklist items and the reason codes that mean "missing".
 ITEMS: tuple[tuple[str, frozenset[str]], ...] = (
@@ -69,16 +70,16 @@ ITEMS: tuple[tuple[str, frozenset[str]], ...] = (
 
 
 def _required(item: str, f: CourseFacts) -> bool:
-    category = f.ruleset.category(f.category) if f.category else None
-    if category is None:
-        return item in {"category"}
+    # No valid category: every item a patient who can get pregnant needs (the safe side).
+    category = f.ruleset.judged_category(f.category, f.category_reason)
     return {
         "category": True,
         "consent": bool(category.consent_forms),
         "counselling": category.counselling is not Cadence.NONE,
         "comprehension": category.comprehension is not Cadence.NONE,
         "contraception": category.contraception,
-        "contraception_confirmed": category.contraception,
+        "contraception_confirmed": category.contraception
+        and f.ruleset.contraception.patient_confirmation is not Cadence.NONE,
         "pregnancy_test": category.pregnancy_testing,
     }[item]
 
@@ -200,8 +201,8 @@ def flags_for(
         )
         if overdue and ruleset.authorization.reverse_unpicked:
             add(rc.RMA_REVERSAL_REQUIRED, today, a.number, "not picked up")
-    category = ruleset.category(course.category) if course.category else None
-    if course.is_open and category is not None:
+    category = ruleset.judged_category(course.category, course.category_reason)
+    if course.is_open:
         decision = prescribe_gate(f, now)
         state = CourseState(course.state)
         window = decision.window
@@ -230,20 +231,28 @@ def flags_for(
                 due = today_in(zone, last.dispensed_at) + timedelta(days=last.days_supply)
                 if due <= horizon:
                     add(rc.TEST_DUE_SOON, due, None, "the next monthly test")
-        if state in {CourseState.TREATMENT_ENDED, CourseState.POST_TREATMENT} and f.last_dose_on:
-            due = f.last_dose_on + timedelta(
-                days=ruleset.testing.post_treatment_days_after_last_dose
-            )
-            done = any(
-                t.kind is TestKind.POST_TREATMENT
-                and t.result is TestResult.NEGATIVE
-                and t.specimen_date >= due
-                for t in f.tests
-            )
-            if not done and today > due:
-                add(rc.OVERDUE_POST_TREATMENT_TEST, due)
-            elif not done and due <= horizon:
-                add(rc.TEST_DUE_SOON, due, None, "the post-treatment test")
+        if state in {CourseState.TREATMENT_ENDED, CourseState.POST_TREATMENT}:
+            for code, when, detail in _after_treatment(f, state, today, horizon):
+                add(code, when, None, detail)
+    return flags
+
+
+def _after_treatment(
+    f: CourseFacts, state: CourseState, today: date, horizon: date
+) -> list[tuple[str, date, str | None]]:
+    """The tests a course whose treatment ended still waits for: the end-of-treatment test
+    (the course cannot move on without it) and the post-treatment test, overdue after its
+    due day (last dose + the ruleset's days)."""
+    flags: list[tuple[str, date, str | None]] = []
+    if state is CourseState.TREATMENT_ENDED and f.last_dose_on is not None:
+        late = " (overdue)" if today > f.last_dose_on else ""
+        flags.append((rc.TEST_DUE_SOON, f.last_dose_on, "the end-of-treatment test" + late))
+    due = post_treatment_due(f)
+    if due is not None and not post_treatment_test_done(f):
+        if today > due:
+            flags.append((rc.OVERDUE_POST_TREATMENT_TEST, due, None))
+        elif due <= horizon:
+            flags.append((rc.TEST_DUE_SOON, due, "the post-treatment test"))
     return flags
 
 

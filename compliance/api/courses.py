@@ -28,9 +28,10 @@ from compliance.domain import reasons as rc
 from compliance.domain import validate as v
 from compliance.domain.authorization_number import formatted
 from compliance.domain.course import CourseState, next_state
-from compliance.domain.facts import CourseFacts, TestRecord, TestResult
+from compliance.domain.facts import CourseFacts, TestResult
 from compliance.domain.gates import Decision, prescribe_gate, test_problems
 from compliance.domain.ids import Kind, new_short_id
+from compliance.domain.pregnancy_tests import end_of_treatment_test_done, post_treatment_test_done
 from compliance.domain.roles import Action, Role
 from compliance.domain.timing import today_in
 from compliance.errors import Conflict, InvalidInput, Refused
@@ -742,8 +743,8 @@ def record_test(
     if test_result is TestResult.POSITIVE:
         before = _suspend(session, course, actor, now, "positive pregnancy test")
         flags = [rc.PREGNANCY_ACTIONS]
-    elif not problems:
-        _advance_after_test(course, test, ruleset, state, now)
+    elif state in {CourseState.TREATMENT_ENDED, CourseState.POST_TREATMENT}:
+        advance_after_treatment(session, course, now)
     payload = {
         "test": str(row.id),
         "kind": test_kind.value,
@@ -769,18 +770,14 @@ def record_test(
     return outcome(session, course, record=payload)
 
 
-def _advance_after_test(
-    course: m.Course, test: TestRecord, ruleset: Ruleset, state: CourseState, now: datetime
-) -> None:
-    if state is CourseState.TREATMENT_ENDED and test.kind is TestKind.END_OF_TREATMENT:
+def advance_after_treatment(session: Session, course: m.Course, now: datetime) -> None:
+    """After the last dose, move the course as far as the tests on file allow, whatever order
+    they were recorded in: to the post-treatment month once the end-of-treatment test is in,
+    and to completion once the post-treatment test is (workflows.md 1.4)."""
+    f = facts(session, course)
+    if f.state is CourseState.TREATMENT_ENDED and end_of_treatment_test_done(f):
         fire(course, "start_post_treatment", now)
-    elif (
-        state is CourseState.POST_TREATMENT
-        and test.kind is TestKind.POST_TREATMENT
-        and course.last_dose_on is not None
-        and test.specimen_date
-        >= course.last_dose_on + timedelta(days=ruleset.testing.post_treatment_days_after_last_dose)
-    ):
+    if CourseState(course.state) is CourseState.POST_TREATMENT and post_treatment_test_done(f):
         fire(course, "complete", now)
 
 
@@ -886,12 +883,16 @@ def end_treatment(
     day = clinical_date("last_dose_on", last_dose_on, now, not_before=course.enrolled_on)
     before = fire(course, "end_treatment", now)
     course.last_dose_on = day
-    category = ruleset_of(course).category(course.category or "")
-    testing = ruleset_of(course).testing
-    if category is None or not category.post_treatment:
+    ruleset = ruleset_of(course)
+    # No valid category: judged as a patient who can get pregnant (the safe side).
+    category = ruleset.judged_category(course.category, course.category_reason)
+    testing = ruleset.testing
+    if not category.post_treatment:
         fire(course, "complete", now)
-    elif not testing.end_of_treatment_required:
-        fire(course, "start_post_treatment", now)
+    else:
+        if not testing.end_of_treatment_required:
+            fire(course, "start_post_treatment", now)
+        advance_after_treatment(session, course, now)
     due = day + timedelta(days=testing.post_treatment_days_after_last_dose)
     audit(
         session,

@@ -40,9 +40,11 @@ _RX = table_of(m.Prescription)
 _PRESCRIBER = table_of(m.Prescriber)
 _AUTHORIZATION = table_of(m.Authorization)
 # Facts are read on every gate evaluation: only the columns they need, with statements built once.
-# The record loop in ``load`` sees these four columns; a branch that needs another adds it here.
+# The record loop in ``load`` sees these five columns; a branch that needs another adds it here.
 _RECORDS = (
-    select(_RECORD.c.kind, _RECORD.c.cycle, _RECORD.c.effective_on, _RECORD.c.payload)
+    select(
+        _RECORD.c.kind, _RECORD.c.cycle, _RECORD.c.effective_on, _RECORD.c.payload, _RECORD.c.seq
+    )
     .where(_RECORD.c.course_id == bindparam("course"))
     .order_by(_RECORD.c.seq)
 )
@@ -57,6 +59,7 @@ _TESTS = (
         _TEST.c.result,
         _TEST.c.cycle,
         _TEST.c.home_opt_in,
+        _TEST.c.seq,
     )
     .where(_TEST.c.course_id == bindparam("course"))
     .order_by(_TEST.c.specimen_date, _TEST.c.seq)
@@ -105,6 +108,7 @@ def test_record(row: Any) -> TestRecord:
         result=TestResult(row.result),
         cycle=row.cycle,
         home_opt_in=row.home_opt_in,
+        seq=row.seq,
     )
 
 
@@ -120,6 +124,7 @@ def load(session: Session, course: CourseFields) -> CourseFacts:
     category: str | None = None
     category_since = 1
     test_schedule: str | None = None
+    resumed: int | None = None
     for r in records:
         if r.kind == CATEGORY and r.payload.get("category") != category:
             category, category_since = str(r.payload.get("category")), r.cycle
@@ -140,6 +145,8 @@ def load(session: Session, course: CourseFields) -> CourseFacts:
             reported = r.effective_on
         elif r.kind == TEST_SCHEDULE:
             test_schedule = str(r.payload["schedule"])
+        elif r.kind == NOTE and r.payload.get("event") == "resume":
+            resumed = r.seq
     tests = tuple(test_record(t) for t in session.execute(_TESTS, key))
     prescriptions = tuple(
         PrescriptionRecord(
@@ -187,4 +194,5 @@ def load(session: Session, course: CourseFields) -> CourseFacts:
         pregnancy_reported_on=reported,
         category_since_cycle=category_since,
         test_schedule=test_schedule,
+        resumed_seq=resumed,
     )

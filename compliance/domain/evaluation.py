@@ -97,8 +97,11 @@ class Evaluation:
         self.ruleset = self.facts.ruleset
         self.zone = zone_for(self.ruleset, self.pharmacy_zone)
         self.today = today_in(self.zone, self.now)
-        name = self.facts.category
-        self.category: CategoryRules | None = self.ruleset.category(name) if name else None
+        # The category the patient is judged under: the safe side when none is valid.
+        facts = self.facts
+        self.category: CategoryRules | None = self.ruleset.judged_category(
+            facts.category, facts.category_reason
+        )
         if self.prescription_date is None:
             self.prescription_date = self.today
 

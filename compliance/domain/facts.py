@@ -31,6 +31,7 @@ class TestRecord:
     result: TestResult
     cycle: int
     home_opt_in: bool = False  # the prescriber's home-testing opt-in was in force that day
+    seq: int = 0  # its place in the course's own sequence of records
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,9 @@ class CourseFacts:
     category_since_cycle: int = 1
     # The ruleset's named testing schedule the prescriber chose (None: its default).
     test_schedule: str | None = None
+    # The place in the course's sequence of the prescriber's latest decision to resume it
+    # (None: never resumed): a positive test recorded before it no longer suspends the course.
+    resumed_seq: int | None = None
 
     @property
     def treatment_started(self) -> bool:

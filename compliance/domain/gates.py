@@ -19,6 +19,7 @@ from compliance.domain.pregnancy_tests import (
     pregnancy_tests,
     schedule_of,
     scheduled_test_due,
+    suspending_test,
     test_problems,
 )
 from compliance.domain.timing import window
@@ -48,6 +49,8 @@ class DispenseRequest:
 
 
 def course_is_open(ev: Evaluation) -> None:
+    """A course that is not open or is suspended decides alone (reason-codes.md, "Which codes
+    go together"): the gate then lists only the blocking code and its cause."""
     state = ev.facts.state
     if state in TERMINAL or state in {CourseState.TREATMENT_ENDED, CourseState.POST_TREATMENT}:
         ev.add(
@@ -60,17 +63,27 @@ def course_is_open(ev: Evaluation) -> None:
             None,
             "follow the pregnancy actions; only a prescriber can resume the course",
         )
+        cause = suspending_test(ev.facts)
+        if cause is not None:
+            ev.add(
+                rc.PREGNANCY_TEST_POSITIVE,
+                f"specimen of {cause.specimen_date.isoformat()}",
+                "stop treatment; follow the pregnancy actions",
+            )
+        ev.stop = True
 
 
 def category_assigned(ev: Evaluation) -> None:
-    if ev.category is None:
+    """A patient with no valid category is judged as one who can get pregnant (the safe side):
+    the evaluation goes on under that category's requirements."""
+    own = ev.ruleset.category(ev.facts.category) if ev.facts.category else None
+    if own is None:
         ev.add(rc.CATEGORY_NOT_ASSIGNED, None, "the prescriber assigns a category and its reason")
-        ev.stop = True
-    elif ev.facts.category_reason not in ev.category.reasons:
-        allowed = ", ".join(ev.category.reasons)
+    elif ev.facts.category_reason not in own.reasons:
+        allowed = ", ".join(own.reasons)
         ev.add(
             rc.INVALID_CATEGORY_REASON,
-            f"{ev.facts.category_reason} does not support '{ev.category.label}'",
+            f"{ev.facts.category_reason} does not support '{own.label}'",
             f"choose one of: {allowed}",
         )
 
@@ -112,8 +125,9 @@ def _option_shortfall(ev: Evaluation, option: ContraceptionOption, chosen: set[s
     tiers = [rules.tier(m) for m in counted]
     acceptable = [t for t in tiers if t in {Tier.PRIMARY, Tier.SECONDARY}]
     primary = [t for t in tiers if t is Tier.PRIMARY]
+    barriers = counted & set(rules.barrier_methods)
     codes = []
-    if len(acceptable) < option.methods:
+    if len(acceptable) < option.methods or len(barriers) < option.barrier:
         codes.append(rc.CONTRACEPTION_INSUFFICIENT)
     if len(primary) < option.primary:
         codes.append(rc.NO_PRIMARY_METHOD)
@@ -130,10 +144,16 @@ def _shortfall(ev: Evaluation, methods: Iterable[str]) -> list[str]:
 
 
 def _lead_in_reached(ev: Evaluation, methods: tuple[MethodRecord, ...]) -> date:
-    """The first day on which enough methods have each been in use for the lead-in period."""
-    lead = timedelta(days=ev.ruleset.contraception.lead_in_days)
-    for day in sorted({m.start_date + lead for m in methods}):
-        if not _shortfall(ev, (m.method for m in methods if m.start_date + lead <= day)):
+    """The first day on which enough methods have each been in use for the lead-in period.
+    A waiver that needs no lead-in (the UK agreement) counts from the start of the calendar."""
+    rules = ev.ruleset.contraception
+    lead = timedelta(days=rules.lead_in_days)
+
+    def reached(m: MethodRecord) -> date:
+        return date.min if m.method in rules.waivers_without_lead_in else m.start_date + lead
+
+    for day in sorted({reached(m) for m in methods}):
+        if not _shortfall(ev, (m.method for m in methods if reached(m) <= day)):
             return day
     return date.max
 
@@ -151,7 +171,9 @@ def contraception_in_place(ev: Evaluation) -> None:
     for code in _shortfall(ev, names):
         ev.add(code, ", ".join(names), f"at least {needed}")
     confirmed = facts.patient_confirmed.get(facts.cycle)
-    if confirmed is None:
+    if rules.patient_confirmation is Cadence.NONE:
+        pass  # the patient confirms their methods in no system (EU/UK)
+    elif confirmed is None:
         ev.add(
             rc.CONTRACEPTION_NOT_CONFIRMED,
             f"cycle {facts.cycle}",
@@ -214,11 +236,12 @@ _ORDER = {code: i for i, code in enumerate(rc.MESSAGES)}
 
 def supply_within_limits(ev: Evaluation, days_supply: int, refills: int) -> None:
     rules = ev.ruleset.prescription
-    if days_supply > rules.max_days_supply:
+    limit = ev.ruleset.max_days_supply(ev.category)
+    if limit is not None and days_supply > limit:
         ev.add(
             rc.SUPPLY_EXCEEDS_MAX,
-            f"{days_supply} days asked, at most {rules.max_days_supply}",
-            f"write at most {rules.max_days_supply} days",
+            f"{days_supply} days asked, at most {limit}",
+            f"write at most {limit} days",
         )
     if refills and not rules.refills_allowed:
         ev.add(rc.REFILLS_NOT_ALLOWED, f"{refills} refill(s) asked", "write no refills")
@@ -234,22 +257,28 @@ def prescribe_gate(
     """May this patient be prescribed now (optionally: this supply and these refills, on a
     prescription dated ``on``, by default today)?"""
     ev = Evaluation(facts, now, None, on)
-    _run(ev, PRESCRIBE_CHECKS)
-    if facts.state is CourseState.AUTHORIZED:
+    if facts.state is CourseState.AUTHORIZED:  # a blocking state: it decides alone
         ev.add(
             rc.AUTHORIZATION_ALREADY_ISSUED,
             f"cycle {facts.cycle}",
             "dispense or reverse the open authorization first",
         )
+        return _decision(ev, "prescribe")
+    _run(ev, PRESCRIBE_CHECKS)
     if days_supply is not None and not ev.stop:
         supply_within_limits(ev, days_supply, refills)
     return _decision(ev, "prescribe")
 
 
-def _prescription_window(ev: Evaluation, rx: PrescriptionRecord) -> None:
-    """Windows that run from the prescription (office visit / date written), not a test."""
+def _prescription_window(
+    ev: Evaluation, rx: PrescriptionRecord, validity_only: bool = False
+) -> None:
+    """Windows that run from the prescription (office visit / date written), not a test; with
+    ``validity_only``, only the prescription's own validity (EU/UK)."""
     rule = ev.category.window if ev.category else None
     if rule is None or rule.anchor is Anchor.SPECIMEN_DATE:
+        return
+    if validity_only and rule.anchor is not Anchor.PRESCRIPTION_DATE:
         return
     day_one = rx.office_visit_on if rule.anchor is Anchor.OFFICE_VISIT else rx.written_on
     ev.window = window(day_one, rule.days, ev.zone)
@@ -270,9 +299,27 @@ def dispense_gate(facts: CourseFacts, now: datetime, request: DispenseRequest) -
     ev = Evaluation(facts, now, request.pharmacy_zone, rx.written_on, dispensing=True)
     for code in request.pharmacy_problems:
         ev.add(code, None, "the pharmacy renews or restores its activation")
-    _run(ev, PRESCRIBE_CHECKS)
+    course_is_open(ev)
+    used = [
+        a
+        for a in facts.authorizations
+        if a.reversed_at is None and (a.prescription_id == rx.id or a.cycle == facts.cycle)
+    ]
+    if not ev.stop and (used or rx.cycle != facts.cycle):
+        ev.add(
+            rc.AUTHORIZATION_ALREADY_ISSUED,
+            f"prescription {rx.id} (cycle {rx.cycle}); course cycle {facts.cycle}",
+            "use the existing authorization, or reverse it and request again",
+        )
+        ev.stop = True
+    if not rx.prescriber_certified:
+        ev.add(rc.PRESCRIBER_NOT_CERTIFIED, None, "the prescriber's certification must be active")
     if ev.stop:
+        # A blocking state decides alone, with its cause, the participants' certification and
+        # the prescription's own validity; not the month's other missing items.
+        _prescription_window(ev, rx, validity_only=True)
         return _decision(ev, "dispense")
+    _run(ev, PRESCRIBE_CHECKS)
     current = [p for p in facts.prescriptions if p.cycle == facts.cycle]
     latest = current[-1] if current else None  # prescriptions are kept in the order written
     if facts.state is CourseState.PRE_TREATMENT or (latest is not None and latest.id != rx.id):
@@ -280,19 +327,6 @@ def dispense_gate(facts: CourseFacts, now: datetime, request: DispenseRequest) -
             rc.PRESCRIPTION_SUPERSEDED,
             f"prescription {rx.id}",
             "the prescriber writes a new prescription for the current cycle",
-        )
-    if not rx.prescriber_certified:
-        ev.add(rc.PRESCRIBER_NOT_CERTIFIED, None, "the prescriber's certification must be active")
-    used = [
-        a
-        for a in facts.authorizations
-        if a.reversed_at is None and (a.prescription_id == rx.id or a.cycle == facts.cycle)
-    ]
-    if used or rx.cycle != facts.cycle:
-        ev.add(
-            rc.AUTHORIZATION_ALREADY_ISSUED,
-            f"prescription {rx.id} (cycle {rx.cycle}); course cycle {facts.cycle}",
-            "use the existing authorization, or reverse it and request again",
         )
     supply_within_limits(ev, rx.days_supply, rx.refills)
     test_window_closed = rc.NO_NEGATIVE_TEST_IN_WINDOW in {r.code for r in ev.reasons}

@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 from compliance.domain import reasons as rc
+from compliance.domain.course import CourseState
 from compliance.domain.evaluation import Evaluation
 from compliance.domain.facts import CourseFacts, TestRecord, TestResult
 from compliance.domain.timing import window
@@ -22,6 +23,20 @@ def test_problems(ruleset: Ruleset, test: TestRecord) -> list[str]:
     if not testing.kinds[test.kind].allows(test.setting, test.clia, test.home_opt_in):
         problems.append(rc.TEST_SETTING_NOT_PERMITTED)
     return problems
+
+
+def suspending_test(facts: CourseFacts) -> TestRecord | None:
+    """The positive test that is why a suspended course is suspended: the latest positive
+    recorded since the prescriber last resumed the course (None: a reported pregnancy)."""
+    if facts.state is not CourseState.SUSPENDED:
+        return None
+    since = facts.resumed_seq
+    positives = [
+        t
+        for t in facts.tests
+        if t.result is TestResult.POSITIVE and (since is None or t.seq > since)
+    ]
+    return positives[-1] if positives else None
 
 
 def _report_invalid(ev: Evaluation, test: TestRecord) -> None:
@@ -77,8 +92,11 @@ def _slotted(ev: Evaluation, tests: list[TestRecord]) -> TestRecord | None:
             used.append(fits[-1])
         else:
             missing.append(slot)
-    if not missing:
+    if not missing and not test_problems(ev.ruleset, tests[-1]):
         return used[0]
+    if not missing:
+        _report_invalid(ev, tests[-1])  # the latest test is the one relied on: never hidden
+        return None
     for test in tests:
         if test not in valid:
             _report_invalid(ev, test)
@@ -125,6 +143,9 @@ def _pretreatment(ev: Evaluation) -> TestRecord | None:
             earliest,
         )
         return None
+    if test_problems(ev.ruleset, tests[-1]):
+        _report_invalid(ev, tests[-1])  # the latest test is the one relied on: never hidden
+        return None
     _lockout(ev, valid, chain[0])
     return chain[0]
 
@@ -162,9 +183,12 @@ def _monthly(ev: Evaluation) -> TestRecord | None:
         t for t in _negatives(ev) if t.cycle == ev.facts.cycle and t.kind is TestKind.MONTHLY
     ]
     valid = [t for t in cycle_tests if not test_problems(ev.ruleset, t)]
-    if not valid:
-        for test in cycle_tests:
-            _report_invalid(ev, test)
+    # The latest test is the one the patient relies on: when the rules do not accept it, it is
+    # reported, even when an older acceptable test is on file (latest first in the messages).
+    if not valid or valid[-1] != cycle_tests[-1]:
+        for test in reversed(cycle_tests):
+            if test not in valid:
+                _report_invalid(ev, test)
         return None
     return valid[-1]
 
@@ -294,3 +318,42 @@ def _scheduled(ev: Evaluation) -> None:
             "collect a pregnancy test now",
             ev.today,
         )
+
+
+# --- end of treatment ------------------------------------------------------------------------
+
+
+def post_treatment_due(facts: CourseFacts) -> date | None:
+    """The day the post-treatment test falls due: the last dose + the ruleset's days."""
+    if facts.last_dose_on is None:
+        return None
+    return facts.last_dose_on + timedelta(
+        days=facts.ruleset.testing.post_treatment_days_after_last_dose
+    )
+
+
+def _accepted_negatives(facts: CourseFacts, kind: TestKind) -> list[TestRecord]:
+    return [
+        t
+        for t in facts.tests
+        if t.kind is kind
+        and t.result is TestResult.NEGATIVE
+        and not test_problems(facts.ruleset, t)
+    ]
+
+
+def end_of_treatment_test_done(facts: CourseFacts) -> bool:
+    """An acceptable negative end-of-treatment test of the course's last cycle is on file. It
+    is often taken at the last visit, so it may be recorded before the last dose is
+    (workflows.md 1.4): it counts whichever was recorded first."""
+    return any(
+        t.cycle == facts.cycle for t in _accepted_negatives(facts, TestKind.END_OF_TREATMENT)
+    )
+
+
+def post_treatment_test_done(facts: CourseFacts) -> bool:
+    """An acceptable negative post-treatment test collected on or after its due day."""
+    due = post_treatment_due(facts)
+    return due is not None and any(
+        t.specimen_date >= due for t in _accepted_negatives(facts, TestKind.POST_TREATMENT)
+    )

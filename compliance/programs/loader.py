@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from compliance.errors import InvalidInput
 from compliance.programs.model import (
+    INHERIT,
     AgeSlot,
     Anchor,
     AuthorizationRules,
@@ -20,6 +21,7 @@ from compliance.programs.model import (
     CategoryRules,
     ContraceptionOption,
     ContraceptionRules,
+    Inherit,
     PrescriptionRules,
     Ruleset,
     SchedulePhase,
@@ -145,14 +147,21 @@ def _options(enum: Any) -> list[str]:
     return [e.value for e in enum]
 
 
-def _option(r: _Reader, methods: Mapping[str, Tier]) -> ContraceptionOption:
+def _option(
+    r: _Reader, methods: Mapping[str, Tier], barriers: tuple[str, ...] = ()
+) -> ContraceptionOption:
     only = r.words("only") if "only" in r.data else None
     for method in only or ():
         if method not in methods:
             raise r.fail("only", f"{method!r} is not in [contraception.methods]")
-    option = ContraceptionOption(r.count("methods", 0, 5), r.count("primary", 0, 5), only)
+    barrier = r.count("barrier", 0, 5) if "barrier" in r.data else 0
+    option = ContraceptionOption(r.count("methods", 0, 5), r.count("primary", 0, 5), only, barrier)
     if option.primary > option.methods:
         raise r.fail("primary", "cannot exceed methods")
+    if option.barrier > option.methods:
+        raise r.fail("barrier", "cannot exceed methods")
+    if option.barrier and not barriers:
+        raise r.fail("barrier", "needs [contraception] barrier_methods")
     r.finish()
     return option
 
@@ -163,6 +172,7 @@ def _category(
     reasons: Mapping[str, str],
     forms: Mapping[str, str],
     methods: Mapping[str, Tier],
+    barriers: tuple[str, ...] = (),
 ) -> CategoryRules:
     category_reasons = r.words("reasons")
     for reason in category_reasons:
@@ -189,15 +199,29 @@ def _category(
         post_treatment=r.flag("post_treatment"),
         window=window,
         contraception_options=(
-            tuple(_option(o, methods) for o in r.tables("contraception_options"))
+            tuple(_option(o, methods, barriers) for o in r.tables("contraception_options"))
             if "contraception_options" in r.data
             else None
         ),
+        max_days_supply=_supply_limit(r),
     )
     if rules.pregnancy_testing and (window is None or window.anchor is Anchor.OFFICE_VISIT):
         raise r.fail("window", "testing needs a window from the specimen or prescription date")
     r.finish()
     return rules
+
+
+def _supply_limit(r: _Reader) -> int | Inherit | None:
+    """A category's own ``max_days_supply``: a number of days, or "none" (no limit)."""
+    if "max_days_supply" not in r.data:
+        return INHERIT
+    if r.data["max_days_supply"] == "none":
+        r.used.add("max_days_supply")
+        return None
+    value = r.data["max_days_supply"]
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise r.fail("max_days_supply", 'must be a whole number of days or "none"')
+    return r.count("max_days_supply", 1, 366)
 
 
 def _contraception(r: _Reader) -> ContraceptionRules:
@@ -206,8 +230,12 @@ def _contraception(r: _Reader) -> ContraceptionRules:
     for method in list(methods_table.data):
         methods[method] = methods_table.choice(method, Tier, _options(Tier))
     methods_table.finish()
+    barriers = r.words("barrier_methods") if "barrier_methods" in r.data else ()
+    for method in barriers:
+        if methods.get(method) not in {Tier.PRIMARY, Tier.SECONDARY}:
+            raise r.fail("barrier_methods", f"{method!r} is not an acceptable method")
     if "options" in r.data:
-        options = tuple(_option(o, methods) for o in r.tables("options"))
+        options = tuple(_option(o, methods, barriers) for o in r.tables("options"))
         if not options:
             raise r.fail("options", "must list at least one option")
     else:
@@ -223,6 +251,13 @@ def _contraception(r: _Reader) -> ContraceptionRules:
     for waiver in waivers:
         if waiver in methods:
             raise r.fail("waivers", f"{waiver!r} is also a method")
+    no_lead_in = r.words("waivers_without_lead_in") if "waivers_without_lead_in" in r.data else ()
+    for waiver in no_lead_in:
+        if waiver not in waivers:
+            raise r.fail("waivers_without_lead_in", f"{waiver!r} is not a waiver")
+    confirmation = r.choice("patient_confirmation", Cadence, _options(Cadence))
+    if confirmation is Cadence.ENROLMENT:
+        raise r.fail("patient_confirmation", "must be monthly or none")
     rules = ContraceptionRules(
         options=options,
         waivers=waivers,
@@ -230,6 +265,9 @@ def _contraception(r: _Reader) -> ContraceptionRules:
         post_treatment_days=r.count("post_treatment_days", 0, 3660),
         methods=methods,
         primary_label=r.text("primary_label") if "primary_label" in r.data else "primary",
+        barrier_methods=barriers,
+        waivers_without_lead_in=no_lead_in,
+        patient_confirmation=confirmation,
     )
     if not any(t is Tier.PRIMARY for t in methods.values()) and any(o.primary for o in options):
         raise r.fail("methods", "no method is primary, yet a primary method is required")
@@ -338,7 +376,12 @@ def parse(file: str, text: str) -> Ruleset:
     categories_table = r.must_table("categories")
     categories = {
         name: _category(
-            categories_table.must_table(name), name, reasons, forms, contraception.methods
+            categories_table.must_table(name),
+            name,
+            reasons,
+            forms,
+            contraception.methods,
+            contraception.barrier_methods,
         )
         for name in list(categories_table.data)
     }

@@ -47,6 +47,18 @@ class TestKind(enum.StrEnum):
         return self in {TestKind.SCREENING, TestKind.CONFIRMATION}
 
 
+class Inherit(enum.Enum):
+    """A category key left to the ruleset's own value."""
+
+    INHERIT = "inherit"
+
+
+INHERIT = Inherit.INHERIT
+# The category a patient with no valid category is judged under: the safe side (the loader
+# requires every ruleset to have it).
+CAN_GET_PREGNANT = "can_get_pregnant"
+
+
 @dataclass(frozen=True)
 class WindowRule:
     days: int
@@ -67,21 +79,28 @@ class CategoryRules:
     window: WindowRule | None
     # Overrides the ruleset's contraception options for this category (e.g. condoms for males).
     contraception_options: tuple[ContraceptionOption, ...] | None = None
+    # The category's own days' supply limit: INHERIT takes the ruleset's [prescription] limit;
+    # None means the programme sets no limit for this category (EU/UK: no PPP limit applies).
+    max_days_supply: int | Inherit | None = INHERIT
 
 
 @dataclass(frozen=True)
 class ContraceptionOption:
     """One acceptable combination: at least ``methods`` acceptable methods, ``primary`` of them
-    of the primary tier, counted among ``only`` when it names the methods that may count."""
+    of the primary tier and ``barrier`` of them barrier methods, counted among ``only`` when it
+    names the methods that may count."""
 
     methods: int
     primary: int
     only: tuple[str, ...] | None = None
+    barrier: int = 0
 
     def describe(self, primary_label: str) -> str:
         text = f"{self.methods} method{'s' if self.methods != 1 else ''}"
         if self.primary:
             text += f", {self.primary} {primary_label}"
+        if self.barrier:
+            text += f", including {self.barrier} barrier method{'s' if self.barrier != 1 else ''}"
         if self.only:
             text += f" (from: {', '.join(self.only)})"
         return text
@@ -95,6 +114,14 @@ class ContraceptionRules:
     post_treatment_days: int
     methods: dict[str, Tier]
     primary_label: str = "primary"
+    # Methods that are barrier methods (an option may require some among its methods).
+    barrier_methods: tuple[str, ...] = ()
+    # Waivers that need no lead-in (UK: the "no expected risk of pregnancy" agreement replaces
+    # contraception, so there is nothing to have been in use for a month).
+    waivers_without_lead_in: tuple[str, ...] = ()
+    # How often the patient confirms their methods themselves (iPLEDGE: every cycle; EU/UK:
+    # never, there is no central system for them to confirm in).
+    patient_confirmation: Cadence = Cadence.MONTHLY
 
     def tier(self, method: str) -> Tier | None:
         return self.methods.get(method)
@@ -219,3 +246,17 @@ class Ruleset:
 
     def category(self, name: str) -> CategoryRules | None:
         return self.categories.get(name)
+
+    def judged_category(self, name: str | None, reason: str | None) -> CategoryRules:
+        """The category a patient is judged under: their own when it is assigned with a reason
+        that supports it, otherwise the safe side (can get pregnant)."""
+        own = self.categories.get(name) if name else None
+        if own is not None and reason in own.reasons:
+            return own
+        return self.categories[CAN_GET_PREGNANT]
+
+    def max_days_supply(self, category: CategoryRules | None) -> int | None:
+        """The days' supply limit for ``category`` (None: the programme sets none)."""
+        if category is None or isinstance(category.max_days_supply, Inherit):
+            return self.prescription.max_days_supply
+        return category.max_days_supply
