@@ -178,3 +178,10 @@ def build_world(app: Compliance) -> World:
 @pytest.fixture
 def world(app: Compliance) -> World:
     return build_world(app)
+
+
+def add_pharmacist(app: Compliance, admin: str, name: str, ncpdp: str, zone: str) -> str:
+    """An activated pharmacy in ``zone`` with one pharmacist; returns the pharmacist's id."""
+    pharmacy = app.register_pharmacy(admin, name, ncpdp, zone)
+    app.activate_pharmacy(admin, pharmacy.id)
+    return app.register_pharmacist(admin, f"Pharmacist at {name}", pharmacy.id).id

@@ -13,7 +13,7 @@ from compliance import Compliance, FixedClock
 from compliance.audit.store import LogFilter
 from compliance.domain import reasons as rc
 from compliance.errors import InvalidInput, Refused
-from tests.conftest import World, build_world
+from tests.conftest import World, add_pharmacist, build_world
 
 START = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)  # a Monday; uk-iso/2026-01 is in force
 
@@ -24,12 +24,8 @@ class Clinic:
         self.app = Compliance.open(db_url, self.clock)
         self.world: World = build_world(self.app)
         admin = self.world.admin.id
-        london = self.app.register_pharmacy(admin, "High Street", "7654321", "Europe/London")
-        self.app.activate_pharmacy(admin, london.id)
-        self.london = self.app.register_pharmacist(admin, "Sam", london.id).id
-        athens = self.app.register_pharmacy(admin, "Plaka", "7654322", "Europe/Athens")
-        self.app.activate_pharmacy(admin, athens.id)
-        self.athens = self.app.register_pharmacist(admin, "Eleni", athens.id).id
+        self.london = add_pharmacist(self.app, admin, "High Street", "7654321", "Europe/London")
+        self.athens = add_pharmacist(self.app, admin, "Plaka", "7654322", "Europe/Athens")
 
     @property
     def prs(self) -> str:

@@ -16,7 +16,7 @@ import pytest
 from compliance import Compliance, FixedClock
 from compliance.domain import reasons as rc
 from compliance.errors import Refused
-from tests.conftest import World, build_world
+from tests.conftest import World, add_pharmacist, build_world
 
 LEGACY, MOD = "ipledge/2023-03", "ipledge/2026-mod"
 # A Monday in each era: 2023-03 governs courses enrolled before 15 Nov 2026, 2026-mod after.
@@ -38,9 +38,7 @@ class Timeline:
         self.app = Compliance.open(db_url, self.clock)
         self.world: World = build_world(self.app)
         admin = self.world.admin.id
-        london = self.app.register_pharmacy(admin, "High Street", "7654321", "Europe/London")
-        self.app.activate_pharmacy(admin, london.id)
-        self.london = self.app.register_pharmacist(admin, "Sam", london.id).id
+        self.london = add_pharmacist(self.app, admin, "High Street", "7654321", "Europe/London")
 
     @property
     def prs(self) -> str:
