@@ -136,6 +136,41 @@ def test_repository_alembic_ini_uses_the_same_scripts() -> None:
     assert Path(script.dir).resolve() == migrate.migrations_dir().resolve()
 
 
+def test_head_is_read_from_the_scripts_without_alembic(tmp_path: Path, monkeypatch: Any) -> None:
+    """The schema check reads each script's own revision lines; two heads are refused."""
+    versions = tmp_path / "versions"
+    versions.mkdir()
+    (tmp_path / "env.py").write_text("")
+    (versions / "a.py").write_text('revision: str = "a1"\ndown_revision: str | None = None\n')
+    (versions / "b.py").write_text('revision = "b2"\ndown_revision = "a1"\n')
+    monkeypatch.setattr(migrate, "migrations_dir", lambda: tmp_path)
+    assert migrate.head_revision() == "b2"
+    (versions / "c.py").write_text('revision = "c3"\ndown_revision = "a1"\n')
+    with pytest.raises(DatabaseNotReady, match="exactly one head"):
+        migrate.head_revision()
+
+
+def test_a_single_patient_command_does_not_import_alembic(tmp_path: Path) -> None:
+    """Alembic, Mako and Pygments are for migrating; a read command must not pay for them."""
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    with Compliance.open(url, FixedClock(T0)) as app:
+        admin = app.initialize("Admin").id
+    probe = (
+        "import sys\n"
+        "from compliance.cli.main import main\n"
+        "try:\n"
+        f"    main(['--db', {url!r}, '--as', {admin!r}, 'patient', 'find', '--name', 'x'])\n"
+        "except SystemExit as exit:\n"
+        "    assert exit.code in (0, None), exit.code\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in {'alembic', 'mako', 'pygments'})\n"
+        "print('loaded=' + ','.join(loaded))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=tmp_path
+    )
+    assert done.stdout.strip().splitlines()[-1] == "loaded=", done.stdout
+
+
 # --- upgrade and downgrade --------------------------------------------------------------------
 
 
