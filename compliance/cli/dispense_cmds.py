@@ -14,22 +14,34 @@ def dispense() -> None:
     """Dispense authorizations: check, authorize, reverse, record the pickup."""
 
 
+_SUPPLY_HELP = "Days' supply being dispensed (default: the prescription's own)."
+
+
 @dispense.command("check")
 @click.argument("prescription")
+@click.option("--days-supply", type=click.IntRange(1, 366), default=None, help=_SUPPLY_HELP)
 @json_option
 @pass_ctx
-def dispense_check(state: Context, prescription: str, as_json: bool) -> None:
+def dispense_check(
+    state: Context, prescription: str, days_supply: int | None, as_json: bool
+) -> None:
     """May this pharmacy dispense this prescription now? Changes nothing."""
-    show_decision(state.app().check_dispense(state.who(), prescription).to_dict(), as_json)
+    decision = state.app().check_dispense(state.who(), prescription, days_supply=days_supply)
+    show_decision(decision.to_dict(), as_json)
 
 
 @dispense.command("authorize")
 @click.argument("prescription")
+@click.option("--days-supply", type=click.IntRange(1, 366), default=None, help=_SUPPLY_HELP)
 @json_option
 @pass_ctx
-def dispense_authorize(state: Context, prescription: str, as_json: bool) -> None:
-    """Request an authorization; refused (exit 3) with every failing reason if not allowed."""
-    show_outcome(state.app().request_authorization(state.who(), prescription), as_json)
+def dispense_authorize(
+    state: Context, prescription: str, days_supply: int | None, as_json: bool
+) -> None:
+    """Request an authorization stating the days' supply; refused (exit 3) with every failing
+    reason if not allowed."""
+    outcome = state.app().request_authorization(state.who(), prescription, days_supply=days_supply)
+    show_outcome(outcome, as_json)
 
 
 @dispense.command("reverse")

@@ -56,6 +56,7 @@ class Action(enum.StrEnum):
     CONTRACEPTION_CONFIRM = "course.contraception_confirm"
     COMPREHENSION_RECORD = "course.comprehension"
     TEST_RECORD = "course.test"
+    PATIENT_CONFIRM = "course.confirm_patient"
     PRESCRIBE = "course.prescribe"
     TREATMENT_END = "course.end"
     PREGNANCY_REPORT = "course.pregnancy"
@@ -110,6 +111,7 @@ PERMISSIONS: MappingProxyType[Action, frozenset[Role]] = MappingProxyType(
         Action.CONTRACEPTION_CONFIRM: frozenset({_PT}),
         Action.COMPREHENSION_RECORD: frozenset({_PT}),
         Action.TEST_RECORD: frozenset({_P, _D}),
+        Action.PATIENT_CONFIRM: frozenset({_P, _D}),
         Action.PRESCRIBE: frozenset({_P}),
         Action.TREATMENT_END: frozenset({_P}),
         Action.PREGNANCY_REPORT: frozenset({_P, _D, _R, _PT}),
