@@ -19,7 +19,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from compliance.domain import reasons as rc
-from tests.conftest import add_pharmacist
+from compliance.errors import NotFound
+from tests.conftest import add_pharmacist, next_npi
 from tests.test_timelines_mechanics import STARTS, Timeline, refused
 
 LEGACY, MOD = "ipledge/2023-03", "ipledge/2026-mod"
@@ -413,3 +414,40 @@ def test_pcngp_needs_no_test_confirmation_or_comprehension(t: Timeline) -> None:
     rx = prescribe(t, pat)
     t.day(1)
     assert t.app.request_authorization(t.rph, rx).authorization is not None
+
+
+# --- item 8: a paper prescription found from what is written on it ----------------------------
+
+
+def npi_of(t: Timeline) -> str:
+    npi = t.app.get_person(t.world.admin.id, t.prs).external_id
+    assert npi is not None
+    return npi
+
+
+@BOTH
+def test_a_paper_prescription_is_found_and_authorized(t: Timeline) -> None:
+    pat, rx = ready(t)
+    found = t.app.find_prescription(t.rph, pat, "2003-08-21", npi_of(t))
+    assert (found.id, found.patient, found.days_supply) == (rx, pat, 30)
+    t.day(21)
+    t.authorize_and_pick_up(found.id)
+    # Dispensed: nothing undispensed is left to find.
+    with pytest.raises(NotFound):
+        t.app.find_prescription(t.rph, pat, "2003-08-21", npi_of(t))
+
+
+@BOTH
+def test_a_wrong_date_of_birth_or_npi_reveals_nothing(t: Timeline) -> None:
+    pat, _ = ready(t)
+    other_npi = t.app.register_prescriber(t.world.admin.id, "Dr Other", next_npi()).external_id
+    assert other_npi is not None
+    messages = set()
+    for dob, npi in (("2003-08-22", npi_of(t)), ("2003-08-21", other_npi)):
+        with pytest.raises(NotFound) as caught:
+            t.app.find_prescription(t.rph, pat, dob, npi)
+        messages.add(str(caught.value))
+    assert len(messages) == 1  # the same answer whichever part did not match
+    assert refused(lambda: t.app.find_prescription(t.prs, pat, "2003-08-21", npi_of(t))) == (
+        rc.ACTOR_NOT_PERMITTED,
+    )

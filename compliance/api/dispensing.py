@@ -24,12 +24,13 @@ from compliance.api.courses import (
     facts,
     fire,
     outcome,
+    prescription_info,
     refusal,
     rule_refusal,
     ruleset_of,
 )
 from compliance.api.parties import checked_ref
-from compliance.api.results_course import AuthorizationInfo, Outcome
+from compliance.api.results_course import AuthorizationInfo, Outcome, PrescriptionInfo
 from compliance.db import models as m
 from compliance.db.base import table_of
 from compliance.db.rows import CourseRow, Named, PharmacyRow
@@ -391,3 +392,46 @@ def record_dispense(session: Session, actor: Actor, now: datetime, number: objec
         },
     )
     return outcome(session, course, authorization=info)
+
+
+def find_prescription(
+    session: Session,
+    actor: Actor,
+    now: datetime,
+    patient_ref: object,
+    date_of_birth: object,
+    prescriber_npi: object,
+) -> PrescriptionInfo:
+    """The prescription a pharmacy holds on paper, found from what is written on it: the
+    patient's programme id and date of birth and the prescriber's NPI. The latest prescription
+    of that prescriber for that patient not yet dispensed; NotFound, without saying which part
+    failed to match, when there is none."""
+    patient_id = checked_ref(Kind.PATIENT, patient_ref, "patient")
+    born = v.calendar_date("date_of_birth", date_of_birth)
+    npi = v.npi("prescriber_npi", prescriber_npi)
+    dispensed = (
+        select(_AUTHORIZATION.c.number)
+        .where(
+            _AUTHORIZATION.c.prescription_id == m.Prescription.id,
+            _AUTHORIZATION.c.dispensed_at.is_not(None),
+        )
+        .exists()
+    )
+    found = session.execute(
+        select(m.Prescription)
+        .join(m.Course, m.Course.id == m.Prescription.course_id)
+        .join(m.Patient, m.Patient.id == m.Course.patient_id)
+        .join(m.Prescriber, m.Prescriber.id == m.Prescription.prescriber_id)
+        .where(
+            m.Patient.short_id == patient_id,
+            m.Patient.date_of_birth == born,
+            m.Prescriber.id_system == "NPI",
+            m.Prescriber.external_id == npi,
+            ~dispensed,
+        )
+        .order_by(m.Prescription.created_at.desc(), m.Prescription.seq.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+    if found is None:
+        raise NotFound("prescription", "no undispensed prescription matches what was given")
+    return prescription_info(session, found, patient_id)

@@ -36,7 +36,7 @@ from compliance.api.results import (
     PharmacyInfo,
     SchemaStatus,
 )
-from compliance.api.results_course import CourseStatus, Flag, Outcome
+from compliance.api.results_course import CourseStatus, Flag, Outcome, PrescriptionInfo
 from compliance.api.rule_changes import ImpactReport, MigrationReport
 from compliance.audit import store as audit
 from compliance.audit.chain import AuditRecord
@@ -894,6 +894,21 @@ class Compliance:
             Acting(actor, on_behalf_of),
             Action.COURSE_READ,
             lambda s, a, now: dispensing.check_dispense(s, a, now, prescription, days_supply),
+        )
+
+    def find_prescription(
+        self, actor: str, patient: str, date_of_birth: object, prescriber_npi: str
+    ) -> PrescriptionInfo:
+        """The latest undispensed prescription of the prescriber with this NPI for this patient
+        (programme id and date of birth): what a pharmacy holding a paper prescription knows.
+        NotFound when nothing matches, without saying which part did not."""
+        return self._call(
+            Acting(actor),
+            Action.PRESCRIPTION_FIND,
+            lambda s, a, now: dispensing.find_prescription(
+                s, a, now, patient, date_of_birth, prescriber_npi
+            ),
+            about=(patient,),
         )
 
     def request_authorization(

@@ -6,7 +6,7 @@ import click
 
 from compliance.cli.context import Context, pass_ctx
 from compliance.cli.course_cmds import show_decision, show_outcome
-from compliance.cli.output import json_option
+from compliance.cli.output import json_option, show_record
 
 
 @click.group()
@@ -42,6 +42,20 @@ def dispense_authorize(
     reason if not allowed."""
     outcome = state.app().request_authorization(state.who(), prescription, days_supply=days_supply)
     show_outcome(outcome, as_json)
+
+
+@dispense.command("find")
+@click.option("--patient", required=True, help="The patient's programme id (PAT-...).")
+@click.option("--dob", required=True, help="The patient's date of birth (YYYY-MM-DD).")
+@click.option("--prescriber-npi", required=True, help="The prescriber's NPI on the prescription.")
+@json_option
+@pass_ctx
+def dispense_find(
+    state: Context, patient: str, dob: str, prescriber_npi: str, as_json: bool
+) -> None:
+    """Find a paper prescription: the latest undispensed one of this prescriber for this patient."""
+    found = state.app().find_prescription(state.who(), patient, dob, prescriber_npi)
+    show_record(found.to_dict(), as_json)
 
 
 @dispense.command("reverse")

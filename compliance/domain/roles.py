@@ -64,6 +64,7 @@ class Action(enum.StrEnum):
     COURSE_WITHDRAW = "course.withdraw"
     COURSE_LOST = "course.lost"
     COURSE_MIGRATE = "course.migrate"
+    PRESCRIPTION_FIND = "dispense.find"
     AUTHORIZATION_REQUEST = "dispense.authorize"
     AUTHORIZATION_REVERSE = "dispense.reverse"
     DISPENSE_RECORD = "dispense.record"
@@ -119,6 +120,7 @@ PERMISSIONS: MappingProxyType[Action, frozenset[Role]] = MappingProxyType(
         Action.COURSE_WITHDRAW: frozenset({_A, _P}),
         Action.COURSE_LOST: frozenset({_A, _P}),
         Action.COURSE_MIGRATE: frozenset({_A}),
+        Action.PRESCRIPTION_FIND: frozenset({_R}),
         Action.AUTHORIZATION_REQUEST: frozenset({_R}),
         Action.AUTHORIZATION_REVERSE: frozenset({_R}),
         Action.DISPENSE_RECORD: frozenset({_R}),
@@ -137,6 +139,7 @@ READ_ONLY: frozenset[Action] = frozenset(
         Action.AUDIT_VERIFY,
         Action.COURSE_READ,
         Action.RULES_IMPACT,
+        Action.PRESCRIPTION_FIND,
     }
 )
 
