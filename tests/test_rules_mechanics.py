@@ -508,6 +508,31 @@ def _swap(old: str, new: str, text: str = UK_TEXT) -> str:
             "categories.cannot_get_pregnant.max_days_supply",
             "must be between 1 and 366",
         ),
+        (
+            'status_judged_at = "writing"',
+            'status_judged_at = "pickup"',
+            "prescription.status_judged_at",
+            "must be one of request, writing",
+        ),
+        (
+            # EU/UK tests are dated from the prescription: they cannot wait for the request.
+            'status_judged_at = "writing"',
+            'status_judged_at = "request"',
+            "prescription.status_judged_at",
+            "cannot be 'request'",
+        ),
+        (
+            'prescriber_entry = "initiation"',
+            'prescriber_entry = "weekly"',
+            "contraception.prescriber_entry",
+            "must be one of monthly, initiation",
+        ),
+        (
+            "[pregnancy_tests]\n",
+            "[pregnancy_tests]\nprescriber_confirms_result = 1\n",
+            "pregnancy_tests.prescriber_confirms_result",
+            "must be true or false",
+        ),
     ],
 )
 def test_new_keys_are_validated(old: str, new: str, key: str, problem: str) -> None:

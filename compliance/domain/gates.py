@@ -220,6 +220,8 @@ def prescriber_confirmed(ev: Evaluation) -> None:
         return
     if test is None or (ev.window is not None and not ev.window.contains(ev.now)):
         return
+    if any(r.code == rc.LOCKOUT_19D for r in ev.reasons):
+        return  # the test cannot qualify the patient: a new one is the next step
     if test.id not in ev.facts.confirmed_tests:
         ev.add(
             rc.PRESCRIBER_CONFIRMATION_MISSING,
