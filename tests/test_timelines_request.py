@@ -451,3 +451,27 @@ def test_a_wrong_date_of_birth_or_npi_reveals_nothing(t: Timeline) -> None:
     assert refused(lambda: t.app.find_prescription(t.prs, pat, "2003-08-21", npi_of(t))) == (
         rc.ACTOR_NOT_PERMITTED,
     )
+
+
+# --- the clinic's checklist and worklist show what the request will judge ---------------------
+
+
+@BOTH
+def test_the_checklist_shows_what_the_request_still_needs(t: Timeline) -> None:
+    pat = enrolled(t)
+    t.day(20)
+    t.app.record_counselling(t.prs, pat)
+    prescribe(t, pat)
+    items = {i.item: i.status for i in t.app.status(t.prs, pat).checklist}
+    assert items["prescription"] == "done"
+    assert items["pregnancy_test"] == items["comprehension"] == "missing"
+    t.test(pat, "confirmation", 20)
+    items = {i.item: i.status for i in t.app.status(t.prs, pat).checklist}
+    assert (items["pregnancy_test"], items["prescriber_confirmation"]) == ("done", "missing")
+    t.app.confirm_patient(t.prs, pat)
+    patient_steps(t, pat)
+    status = t.app.status(t.prs, pat)
+    items = {i.item: i.status for i in status.checklist}
+    assert items["prescriber_confirmation"] == items["comprehension"] == "done"
+    # The window closes on day 26: within the worklist's seven days, with no authorization yet.
+    assert [f.due for f in status.flags if f.code == rc.WINDOW_CLOSING] == [day_of(t, 26)]

@@ -32,6 +32,7 @@ __all__ = [
     "Reason",
     "dispense_gate",
     "prescribe_gate",
+    "readiness",
     "schedule_of",
     "scheduled_test_due",
     "test_problems",
@@ -307,6 +308,17 @@ def prescribe_gate(
     if days_supply is not None and not ev.stop:
         supply_within_limits(ev, days_supply, refills)
     return _decision(ev, "prescribe")
+
+
+def readiness(facts: CourseFacts, now: datetime) -> Decision:
+    """Everything the course's next authorization will need, judged now, for checklists and
+    worklists. Where the status is judged at the request (iPLEDGE) that is more than writing
+    needs: the month's items and the prescriber's confirmation; elsewhere the prescribe gate."""
+    ev = Evaluation(facts, now, None)
+    if not ev.at_request:
+        return prescribe_gate(facts, now)
+    _run(ev, REQUEST_CHECKS)
+    return _decision(ev, "readiness")
 
 
 def _prescription_window(
