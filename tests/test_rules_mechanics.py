@@ -83,6 +83,18 @@ def rx(rx_id: str = "rx-1", cycle: int = 1, written_on: date = D, supply: int = 
     return PrescriptionRecord(rx_id, cycle, written_on, written_on, supply, 0)
 
 
+def documented(facts: CourseFacts, changes: dict[str, Any]) -> CourseFacts:
+    """``facts`` with ``changes``; unless a case says otherwise, the prescriber entered the
+    methods in the current cycle and confirmed the patient for every result on file."""
+    facts = replace(facts, **changes)
+    implied: dict[str, Any] = {}
+    if "methods_cycle" not in changes:
+        implied["methods_cycle"] = facts.cycle if facts.methods else None
+    if "confirmed_tests" not in changes:
+        implied["confirmed_tests"] = frozenset(t.id for t in facts.tests)
+    return replace(facts, **implied)
+
+
 def can(ruleset_id: str, names: tuple[str, ...] = ("iud", "male_condom"), **kw: Any) -> CourseFacts:
     """First cycle of a patient who can get pregnant: everything documented, rx-1 written on D
     after a negative test that day (iPLEDGE: and a screening test 20 days before)."""
@@ -107,7 +119,7 @@ def can(ruleset_id: str, names: tuple[str, ...] = ("iud", "male_condom"), **kw: 
         tests=tests,
         prescriptions=(rx(),),
     )
-    return replace(facts, **kw)
+    return documented(facts, kw)
 
 
 def second_cycle(ruleset_id: str, monthly: Specimen | None = None, **kw: Any) -> CourseFacts:
@@ -128,7 +140,7 @@ def second_cycle(ruleset_id: str, monthly: Specimen | None = None, **kw: Any) ->
         ),
         first_dispensed_on=D,
     )
-    return replace(facts, **kw)
+    return documented(facts, kw)
 
 
 def cannot(ruleset_id: str, reason: str = "NO_UTERUS", **kw: Any) -> CourseFacts:
