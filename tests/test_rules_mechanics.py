@@ -33,7 +33,13 @@ from compliance.domain.facts import (
 )
 from compliance.domain.facts import TestRecord as Specimen
 from compliance.domain.facts import TestResult as Result
-from compliance.domain.gates import Decision, DispenseRequest, dispense_gate, prescribe_gate
+from compliance.domain.gates import (
+    Decision,
+    DispenseRequest,
+    dispense_gate,
+    prescribe_gate,
+    readiness,
+)
 from compliance.domain.pregnancy_tests import (
     end_of_treatment_test_done,
     post_treatment_due,
@@ -301,7 +307,9 @@ def test_a_later_home_test_counts_where_the_prescriber_opted_in() -> None:
     refused = dispense(replace(facts, tests=(*facts.tests, home)), at(later), "rx-2")
     assert rc.TEST_SETTING_NOT_PERMITTED in codes(refused)
     opted = replace(home, home_opt_in=True)
-    allowed = dispense(replace(facts, tests=(*facts.tests, opted)), at(later), "rx-2")
+    confirmed = facts.confirmed_tests | {"t-home"}
+    with_home = replace(facts, tests=(*facts.tests, opted), confirmed_tests=confirmed)
+    allowed = dispense(with_home, at(later), "rx-2")
     assert codes(allowed) == set()
     assert allowed.test_id == "t-home"
 
@@ -327,12 +335,19 @@ def test_an_older_refused_test_does_not_matter_once_a_later_one_counts(ruleset_i
 def test_a_later_non_clia_confirmation_is_reported_under_2023_03() -> None:
     facts = can(LEGACY)
     clinic = hcg("t-c2", Kind.CONFIRMATION, D + DAY, setting=Setting.CLINIC, clia=False)
-    facts = replace(facts, tests=(*facts.tests, clinic), prescriptions=(rx(written_on=D + DAY),))
-    decision = prescribe_gate(facts, at(D + DAY))
+    facts = replace(
+        facts,
+        tests=(*facts.tests, clinic),
+        prescriptions=(rx(written_on=D + DAY),),
+        confirmed_tests=facts.confirmed_tests | {"t-c2"},
+    )
+    # iPLEDGE judges the test at the request (readiness: what the request will judge)
+    decision = readiness(facts, at(D + DAY))
     assert rc.TEST_SETTING_NOT_PERMITTED in codes(decision)
+    assert rc.TEST_SETTING_NOT_PERMITTED in codes(dispense(facts, at(D + DAY)))
     # the same test is acceptable under 2026-mod (a medical setting, no CLIA needed)
     mod = replace(facts, ruleset=get(MOD))
-    assert codes(prescribe_gate(mod, at(D + DAY))) == set()
+    assert codes(readiness(mod, at(D + DAY))) == set()
 
 
 @EU_UK
