@@ -775,8 +775,10 @@ def record_test(
 def confirm_patient(session: Session, actor: Actor, now: datetime, patient_ref: object) -> Outcome:
     """The prescriber confirms the patient in the programme for the latest negative result on
     file (workflows.md 1.1 step 4). The confirmation names that result: a new test needs a new
-    confirmation. Refused with its reasons when there is no such result to confirm (none
-    entered yet, or one the rules do not accept) or the course is suspended or not open."""
+    confirmation. Refused with its reasons when there is no negative result to confirm (none
+    entered yet: a pending result is not on file) or the course is suspended or not open.
+    Whether the rules accept the test (setting, CLIA, sensitivity) is judged at the request,
+    with its own code; the confirmation records what it found."""
     patient, course = active(session, actor, Action.PATIENT_CONFIRM, patient_ref)
     ruleset = ruleset_of(course)
     if not ruleset.testing.prescriber_confirms_result:
@@ -793,13 +795,6 @@ def confirm_patient(session: Session, actor: Actor, now: datetime, patient_ref: 
                 "enter the result once it is known, then confirm the patient",
                 ev.today,
             )
-        else:
-            for code in test_problems(ruleset, negatives[-1]):
-                ev.add(
-                    code,
-                    f"the test of {negatives[-1].specimen_date.isoformat()}",
-                    "repeat the test where the rules allow, then confirm the patient",
-                )
     if ev.reasons:
         decision = Decision(
             gate="confirm_patient",
@@ -812,7 +807,11 @@ def confirm_patient(session: Session, actor: Actor, now: datetime, patient_ref: 
         )
         raise refusal(decision, course, patient.short_id)
     test = negatives[-1]
-    payload = {"test": test.id, "specimen_date": test.specimen_date.isoformat()}
+    payload = {
+        "test": test.id,
+        "specimen_date": test.specimen_date.isoformat(),
+        "problems": test_problems(ruleset, test),
+    }
     add_record(session, course, cf.PATIENT_CONFIRMATION, today(course, now), payload, actor, now)
     audit(session, actor, now, Action.PATIENT_CONFIRM, course, patient, course.state, payload)
     return outcome(session, course, record=payload)
