@@ -555,8 +555,8 @@ def _swap(old: str, new: str, text: str = UK_TEXT) -> str:
             "must be one of monthly, initiation",
         ),
         (
-            "[pregnancy_tests]\n",
-            "[pregnancy_tests]\nprescriber_confirms_result = 1\n",
+            "prescriber_confirms_result = false",
+            "prescriber_confirms_result = 1",
             "pregnancy_tests.prescriber_confirms_result",
             "must be true or false",
         ),

@@ -260,11 +260,7 @@ def _contraception(r: _Reader) -> ContraceptionRules:
     confirmation = r.choice("patient_confirmation", Cadence, _options(Cadence))
     if confirmation is Cadence.ENROLMENT:
         raise r.fail("patient_confirmation", "must be monthly or none")
-    entry = (
-        r.choice("prescriber_entry", PrescriberEntry, _options(PrescriberEntry))
-        if "prescriber_entry" in r.data
-        else PrescriberEntry.INITIATION
-    )
+    entry = r.choice("prescriber_entry", PrescriberEntry, _options(PrescriberEntry))
     rules = ContraceptionRules(
         options=options,
         waivers=waivers,
@@ -344,9 +340,7 @@ def _testing(r: _Reader) -> TestingRules:
         pretreatment_slots=tuple(slots),
         schedules=schedules,
         default_schedule=default,
-        prescriber_confirms_result=(
-            "prescriber_confirms_result" in r.data and r.flag("prescriber_confirms_result")
-        ),
+        prescriber_confirms_result=r.flag("prescriber_confirms_result"),
     )
     if slots and len(slots) != rules.pretreatment_count:
         raise r.fail("pretreatment_slots", "must list pretreatment_count slots")
@@ -426,9 +420,7 @@ def parse(file: str, text: str) -> Ruleset:
         prescription=PrescriptionRules(
             prescription.count("max_days_supply", 1, 366),
             prescription.flag("refills_allowed"),
-            prescription.choice("status_judged_at", JudgedAt, _options(JudgedAt))
-            if "status_judged_at" in prescription.data
-            else JudgedAt.WRITING,
+            prescription.choice("status_judged_at", JudgedAt, _options(JudgedAt)),
         ),
         authorization=AuthorizationRules(
             authorization.flag("reverse_unpicked"),
