@@ -1217,9 +1217,7 @@ def test_last_months_methods_entry_and_confirmation_do_not_count(ruleset_id: str
     stale_entry = treating(ruleset_id, methods_cycle=1)
     assert codes(dispense(stale_entry, at, rx_id="rx-2")) == {rc.CONTRACEPTION_NOT_DOCUMENTED}
     unconfirmed = treating(ruleset_id, confirmed_tests=frozenset({"t-confirm"}))
-    assert codes(dispense(unconfirmed, at, rx_id="rx-2")) == {
-        rc.PRESCRIBER_CONFIRMATION_MISSING
-    }
+    assert codes(dispense(unconfirmed, at, rx_id="rx-2")) == {rc.PRESCRIBER_CONFIRMATION_MISSING}
 
 
 @RULESETS
