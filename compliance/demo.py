@@ -188,22 +188,26 @@ def _can_get_pregnant(s: _Sim, prescriber: str, pharmacist: str) -> str:
         prescriber, ana, kind="screening", specimen_date=at(0), setting="clinic", result="negative"
     )
     _decision(say, "may prescribe now?", sim.check_prescribe(prescriber, ana))
-    say(f"Day 19 ({at(19)}): confirmation test, counselling, the patient's own answers.")
-    sim.record_test(
-        prescriber, ana, kind="confirmation", specimen_date=at(19), setting="lab", result="negative"
-    )
+    say(f"Day 19 ({at(19)}): confirmation visit: counselling; the prescription is written at the")
+    say("   visit, before the lab result is back (iPLEDGE judges the status at the request).")
     sim.record_counselling(prescriber, ana)
-    sim.record_comprehension(ana, ana)
-    sim.confirm_contraception(ana, ana, ["iud", "male_condom"])
-    _decision(say, "may prescribe now?", sim.check_prescribe(prescriber, ana, 30))
     rx = sim.prescribe(prescriber, ana, 30).prescription
     assert rx is not None
     say(f"   prescription {rx.id} written for {rx.days_supply} days.")
     _decision(say, "may the pharmacy dispense?", sim.check_dispense(pharmacist, rx.id))
-    auth = sim.request_authorization(pharmacist, rx.id).authorization
+    say(f"Day 20 ({at(20)}): the result (specimen of day 19) is entered; the prescriber confirms")
+    say("   the patient; that evening the patient answers and enters her methods.")
+    sim.record_test(
+        prescriber, ana, kind="confirmation", specimen_date=at(19), setting="lab", result="negative"
+    )
+    sim.confirm_patient(prescriber, ana)
+    sim.record_comprehension(ana, ana)
+    sim.confirm_contraception(ana, ana, ["iud", "male_condom"])
+    _decision(say, "may the pharmacy dispense?", sim.check_dispense(pharmacist, rx.id))
+    auth = sim.request_authorization(pharmacist, rx.id, days_supply=30).authorization
     assert auth is not None
     say(
-        f"   authorization {auth.formatted}, do not dispense after "
+        f"   authorization {auth.formatted} for {auth.days_supply} days, do not dispense after "
         f"{auth.do_not_dispense_after} (UTC)"
     )
     s.refused(
@@ -217,24 +221,28 @@ def _can_get_pregnant(s: _Sim, prescriber: str, pharmacist: str) -> str:
 
 def _later_cycles(s: _Sim, prescriber: str, pharmacist: str, ana: str) -> str:
     sim, at, say = s.app, s.at, s.say
-    say(f"Day 47 ({at(47)}): monthly test, counselling, answers, confirmation; prescription.")
+    say(f"Day 47 ({at(47)}): monthly visit: test, counselling, the prescriber's methods entry")
+    say("   for this month, prescription, confirmation; the patient's answers.")
     sim.record_test(
         prescriber, ana, kind="monthly", specimen_date=at(47), setting="clinic", result="negative"
     )
     sim.record_counselling(prescriber, ana)
-    sim.record_comprehension(ana, ana)
-    sim.confirm_contraception(ana, ana, ["iud", "male_condom"])
+    started = (s.start.date() - timedelta(days=12)).isoformat()
+    sim.record_contraception(prescriber, ana, {"iud": started, "male_condom": started})
     rx2 = sim.prescribe(prescriber, ana, 30).prescription
     assert rx2 is not None
+    sim.confirm_patient(prescriber, ana)
+    sim.record_comprehension(ana, ana)
+    sim.confirm_contraception(ana, ana, ["iud", "male_condom"])
     say(f"Day 54 ({at(54)}), Day 8 of the window:")
     s.refused("authorization", lambda: sim.request_authorization(pharmacist, rx2.id))
-    say(f"Day 55 ({at(55)}): a new monthly test and prescription; authorized and dispensed.")
+    say(f"Day 55 ({at(55)}): a new monthly test, confirmed; the same prescription, never")
+    say("   dispensed, is authorized in the new window and dispensed.")
     sim.record_test(
         prescriber, ana, kind="monthly", specimen_date=at(55), setting="clinic", result="negative"
     )
-    rx3 = sim.prescribe(prescriber, ana, 30).prescription
-    assert rx3 is not None
-    auth3 = sim.request_authorization(pharmacist, rx3.id).authorization
+    sim.confirm_patient(prescriber, ana)
+    auth3 = sim.request_authorization(pharmacist, rx2.id).authorization
     assert auth3 is not None
     sim.record_dispense(pharmacist, auth3.number)
     say(f"Day 85 ({at(85)}): last dose; end-of-treatment test; post-treatment month begins.")

@@ -79,16 +79,16 @@ def test_a_course_through_the_cli(clinic: tuple[Shell, dict[str, str]]) -> None:
             actor=prs)
     check = sh.json(*at("2026-12-01", "course", "check", pat), actor=prs)
     assert set(check) == DECISION_KEYS and check["outcome"] == "REFUSE"
-    # a patient who cannot get pregnant answers no comprehension questions (workflows.md 2)
-    assert [r["code"] for r in check["reasons"]] == [
-        "CONSENT_NOT_SIGNED", "COUNSELING_NOT_DOCUMENTED"]
+    # writing needs the consent; counselling is judged at the pharmacy's request (iPLEDGE), and a
+    # patient who cannot get pregnant answers no comprehension questions (workflows.md 2)
+    assert [r["code"] for r in check["reasons"]] == ["CONSENT_NOT_SIGNED"]
     assert set(check["reasons"][0]) == {"code", "message", "next_step", "earliest"}
 
     refused = sh.run(*at("2026-12-01", "course", "prescribe", pat, "--days-supply", "30",
                          "--json"), actor=prs, expect=3)
     body = json.loads(refused.stderr)
     assert body["error"] == "REFUSED" and body["decision"]["gate"] == "prescribe"
-    assert body["reasons"] == ["CONSENT_NOT_SIGNED", "COUNSELING_NOT_DOCUMENTED"]
+    assert body["reasons"] == ["CONSENT_NOT_SIGNED"]
 
     sh.run(*at("2026-12-01", "course", "consent", pat, "PATIENT_INFORMATION_CONSENT"), actor=prs)
     sh.run(*at("2026-12-01", "course", "counselling", pat), actor=prs)
@@ -102,6 +102,17 @@ def test_a_course_through_the_cli(clinic: tuple[Shell, dict[str, str]]) -> None:
 
     ok = sh.json(*at("2026-12-02", "dispense", "check", rx_id), actor=rph)
     assert ok["outcome"] == "ALLOW" and ok["window"] is None
+    over = sh.json(*at("2026-12-02", "dispense", "check", rx_id, "--days-supply", "31"),
+                   actor=rph)
+    assert [r["code"] for r in over["reasons"]] == [
+        "SUPPLY_EXCEEDS_MAX", "SUPPLY_EXCEEDS_PRESCRIPTION"]
+    npi = sh.json("prescriber", "show", prs)["external_id"]
+    found = sh.json("dispense", "find", "--patient", pat, "--dob", "2001-01-01",
+                    "--prescriber-npi", npi, actor=rph)
+    assert found["id"] == rx_id and found["days_supply"] == 30
+    missing = sh.run("dispense", "find", "--patient", pat, "--dob", "2001-01-02",
+                     "--prescriber-npi", npi, actor=rph, expect=5)
+    assert "not found" in missing.stderr
     auth = sh.json(*at("2026-12-02", "dispense", "authorize", rx_id), actor=rph)
     assert set(auth["authorization"]) == AUTH_KEYS
     assert auth["authorization"]["kind"] == "authorization"
@@ -115,7 +126,9 @@ def test_a_course_through_the_cli(clinic: tuple[Shell, dict[str, str]]) -> None:
     assert reversed_["authorization"]["reversal_reason"] == "qty"
     assert reversed_["course"]["state"] == "qualified"
     sh.run(*at("2026-12-02", "dispense", "record", number), actor=rph, expect=3)
-    second = sh.json(*at("2026-12-02", "dispense", "authorize", rx_id), actor=rph)
+    second = sh.json(*at("2026-12-02", "dispense", "authorize", rx_id, "--days-supply", "28"),
+                     actor=rph)
+    assert second["authorization"]["days_supply"] == 28
     picked = sh.json(*at("2026-12-03", "dispense", "record",
                          second["authorization"]["formatted"]), actor=rph)
     assert picked["course"]["state"] == "dispensed" and picked["course"]["cycle"] == 2
@@ -136,6 +149,21 @@ def test_a_course_through_the_cli(clinic: tuple[Shell, dict[str, str]]) -> None:
         ("refused", ["AUTHORIZATION_REVERSED"]), ("ok", [])]
     assert records[1]["payload"]["simulated_now"] == "2026-12-03T15:00:00+00:00"
     assert records[1]["at"] == "2026-12-03T15:00:00.000000Z"
+
+
+def test_confirm_patient_through_the_cli(clinic: tuple[Shell, dict[str, str]]) -> None:
+    sh, ids = clinic
+    prs, pat = ids["prs"], ids["pat"]
+    sh.run(*at("2026-12-01", "course", "enrol", pat), actor=prs)
+    sh.run(*at("2026-12-01", "course", "category", pat, "can_get_pregnant",
+               "REPRODUCTIVE_POTENTIAL"), actor=prs)
+    none = sh.run(*at("2026-12-01", "course", "confirm-patient", pat, "--json"), actor=prs,
+                  expect=3)
+    assert json.loads(none.stderr)["reasons"] == ["NO_NEGATIVE_TEST_IN_WINDOW"]
+    sh.run(*at("2026-12-01", "course", "test", pat, "--kind", "screening", "--specimen-date",
+               "2026-12-01", "--setting", "clinic", "--result", "negative"), actor=prs)
+    done = sh.json(*at("2026-12-01", "course", "confirm-patient", pat), actor=prs)
+    assert done["record"]["specimen_date"] == "2026-12-01"
 
 
 def test_due_and_pregnancy_flags(clinic: tuple[Shell, dict[str, str]]) -> None:

@@ -185,6 +185,7 @@ def build_env(backend: str, url: str) -> Env:
     app.record_counselling(prs, pat)
     app.record_comprehension(pat, pat)
     app.confirm_contraception(pat, pat, ["iud", "male_condom"])
+    app.confirm_patient(prs, pat)
     rx = app.prescribe(prs, pat, 30).prescription
     assert rx is not None
     auth = app.request_authorization(rph, rx.id).authorization
@@ -718,6 +719,18 @@ def _choice_cases() -> list[Case]:
             e.prs, e.pat2, {"iud": "2026-12-01", " IUD ": "2026-12-01"}), 2, "methods"),
         Case("confirm-empty", lambda e: e.app.confirm_contraception(e.pat2, e.pat2, []), 2,
              "methods"),
+        Case("supply-as-text", lambda e: e.app.check_dispense(
+            e.rph, e.rx, days_supply="30"), 2, "days_supply"),  # type: ignore[arg-type]
+        Case("supply-zero", lambda e: e.app.request_authorization(e.rph, e.rx, days_supply=0), 2,
+             "days_supply"),
+        Case("supply-bool", lambda e: e.app.request_authorization(
+            e.rph, e.rx, days_supply=True), 2, "days_supply"),
+        Case("find-dob-impossible", lambda e: e.app.find_prescription(
+            e.rph, e.pat, "2003-02-30", npi_with_check_digit("123456789")), 2, "date_of_birth"),
+        Case("find-npi-check-digit", lambda e: e.app.find_prescription(
+            e.rph, e.pat, "2003-08-21", "1234567890"), 2, "prescriber_npi"),
+        Case("find-patient-not-an-id", lambda e: e.app.find_prescription(
+            e.rph, "Ana", "2003-08-21", npi_with_check_digit("123456789")), 2, "patient"),
         Case("confirm-text-not-list", lambda e: e.app.confirm_contraception(e.pat2, e.pat2, "iud"),
              2, "methods"),
         Case("confirm-none", lambda e: e.app.confirm_contraception(e.pat2, e.pat2, None), 2,
@@ -952,6 +965,9 @@ ROLE_CALLS: dict[Action, Callable[[Env, str], object]] = {
     Action.COURSE_WITHDRAW: lambda e, a: e.app.withdraw_course(a, e.pat2),
     Action.COURSE_LOST: lambda e, a: e.app.mark_lost_to_follow_up(a, e.pat2),
     Action.COURSE_MIGRATE: lambda e, a: e.app.migrate_courses(a, "ipledge/2023-03", [e.pat2]),
+    Action.PATIENT_CONFIRM: lambda e, a: e.app.confirm_patient(a, e.pat2),
+    Action.PRESCRIPTION_FIND: lambda e, a: e.app.find_prescription(
+        a, e.pat, "2003-08-21", npi_with_check_digit("123456789")),
     Action.AUTHORIZATION_REQUEST: lambda e, a: e.app.request_authorization(a, e.rx),
     Action.AUTHORIZATION_REVERSE: lambda e, a: e.app.reverse_authorization(a, e.auth, "no show"),
     Action.DISPENSE_RECORD: lambda e, a: e.app.record_dispense(a, e.auth),

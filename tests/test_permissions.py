@@ -402,6 +402,22 @@ def _confirm_contraception(s: Scene) -> Act:
     return lambda a: s.app.confirm_contraception(a.actor, pat, list(METHODS))
 
 
+def _confirm_patient(s: Scene) -> Act:
+    pat = _enrolled(s)
+    s.app.assign_category(s.by, pat, "can_get_pregnant", "REPRODUCTIVE_POTENTIAL")
+    s.app.record_test(
+        s.by, pat, kind="screening", specimen_date=SPECIMEN_DAY, setting="lab", result="negative"
+    )
+    return lambda a: s.app.confirm_patient(a.actor, pat, on_behalf_of=a.on_behalf_of)
+
+
+def _find_prescription(s: Scene) -> Act:
+    _prescribed(s)
+    npi = s.app.get_person(s.w.admin.id, s.by).external_id
+    assert npi is not None
+    return lambda a: s.app.find_prescription(a.actor, s.patient, "1998-07-06", npi)
+
+
 def _record_comprehension(s: Scene) -> Act:
     pat = _enrolled(s)
     return lambda a: s.app.record_comprehension(a.actor, pat)
@@ -504,6 +520,7 @@ ACTION_CALLS: dict[Action, Case] = {
     Action.CONTRACEPTION_CONFIRM: Case("confirm_contraception", _confirm_contraception),
     Action.COMPREHENSION_RECORD: Case("record_comprehension", _record_comprehension),
     Action.TEST_RECORD: Case("record_test", _record_test),
+    Action.PATIENT_CONFIRM: Case("confirm_patient", _confirm_patient),
     Action.PRESCRIBE: Case("prescribe", _prescribe),
     Action.TREATMENT_END: Case("end_treatment", _end_treatment),
     Action.PREGNANCY_REPORT: Case("report_pregnancy", _report_pregnancy),
@@ -511,6 +528,7 @@ ACTION_CALLS: dict[Action, Case] = {
     Action.COURSE_WITHDRAW: Case("withdraw_course", _withdraw_course),
     Action.COURSE_LOST: Case("mark_lost_to_follow_up", _mark_lost),
     Action.COURSE_MIGRATE: Case("migrate_courses", _migrate_courses),
+    Action.PRESCRIPTION_FIND: Case("find_prescription", _find_prescription),
     Action.AUTHORIZATION_REQUEST: Case("request_authorization", _request_authorization),
     Action.AUTHORIZATION_REVERSE: Case("reverse_authorization", _reverse_authorization),
     Action.DISPENSE_RECORD: Case("record_dispense", _record_dispense),
@@ -1309,6 +1327,7 @@ def test_designee_acts_only_on_their_prescribers_courses(world: World) -> None:
             ),
         ),
         (Action.PREGNANCY_REPORT, lambda: app.report_pregnancy(d, pat, on_behalf_of=a)),
+        (Action.PATIENT_CONFIRM, lambda: app.confirm_patient(d, pat, on_behalf_of=a)),
     ]
     # Enrolment opens a course under the designee's prescriber: there is no course to be out of.
     on_a_course = {act for act in DELEGABLE if act.value.startswith("course.")}

@@ -326,9 +326,11 @@ def build_population(app: Compliance, clock: FixedClock) -> Population:
     p.day(30)
     p.allowed = _cannot_get_pregnant(p, "Ada Allowed")
     _test(p, p.lockout, "confirmation", 30, "lab", True)  # 11 days after the first: locked out
+    app.confirm_patient(p.prs, p.lockout)
     _paperwork(p, p.lockout)
     for pat in (p.non_clia, p.non_clia_no_comprehension):
         _test(p, pat, "confirmation", 30, "clinic", False)
+        app.confirm_patient(p.prs, pat)  # the result is in; its setting is judged by the gates
     _paperwork(p, p.non_clia)
     _paperwork(p, p.non_clia_no_comprehension, comprehension=False)
     return p
@@ -500,8 +502,11 @@ def migrate_events(p: Population) -> list[Any]:
 
 def test_migrate_one_course(population: Population) -> None:
     p = population
+    # iPLEDGE judges the test at the request: the prescription is written, the request refused
+    rx = p.app.prescribe(p.prs, p.lockout, 30).prescription
+    assert rx is not None
     with pytest.raises(Refused) as locked:
-        p.app.prescribe(p.prs, p.lockout, 30)
+        p.app.request_authorization(p.world.pharmacist.id, rx.id)
     assert locked.value.reasons == (rc.LOCKOUT_19D,)
     report = p.app.migrate_courses(p.admin, MOD, [p.lockout])
     assert (report.migrated, report.unchanged) == (1, 0)
@@ -512,7 +517,7 @@ def test_migrate_one_course(population: Population) -> None:
     (event,) = migrate_events(p)
     assert (event.outcome, event.actor_id, event.subjects) == ("ok", p.admin, (p.lockout,))
     assert event.ruleset_id == MOD
-    assert event.state_before == event.state_after == "pre_treatment"
+    assert event.state_before == event.state_after == "qualified"
     assert (event.payload["from"], event.payload["to"]) == (LEGACY, MOD)
     assert event.payload["before"]["reasons"][0]["code"] == rc.LOCKOUT_19D
     assert event.payload["after"]["outcome"] == "ALLOW"

@@ -8,6 +8,9 @@ Conventions under test (shared/domain/reason-codes.md, rules.md 1.5-1.7, 17 C3/C
 * Patients who cannot get pregnant: 30-day window from the office visit under 2023-03 (Day 1 is
   the visit, last day visit + 29), none under 2026-mod.
 * Every failing requirement is listed.
+* The patient's status is judged at the pharmacy's request (workflows.md 1.1): the prescribe
+  gate judges only what writing needs; the month's items are judged by the dispense gate, and
+  ``readiness`` judges them without a prescription (what the checklist shows).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from compliance.domain.gates import (
     Reason,
     dispense_gate,
     prescribe_gate,
+    readiness,
 )
 from compliance.programs.loader import get
 from compliance.programs.model import Setting
@@ -59,7 +63,9 @@ PCGP_METHODS = ("iud", "male_condom")
 PCGP_CONSENTS = frozenset({"PATIENT_INFORMATION_CONSENT", "BIRTH_DEFECTS_CONSENT"})
 
 NO_TEST = {rc.NO_NEGATIVE_TEST_IN_WINDOW}
-EXPIRED = {rc.NO_NEGATIVE_TEST_IN_WINDOW, rc.WINDOW_EXPIRED}
+# At the request, a closed window is WINDOW_EXPIRED alone (reason-codes.md, "Which codes go
+# together").
+EXPIRED = {rc.WINDOW_EXPIRED}
 
 
 # --- builders ----------------------------------------------------------------------------------
@@ -156,6 +162,18 @@ def authorization(
     )
 
 
+def documented(facts: CourseFacts, changes: dict[str, Any]) -> CourseFacts:
+    """``facts`` with ``changes``; unless a case says otherwise, the prescriber entered the
+    methods in the current cycle and confirmed the patient for every result on file."""
+    facts = replace(facts, **changes)
+    implied: dict[str, Any] = {}
+    if "methods_cycle" not in changes:
+        implied["methods_cycle"] = facts.cycle if facts.methods else None
+    if "confirmed_tests" not in changes:
+        implied["confirmed_tests"] = frozenset(t.id for t in facts.tests)
+    return replace(facts, **implied)
+
+
 def pcgp(
     ruleset_id: str,
     *,
@@ -184,7 +202,7 @@ def pcgp(
         tests=(screening(confirm - spacing * DAY), confirmation(confirm)),
         prescriptions=(prescription(written_on=confirm),),
     )
-    return replace(facts, **changes)
+    return documented(facts, changes)
 
 
 def treating(
@@ -207,7 +225,7 @@ def treating(
         authorizations=(authorization(dispensed_at=noon(CONFIRM + DAY)),),
         first_dispensed_on=CONFIRM + DAY,
     )
-    return replace(facts, **changes)
+    return documented(facts, changes)
 
 
 def without_cycle_two_test(ruleset_id: str, **changes: Any) -> CourseFacts:
@@ -271,7 +289,7 @@ def test_baseline_first_prescription_passes_both_gates(ruleset_id: str) -> None:
 @RULESETS
 def test_baseline_cycle_two_passes_both_gates(ruleset_id: str) -> None:
     facts = treating(ruleset_id)
-    assert codes(prescribe_gate(facts, noon(MONTHLY_DAY))) == set()
+    assert codes(readiness(facts, noon(MONTHLY_DAY))) == set()
     decision = dispense(facts, noon(MONTHLY_DAY), rx_id="rx-2")
     assert codes(decision) == set()
     assert decision.test_id == "t-month-2"
@@ -285,7 +303,7 @@ def test_cannot_get_pregnant_needs_no_tests_or_contraception(ruleset_id: str) ->
     assert not facts.tests
     assert not facts.methods
     assert not facts.patient_confirmed
-    assert codes(prescribe_gate(facts, noon(VISIT))) == set()
+    assert codes(readiness(facts, noon(VISIT))) == set()
     assert codes(dispense(facts, noon(VISIT))) == set()
 
 
@@ -315,10 +333,14 @@ def test_window_closes_at_eastern_midnight_after_day_seven(ruleset_id: str) -> N
     assert closed.window is not None
     assert closed.window.closes_at == datetime(2026, 6, 17, 4, tzinfo=UTC)
     assert closed.window.last_instant < closed.window.closes_at
-    assert reason(closed, rc.NO_NEGATIVE_TEST_IN_WINDOW).earliest == day8
+    # a new test at once; 2023-03: a missed first window waits the 19-day lockout
+    lockout_ends = CONFIRM + 19 * DAY
+    assert reason(closed, rc.WINDOW_EXPIRED).earliest == (
+        lockout_ends if ruleset_id == LEGACY else day8
+    )
     # the prescriber's gate sees the same closed window, without the dispensing-only code
-    assert codes(prescribe_gate(facts, local(day8, 0))) == NO_TEST
-    assert codes(prescribe_gate(facts, local(day7, 23, 59, 59))) == set()
+    assert codes(readiness(facts, local(day8, 0))) == NO_TEST
+    assert codes(readiness(facts, local(day7, 23, 59, 59))) == set()
 
 
 @RULESETS
@@ -419,7 +441,7 @@ def test_pretreatment_tests_at_least_19_days_apart_pass(ruleset_id: str, spacing
 @pytest.mark.parametrize("spacing", [1, 10, 18])
 def test_pretreatment_tests_under_19_days_apart_are_refused(ruleset_id: str, spacing: int) -> None:
     facts = pcgp(ruleset_id, spacing=spacing)
-    decision = prescribe_gate(facts, noon(CONFIRM))
+    decision = readiness(facts, noon(CONFIRM))
     assert codes(decision) == {rc.PRETREATMENT_TEST_SPACING, rc.NO_NEGATIVE_TEST_IN_WINDOW}
     expected = CONFIRM - spacing * DAY + 19 * DAY
     assert reason(decision, rc.PRETREATMENT_TEST_SPACING).earliest == expected
@@ -442,7 +464,7 @@ def test_a_single_pretreatment_test_is_incomplete(ruleset_id: str) -> None:
 
 @RULESETS
 def test_no_pretreatment_test_at_all(ruleset_id: str) -> None:
-    decision = prescribe_gate(pcgp(ruleset_id, tests=()), noon(CONFIRM))
+    decision = readiness(pcgp(ruleset_id, tests=()), noon(CONFIRM))
     assert codes(decision) == {rc.PRETREATMENT_TESTS_INCOMPLETE, rc.NO_NEGATIVE_TEST_IN_WINDOW}
 
 
@@ -466,7 +488,7 @@ def test_contraception_lead_in_before_the_confirmation_test(
     ruleset_id: str, lead_in: int, allowed: bool
 ) -> None:
     facts = pcgp(ruleset_id, lead_in=lead_in)
-    for decision in (prescribe_gate(facts, noon(CONFIRM)), dispense(facts, noon(CONFIRM))):
+    for decision in (readiness(facts, noon(CONFIRM)), dispense(facts, noon(CONFIRM))):
         if allowed:
             assert codes(decision) == set()
         else:
@@ -525,7 +547,7 @@ def test_lead_in_is_not_rechecked_once_treatment_started(ruleset_id: str) -> Non
 )
 def test_contraception_methods(ruleset_id: str, names: tuple[str, ...], expected: set[str]) -> None:
     facts = pcgp(ruleset_id, names=names)
-    assert codes(prescribe_gate(facts, noon(CONFIRM))) == expected
+    assert codes(readiness(facts, noon(CONFIRM))) == expected
     assert codes(dispense(facts, noon(CONFIRM))) == expected
 
 
@@ -574,7 +596,7 @@ PCGP_FROM_NOTHING = {
 def test_tubal_ligation_cannot_support_cannot_get_pregnant(ruleset_id: str) -> None:
     facts = pcngp(ruleset_id, category_reason="TUBAL_LIGATION")
     expected = {rc.INVALID_CATEGORY_REASON, *PCGP_FROM_NOTHING}
-    assert codes(prescribe_gate(facts, noon(VISIT))) == expected
+    assert codes(readiness(facts, noon(VISIT))) == expected
     decision = dispense(facts, noon(VISIT))
     assert codes(decision) == expected
     assert "TUBAL_LIGATION" in reason(decision, rc.INVALID_CATEGORY_REASON).message
@@ -630,11 +652,11 @@ def test_no_category_is_judged_as_can_get_pregnant(ruleset_id: str, category: st
         methods=(),
     )
     expected = {rc.CATEGORY_NOT_ASSIGNED, *PCGP_FROM_NOTHING}
-    assert codes(prescribe_gate(facts, noon(CONFIRM))) == expected
+    assert codes(readiness(facts, noon(CONFIRM))) == expected
     assert codes(dispense(facts, noon(CONFIRM))) == expected
     # with all a patient who can get pregnant needs, only the category is missing
     facts = pcgp(ruleset_id, category=category, category_reason=None)
-    assert codes(prescribe_gate(facts, noon(CONFIRM))) == {rc.CATEGORY_NOT_ASSIGNED}
+    assert codes(readiness(facts, noon(CONFIRM))) == {rc.CATEGORY_NOT_ASSIGNED}
     # and without comprehension this cycle, that is missing too (never relaxed to "cannot")
     facts = replace(facts, comprehension_cycles=frozenset())
     assert codes(dispense(facts, noon(CONFIRM))) == {
@@ -662,7 +684,7 @@ def test_counselling_and_comprehension_are_monthly_for_can_get_pregnant(ruleset_
     facts = treating(ruleset_id, comprehension_cycles=frozenset({1}))
     assert codes(dispense(facts, at, rx_id="rx-2")) == {rc.COMPREHENSION_NOT_DONE}
     facts = pcgp(ruleset_id, counselling_cycles=frozenset(), comprehension_cycles=frozenset())
-    assert codes(prescribe_gate(facts, noon(CONFIRM))) == {
+    assert codes(readiness(facts, noon(CONFIRM))) == {
         rc.COUNSELING_NOT_DOCUMENTED,
         rc.COMPREHENSION_NOT_DONE,
     }
@@ -692,11 +714,11 @@ def test_cannot_get_pregnant_counselling_monthly_then_enrolment_only(
     at = noon(VISIT + 35 * DAY)
     assert codes(dispense(_pcngp_cycle_two(ruleset_id), at, rx_id="rx-2")) == set()
     facts = _pcngp_cycle_two(ruleset_id, counselling_cycles=frozenset({1}))
-    assert codes(prescribe_gate(facts, at)) == expected
+    assert codes(readiness(facts, at)) == expected
     assert codes(dispense(facts, at, rx_id="rx-2")) == expected
     # never documented at all: refused under both
     facts = _pcngp_cycle_two(ruleset_id, counselling_cycles=frozenset())
-    assert codes(prescribe_gate(facts, at)) == {rc.COUNSELING_NOT_DOCUMENTED}
+    assert codes(readiness(facts, at)) == {rc.COUNSELING_NOT_DOCUMENTED}
 
 
 @RULESETS
@@ -704,12 +726,12 @@ def test_cannot_get_pregnant_answers_no_comprehension_questions(ruleset_id: str)
     # workflows.md 2: no pregnancy tests, no contraception, no comprehension questions (males
     # and every patient who cannot get pregnant); rules.md 1.3/1.8: PCGP only.
     at = noon(VISIT + 35 * DAY)
-    assert codes(prescribe_gate(_pcngp_cycle_two(ruleset_id), at)) == set()
+    assert codes(readiness(_pcngp_cycle_two(ruleset_id), at)) == set()
     facts = _pcngp_cycle_two(ruleset_id, comprehension_cycles=frozenset())
-    assert codes(prescribe_gate(facts, at)) == set()
+    assert codes(readiness(facts, at)) == set()
     assert codes(dispense(facts, at, rx_id="rx-2")) == set()
     first = pcngp(ruleset_id, comprehension_cycles=frozenset(), category_reason="NO_UTERUS")
-    assert codes(prescribe_gate(first, noon(VISIT))) == set()
+    assert codes(readiness(first, noon(VISIT))) == set()
     assert codes(dispense(first, noon(VISIT))) == set()
 
 
@@ -722,14 +744,14 @@ def test_positive_test_in_this_cycle_refuses(ruleset_id: str) -> None:
     facts = treating(ruleset_id)
     facts = replace(facts, tests=(*facts.tests, positive))
     at = noon(MONTHLY_DAY + 2 * DAY)
-    assert codes(prescribe_gate(facts, at)) == {rc.PREGNANCY_TEST_POSITIVE}
+    assert codes(readiness(facts, at)) == {rc.PREGNANCY_TEST_POSITIVE}
     assert codes(dispense(facts, at, rx_id="rx-2")) == {rc.PREGNANCY_TEST_POSITIVE}
 
 
 @RULESETS
 def test_suspended_course(ruleset_id: str) -> None:
     facts = pcgp(ruleset_id, state=CourseState.SUSPENDED)
-    assert codes(prescribe_gate(facts, noon(CONFIRM))) == {rc.COURSE_SUSPENDED}
+    assert codes(readiness(facts, noon(CONFIRM))) == {rc.COURSE_SUSPENDED}
     assert codes(dispense(facts, noon(CONFIRM))) == {rc.COURSE_SUSPENDED}
 
 
@@ -760,7 +782,7 @@ def test_missed_monthly_test_after_treatment_started(ruleset_id: str) -> None:
     assert facts.treatment_started
     assert facts.cycle == 2
     at = noon(MONTHLY_DAY)
-    assert codes(prescribe_gate(facts, at)) == NO_TEST
+    assert codes(readiness(facts, at)) == NO_TEST
     decision = dispense(facts, at, rx_id="rx-2")
     assert codes(decision) == NO_TEST
     assert decision.test_id is None
@@ -922,7 +944,7 @@ def _missed_first_window(ruleset_id: str, gap: int) -> tuple[CourseFacts, date, 
 @pytest.mark.parametrize("gap", [8, 10, 18])
 def test_lockout_19_days_after_missed_first_window_2023(gap: int) -> None:
     facts, c1, c2 = _missed_first_window(LEGACY, gap)
-    for decision in (prescribe_gate(facts, noon(c2)), dispense(facts, noon(c2))):
+    for decision in (readiness(facts, noon(c2)), dispense(facts, noon(c2))):
         assert codes(decision) == {rc.LOCKOUT_19D}
         assert reason(decision, rc.LOCKOUT_19D).earliest == c1 + 19 * DAY
         assert decision.earliest == c1 + 19 * DAY
@@ -940,7 +962,7 @@ def test_lockout_over_after_19_days_2023(gap: int) -> None:
 @pytest.mark.parametrize("gap", [8, 10, 18, 19])
 def test_no_lockout_under_2026_mod(gap: int) -> None:
     facts, _, c2 = _missed_first_window(MOD, gap)
-    assert codes(prescribe_gate(facts, noon(c2))) == set()
+    assert codes(readiness(facts, noon(c2))) == set()
     decision = dispense(facts, noon(c2))
     assert codes(decision) == set()
     assert decision.test_id == "t-confirm-2"
@@ -949,27 +971,31 @@ def test_no_lockout_under_2026_mod(gap: int) -> None:
 def test_test_refused_by_the_lockout_does_not_restart_it_2023() -> None:
     facts, c1, c2 = _missed_first_window(LEGACY, 10)
     assert codes(dispense(facts, noon(c2))) == {rc.LOCKOUT_19D}
-    c3 = c1 + 19 * DAY
+    c3 = c1 + 19 * DAY  # 19 days after the missed window's specimen, not after C2's
     facts = replace(facts, tests=(*facts.tests, confirmation(c3, "t-confirm-3")))
-    # The prescription written on C2 cannot rely on a test collected after it.
-    assert rc.LOCKOUT_19D in codes(dispense(facts, noon(c3)))
-    facts = replace(facts, prescriptions=(*facts.prescriptions, prescription("rx-2", 1, c3)))
-    decision = dispense(facts, noon(c3), rx_id="rx-2")
+    # The status at the request decides (workflows.md 1.3): the prescription written on C2, never
+    # dispensed, is used in the new window once the prescriber confirms the new result.
+    assert codes(dispense(facts, noon(c3))) == {rc.PRESCRIBER_CONFIRMATION_MISSING}
+    facts = replace(facts, confirmed_tests=facts.confirmed_tests | {"t-confirm-3"})
+    decision = dispense(facts, noon(c3))
     assert decision.test_id == "t-confirm-3"
     assert codes(decision) == set()
 
 
-def test_an_old_prescription_is_not_revived_by_a_newer_test() -> None:
-    """After the window of its test closed, a prescription stays expired even when a newer
-    negative test opens a new window: the prescriber writes a new prescription on it."""
+def test_an_undispensed_prescription_is_used_in_the_new_window() -> None:
+    """iPLEDGE judges the patient's status at the request, not the prescription's written date
+    (workflows.md 1.3): after a missed window and a new test, confirmed by the prescriber, the
+    undispensed prescription is authorized in the new window."""
     facts = pcgp(MOD)
     later = CONFIRM + 10 * DAY
+    assert codes(dispense(facts, noon(later))) == EXPIRED
     facts = replace(facts, tests=(*facts.tests, confirmation(later, "t-confirm-2")))
-    stale = dispense(facts, noon(later))
-    assert codes(stale) == EXPIRED
-    assert stale.test_id == "t-confirm"
-    renewed = replace(facts, prescriptions=(*facts.prescriptions, prescription("rx-2", 1, later)))
-    assert codes(dispense(renewed, noon(later), rx_id="rx-2")) == set()
+    assert codes(dispense(facts, noon(later))) == {rc.PRESCRIBER_CONFIRMATION_MISSING}
+    facts = replace(facts, confirmed_tests=facts.confirmed_tests | {"t-confirm-2"})
+    renewed = dispense(facts, noon(later))
+    assert codes(renewed) == set()
+    assert renewed.test_id == "t-confirm-2"
+    assert renewed.window is not None and renewed.window.first_day == later
 
 
 def test_lapsed_screening_window_is_not_a_missed_first_window() -> None:
@@ -998,7 +1024,7 @@ def test_cannot_get_pregnant_30_day_window_from_visit_2023() -> None:
     assert codes(dispense(facts, local(last, 20, 59, 59, LA), LA)) == set()
     assert codes(dispense(facts, local(last, 21, 0, 0, LA), LA)) == {rc.WINDOW_EXPIRED}
     # the prescriber's gate is not bound by the pharmacy window
-    assert codes(prescribe_gate(facts, noon(last + DAY))) == set()
+    assert codes(readiness(facts, noon(last + DAY))) == set()
 
 
 def test_cannot_get_pregnant_has_no_window_2026() -> None:
@@ -1144,7 +1170,7 @@ def test_decision_records_ruleset_window_and_test(ruleset_id: str) -> None:
 
 @RULESETS
 def test_refusal_to_dict_is_json_with_dates(ruleset_id: str) -> None:
-    decision = prescribe_gate(pcgp(ruleset_id, spacing=10), noon(CONFIRM))
+    decision = readiness(pcgp(ruleset_id, spacing=10), noon(CONFIRM))
     data = json.loads(json.dumps(decision.to_dict()))
     assert data["outcome"] == "REFUSE"
     assert data["ruleset"] == ruleset_id
@@ -1156,3 +1182,54 @@ def test_refusal_to_dict_is_json_with_dates(ruleset_id: str) -> None:
     assert by_code[rc.PRETREATMENT_TEST_SPACING]["next_step"]
     assert data["earliest"] == "2026-06-19"
     assert all(r["message"].startswith(rc.MESSAGES[r["code"]]) for r in data["reasons"])
+
+
+@RULESETS
+def test_the_prescribe_gate_judges_only_what_writing_needs(ruleset_id: str) -> None:
+    """workflows.md 1.1: the prescription is written at the visit, possibly before the specimen
+    or its result; the month's items are needed for the request."""
+    bare = replace(
+        pcgp(ruleset_id),
+        state=CourseState.PRE_TREATMENT,
+        tests=(),
+        methods=(),
+        counselling_cycles=frozenset(),
+        comprehension_cycles=frozenset(),
+        patient_confirmed={},
+        prescriptions=(),
+    )
+    assert codes(prescribe_gate(bare, noon(CONFIRM), days_supply=30)) == set()
+    month = codes(readiness(bare, noon(CONFIRM)))
+    assert {
+        rc.COUNSELING_NOT_DOCUMENTED,
+        rc.COMPREHENSION_NOT_DONE,
+        rc.CONTRACEPTION_NOT_DOCUMENTED,
+        rc.PRETREATMENT_TESTS_INCOMPLETE,
+    } <= month
+    assert codes(prescribe_gate(replace(bare, consents=frozenset()), noon(CONFIRM))) == {
+        rc.CONSENT_NOT_SIGNED
+    }
+
+
+@RULESETS
+def test_last_months_methods_entry_and_confirmation_do_not_count(ruleset_id: str) -> None:
+    at = noon(MONTHLY_DAY)
+    stale_entry = treating(ruleset_id, methods_cycle=1)
+    assert codes(dispense(stale_entry, at, rx_id="rx-2")) == {rc.CONTRACEPTION_NOT_DOCUMENTED}
+    unconfirmed = treating(ruleset_id, confirmed_tests=frozenset({"t-confirm"}))
+    assert codes(dispense(unconfirmed, at, rx_id="rx-2")) == {rc.PRESCRIBER_CONFIRMATION_MISSING}
+
+
+@RULESETS
+def test_the_stated_supply_is_judged_at_the_request(ruleset_id: str) -> None:
+    facts, at = pcgp(ruleset_id), noon(CONFIRM)
+
+    def stated(days: int) -> set[str]:
+        return codes(dispense_gate(facts, at, DispenseRequest("rx-1", ET, days_supply=days)))
+
+    assert stated(30) == set()
+    assert stated(31) == {rc.SUPPLY_EXCEEDS_MAX, rc.SUPPLY_EXCEEDS_PRESCRIPTION}
+    short = replace(facts, prescriptions=(prescription(days_supply=20),))
+    assert codes(dispense_gate(short, at, DispenseRequest("rx-1", ET, days_supply=28))) == {
+        rc.SUPPLY_EXCEEDS_PRESCRIPTION
+    }

@@ -33,7 +33,13 @@ from compliance.domain.facts import (
 )
 from compliance.domain.facts import TestRecord as Specimen
 from compliance.domain.facts import TestResult as Result
-from compliance.domain.gates import Decision, DispenseRequest, dispense_gate, prescribe_gate
+from compliance.domain.gates import (
+    Decision,
+    DispenseRequest,
+    dispense_gate,
+    prescribe_gate,
+    readiness,
+)
 from compliance.domain.pregnancy_tests import (
     end_of_treatment_test_done,
     post_treatment_due,
@@ -83,6 +89,18 @@ def rx(rx_id: str = "rx-1", cycle: int = 1, written_on: date = D, supply: int = 
     return PrescriptionRecord(rx_id, cycle, written_on, written_on, supply, 0)
 
 
+def documented(facts: CourseFacts, changes: dict[str, Any]) -> CourseFacts:
+    """``facts`` with ``changes``; unless a case says otherwise, the prescriber entered the
+    methods in the current cycle and confirmed the patient for every result on file."""
+    facts = replace(facts, **changes)
+    implied: dict[str, Any] = {}
+    if "methods_cycle" not in changes:
+        implied["methods_cycle"] = facts.cycle if facts.methods else None
+    if "confirmed_tests" not in changes:
+        implied["confirmed_tests"] = frozenset(t.id for t in facts.tests)
+    return replace(facts, **implied)
+
+
 def can(ruleset_id: str, names: tuple[str, ...] = ("iud", "male_condom"), **kw: Any) -> CourseFacts:
     """First cycle of a patient who can get pregnant: everything documented, rx-1 written on D
     after a negative test that day (iPLEDGE: and a screening test 20 days before)."""
@@ -107,7 +125,7 @@ def can(ruleset_id: str, names: tuple[str, ...] = ("iud", "male_condom"), **kw: 
         tests=tests,
         prescriptions=(rx(),),
     )
-    return replace(facts, **kw)
+    return documented(facts, kw)
 
 
 def second_cycle(ruleset_id: str, monthly: Specimen | None = None, **kw: Any) -> CourseFacts:
@@ -128,7 +146,7 @@ def second_cycle(ruleset_id: str, monthly: Specimen | None = None, **kw: Any) ->
         ),
         first_dispensed_on=D,
     )
-    return replace(facts, **kw)
+    return documented(facts, kw)
 
 
 def cannot(ruleset_id: str, reason: str = "NO_UTERUS", **kw: Any) -> CourseFacts:
@@ -289,7 +307,9 @@ def test_a_later_home_test_counts_where_the_prescriber_opted_in() -> None:
     refused = dispense(replace(facts, tests=(*facts.tests, home)), at(later), "rx-2")
     assert rc.TEST_SETTING_NOT_PERMITTED in codes(refused)
     opted = replace(home, home_opt_in=True)
-    allowed = dispense(replace(facts, tests=(*facts.tests, opted)), at(later), "rx-2")
+    confirmed = facts.confirmed_tests | {"t-home"}
+    with_home = replace(facts, tests=(*facts.tests, opted), confirmed_tests=confirmed)
+    allowed = dispense(with_home, at(later), "rx-2")
     assert codes(allowed) == set()
     assert allowed.test_id == "t-home"
 
@@ -315,12 +335,19 @@ def test_an_older_refused_test_does_not_matter_once_a_later_one_counts(ruleset_i
 def test_a_later_non_clia_confirmation_is_reported_under_2023_03() -> None:
     facts = can(LEGACY)
     clinic = hcg("t-c2", Kind.CONFIRMATION, D + DAY, setting=Setting.CLINIC, clia=False)
-    facts = replace(facts, tests=(*facts.tests, clinic), prescriptions=(rx(written_on=D + DAY),))
-    decision = prescribe_gate(facts, at(D + DAY))
+    facts = replace(
+        facts,
+        tests=(*facts.tests, clinic),
+        prescriptions=(rx(written_on=D + DAY),),
+        confirmed_tests=facts.confirmed_tests | {"t-c2"},
+    )
+    # iPLEDGE judges the test at the request (readiness: what the request will judge)
+    decision = readiness(facts, at(D + DAY))
     assert rc.TEST_SETTING_NOT_PERMITTED in codes(decision)
+    assert rc.TEST_SETTING_NOT_PERMITTED in codes(dispense(facts, at(D + DAY)))
     # the same test is acceptable under 2026-mod (a medical setting, no CLIA needed)
     mod = replace(facts, ruleset=get(MOD))
-    assert codes(prescribe_gate(mod, at(D + DAY))) == set()
+    assert codes(readiness(mod, at(D + DAY))) == set()
 
 
 @EU_UK
@@ -507,6 +534,31 @@ def _swap(old: str, new: str, text: str = UK_TEXT) -> str:
             "max_days_supply = 0",
             "categories.cannot_get_pregnant.max_days_supply",
             "must be between 1 and 366",
+        ),
+        (
+            'status_judged_at = "writing"',
+            'status_judged_at = "pickup"',
+            "prescription.status_judged_at",
+            "must be one of request, writing",
+        ),
+        (
+            # EU/UK tests are dated from the prescription: they cannot wait for the request.
+            'status_judged_at = "writing"',
+            'status_judged_at = "request"',
+            "prescription.status_judged_at",
+            "cannot be 'request'",
+        ),
+        (
+            'prescriber_entry = "initiation"',
+            'prescriber_entry = "weekly"',
+            "contraception.prescriber_entry",
+            "must be one of monthly, initiation",
+        ),
+        (
+            "prescriber_confirms_result = false",
+            "prescriber_confirms_result = 1",
+            "pregnancy_tests.prescriber_confirms_result",
+            "must be true or false",
         ),
     ],
 )

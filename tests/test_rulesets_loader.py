@@ -459,6 +459,7 @@ def test_malformed_file_is_rejected(old: str, new: str, key: str, problem: str) 
 
 def test_table_given_as_text() -> None:
     text = mutate("[prescription]\nmax_days_supply = 30\nrefills_allowed = false\n", "")
+    text = mutate('status_judged_at = "request"\n', "", text)
     text = mutate(
         'programme = "ipledge"\n', 'programme = "ipledge"\nprescription = "30 days"\n', text
     )

@@ -129,62 +129,68 @@ def test_the_json_keys_are_documented() -> None:
 
 def test_whole_course_decisions() -> None:
     results = by_index(replay(SHIPPED / "ipledge-course.toml"))
-    first_check = results[7]
-    assert first_check["outcome"] == "REFUSE"
-    incomplete = next(r for r in first_check["reasons"]
-                      if r["code"] == "PRETREATMENT_TESTS_INCOMPLETE")
-    assert set(incomplete) == REASON_KEYS and incomplete["earliest"] == "2026-12-20"
-    prescribed = results[13]
+    # iPLEDGE judges the status at the request: writing needs no test (workflows.md 1.1).
+    assert results[7]["outcome"] == "ALLOW"
+    prescribed = results[9]
     assert prescribed["prescription"].startswith("RX-")
-    assert prescribed["decision"]["window"]["first_day"] == "2026-12-21"
-    assert prescribed["decision"]["window"]["last_day"] == "2026-12-27"
-    issued = results[14]
+    assert prescribed["decision"]["window"] is None  # no test is judged at writing
+    before_result = results[10]
+    incomplete = next(
+        r for r in before_result["reasons"] if r["code"] == "PRETREATMENT_TESTS_INCOMPLETE"
+    )
+    assert set(incomplete) == REASON_KEYS
+    assert results[13]["codes"] == ["COMPREHENSION_NOT_DONE", "CONTRACEPTION_NOT_CONFIRMED"]
+    issued = results[16]
     assert issued["outcome"] == "ALLOW" and issued["state"] == "authorized"
+    # Day 1 is the specimen's date (21 December), not the day its result was entered.
+    assert issued["decision"]["window"]["first_day"] == "2026-12-21"
+    assert issued["decision"]["window"]["last_day"] == "2026-12-27"
     assert set(issued["authorization"]) == AUTHORIZATION_KEYS
     assert len(issued["authorization"]["number"]) == 21
     assert issued["authorization"]["prescription"] == prescribed["prescription"]
     assert issued["authorization"]["do_not_dispense_after"] == "2026-12-27T23:59:59.999999-05:00"
-    assert results[15]["codes"] == ["AUTHORIZATION_ALREADY_ISSUED"]
-    picked = results[16]
+    assert results[17]["codes"] == ["AUTHORIZATION_ALREADY_ISSUED"]
+    picked = results[18]
     assert picked["authorization"]["number"] == issued["authorization"]["number"]
-    assert picked["authorization"]["dispensed_at"] == "2026-12-22T16:10:00-05:00"
+    assert picked["authorization"]["dispensed_at"] == "2026-12-23T16:10:00-05:00"
     assert (picked["state"], picked["cycle"]) == ("dispensed", 2)
-    assert results[23]["cycle"] == 3
-    assert results[26]["codes"] == ["TEST_DUE_SOON"]
-    assert results[28]["state"] == "completed"
+    assert results[27]["cycle"] == 3
+    assert results[30]["codes"] == ["TEST_DUE_SOON"]
+    assert results[32]["state"] == "completed"
     assert {r["ruleset"] for r in results.values()} == {"ipledge/2026-mod"}
     assert {r["by"] for r in results.values()} == {"okafor", "ana", "rivera"}
-    assert results[10]["by_id"] == results[10]["patient_id"]
+    assert results[14]["by_id"] == results[14]["patient_id"]
 
 
 def test_missed_window_decisions() -> None:
     results = by_index(replay(SHIPPED / "ipledge-missed-window.toml"))
-    issued = results[12]["authorization"]
+    issued = results[13]["authorization"]
     # Eastern midnight, seen from Los Angeles
     assert issued["do_not_dispense_after"] == "2026-12-27T20:59:59.999999-08:00"
-    late = results[13]
+    late = results[14]
     assert (late["outcome"], late["codes"], late["authorization"]) == (
         "REFUSE", ["AUTHORIZATION_EXPIRED"], None)
-    assert results[14]["authorization"]["reversed_at"] == "2026-12-27T21:20:00-08:00"
-    assert set(results[15]["codes"]) == {"NO_NEGATIVE_TEST_IN_WINDOW", "WINDOW_EXPIRED"}
-    assert results[15]["decision"]["today"] == "2026-12-28"
-    stale = results[18]  # the old prescription is not revived by the newer test
-    assert stale["prescription"] == results[11]["prescription"]
-    assert set(stale["codes"]) == {"NO_NEGATIVE_TEST_IN_WINDOW", "WINDOW_EXPIRED"}
-    superseded = results[20]
-    assert superseded["prescription"] == results[11]["prescription"]
-    # superseded, and its own test's window closed long ago
-    assert set(superseded["codes"]) == {
-        "PRESCRIPTION_SUPERSEDED", "NO_NEGATIVE_TEST_IN_WINDOW", "WINDOW_EXPIRED"}
-    assert results[21]["prescription"] == results[19]["prescription"]
+    assert results[15]["authorization"]["reversed_at"] == "2026-12-27T21:20:00-08:00"
+    # WINDOW_EXPIRED alone, never with NO_NEGATIVE_TEST_IN_WINDOW (reason-codes.md)
+    assert results[16]["codes"] == ["WINDOW_EXPIRED"]
+    assert results[16]["decision"]["today"] == "2026-12-28"
+    assert results[17]["codes"] == ["WINDOW_EXPIRED"]
+    # The new result needs the prescriber's confirmation; then the December prescription,
+    # never dispensed, is authorized in the new window (workflows.md 1.3).
+    assert results[19]["codes"] == ["PRESCRIBER_CONFIRMATION_MISSING"]
+    revived = results[21]
+    assert revived["prescription"] == results[12]["prescription"]
+    assert revived["decision"]["window"]["first_day"] == "2026-12-29"
+    assert revived["authorization"]["do_not_dispense_after"] == "2027-01-04T20:59:59.999999-08:00"
+    assert results[22]["state"] == "dispensed"
 
 
 def test_pregnancy_decisions() -> None:
     results = by_index(replay(SHIPPED / "ipledge-pregnancy.toml"))
-    assert (results[13]["by"], results[13]["state"]) == ("eve", "suspended")
-    assert results[14]["codes"] == ["AUTHORIZATION_REVERSED"]
-    assert results[17]["by"] == "pharmacist" and results[17]["codes"] == ["ACTOR_NOT_PERMITTED"]
-    assert results[18]["state"] == "pre_treatment"
+    assert (results[14]["by"], results[14]["state"]) == ("eve", "suspended")
+    assert results[15]["codes"] == ["AUTHORIZATION_REVERSED"]
+    assert results[18]["by"] == "pharmacist" and results[18]["codes"] == ["ACTOR_NOT_PERMITTED"]
+    assert results[19]["state"] == "pre_treatment"
 
 
 # --- replaying under another ruleset -----------------------------------------------------------
@@ -200,36 +206,45 @@ def _failed_events(stderr: str) -> list[int]:
 def test_lockout_disappears_under_the_2026_modification() -> None:
     path = SHIPPED / "ipledge-lockout.toml"
     legacy = by_index(replay(path))
-    assert legacy[14]["codes"] == ["LOCKOUT_19D"]
-    assert legacy[14]["reasons"][0]["earliest"] == "2026-10-10"
+    # The missed first window: WINDOW_EXPIRED names the earliest date of a new specimen.
+    assert legacy[13]["codes"] == ["WINDOW_EXPIRED"]
+    assert legacy[13]["reasons"][0]["earliest"] == "2026-10-10"
+    assert legacy[16]["codes"] == ["LOCKOUT_19D"]
+    assert legacy[16]["reasons"][0]["earliest"] == "2026-10-10"
+    assert legacy[20]["prescription"] == legacy[12]["prescription"]
     result = simulate(path, "--json", "--ruleset", "ipledge/2026-mod", expect=10)
-    assert _failed_events(result.stderr) == [14, 15]
+    assert _failed_events(result.stderr) == [16, 18, 20, 21]
     modified = by_index(json.loads(result.stdout))
     assert {r["ruleset"] for r in modified.values()} == {"ipledge/2026-mod"}
-    assert (modified[14]["outcome"], modified[15]["outcome"]) == ("ALLOW", "ALLOW")
-    assert modified[15]["prescription"].startswith("RX-")
-    changed = [i for i in legacy if legacy[i]["outcome"] != modified[i]["outcome"]]
-    assert changed == [14, 15]
+    assert modified[13]["codes"] == ["WINDOW_EXPIRED"]
+    assert modified[13]["reasons"][0]["earliest"] == "2026-09-28"  # a new test at once
+    assert modified[16]["outcome"] == "ALLOW"  # no lockout: the test of 1 October qualifies
+    assert modified[20]["codes"] == ["AUTHORIZATION_ALREADY_ISSUED"]
 
 
 def test_clinic_and_home_tests_do_not_count_under_2023() -> None:
     path = SHIPPED / "ipledge-2026-testing.toml"
     result = simulate(path, "--json", "--ruleset", "ipledge/2023-03", expect=10)
-    assert _failed_events(result.stderr) == [12, 13, 14, 19, 20, 21]
+    assert _failed_events(result.stderr) == [14, 15, 23, 24]
     results = by_index(json.loads(result.stdout))
-    for test in (8, 15):  # recorded, but flagged
+    for test in (8, 16):  # recorded, but flagged
         assert (results[test]["outcome"], results[test]["codes"]) == (
             "ALLOW", ["TEST_SETTING_NOT_PERMITTED"])
-    assert "TEST_SETTING_NOT_PERMITTED" in results[12]["codes"]
-    assert results[13]["outcome"] == "SKIPPED"
-    assert results[13]["message"] == "no prescription has been issued for dana"
+    # The prescriber confirms the result; whether the rules accept the test is judged at the
+    # request.
+    assert results[9]["outcome"] == "ALLOW"
+    assert "TEST_SETTING_NOT_PERMITTED" in results[14]["codes"]
+    assert results[15]["outcome"] == "SKIPPED"
+    assert results[15]["message"] == "no authorization has been issued for dana"
 
 
 def test_missed_window_under_2023_meets_the_lockout() -> None:
     path = SHIPPED / "ipledge-missed-window.toml"
     result = simulate(path, "--json", "--ruleset", "ipledge/2023-03", expect=10)
     results = by_index(json.loads(result.stdout))
-    assert results[19]["codes"] == ["LOCKOUT_19D"]
+    assert results[16]["codes"] == ["WINDOW_EXPIRED"]
+    assert results[16]["reasons"][0]["earliest"] == "2027-01-09"
+    assert results[21]["codes"] == ["LOCKOUT_19D"]
 
 
 def test_text_output_names_failed_expectations() -> None:
@@ -238,11 +253,14 @@ def test_text_output_names_failed_expectations() -> None:
     lines = result.stdout.splitlines()
     assert lines[0] == "The 19-day lockout after a missed first window"
     assert "Ruleset ipledge/2026-mod; times in America/New_York" in result.stdout
-    assert any(line.startswith("[14] 2026-10-01 11:00  cleo  check by prescriber: ALLOW")
+    assert any(line.startswith("[16] 2026-10-01 11:00  cleo  dispense by pharmacist: ALLOW")
                for line in lines)
     assert "EXPECTED REFUSE LOCKOUT_19D: not met" in result.stdout
-    assert lines[-1] == "19 events: 18 ALLOW, 1 REFUSE. 7 expectations: 2 not met."
-    assert result.stderr == "error: 2 expectation(s) not met: [14] check, [15] prescribe\n"
+    assert lines[-1] == "21 events: 17 ALLOW, 4 REFUSE. 6 expectations: 4 not met."
+    assert result.stderr == (
+        "error: 4 expectation(s) not met: [16] dispense, [18] dispense, [20] dispense, "
+        "[21] pickup\n"
+    )
 
 
 # --- outcomes, actors, defaults -----------------------------------------------------------------

@@ -211,6 +211,8 @@ class SafetyMachine(RuleBasedStateMachine):
         self.counselled: set[int] = set()
         self.comprehended: set[int] = set()
         self.contraception: dict[str, date] | None = None
+        self.contraception_cycle: int | None = None  # the cycle of the prescriber's entry
+        self.prescriber_confirmed: set[str] = set()  # tests the prescriber confirmed
         self.confirmed: dict[int, frozenset[str]] = {}
         self.tests: list[HcgTest] = []
         self.rxs: dict[str, RxRec] = {}
@@ -392,7 +394,28 @@ class SafetyMachine(RuleBasedStateMachine):
             ),
         )
         if out is not None and role in CLINIC_ROLES:
-            self.contraception = methods
+            self.contraception, self.contraception_cycle = methods, self.cycle
+
+    @rule(role=clinic_actor)
+    def confirm_patient(self, role: str) -> None:
+        """workflows.md 1.1 step 4: the prescriber confirms the latest negative result."""
+        actor, obo = self.who(role)
+        negatives = sorted(
+            (t for t in self.tests if t.result == "negative"), key=lambda t: t.specimen
+        )
+        out = self.attempt(
+            f"confirm_patient({role})",
+            lambda: self.app.confirm_patient(actor, self.patient, on_behalf_of=obo),
+        )
+        if out is None:
+            return
+        assert role in CLINIC_ROLES, f"{role} confirmed the patient"
+        assert negatives, "confirmed with no negative result on file"
+        latest = negatives[-1]
+        assert not self.suspended, "confirmed on a suspended course"
+        assert not self.ended, "confirmed after the end of treatment"
+        assert out.record["test"] == latest.id, (out.record, latest.id)
+        self.prescriber_confirmed.add(latest.id)
 
     @rule(role=patient_actor, matching=st.booleans(), other=method_sets)
     def confirm_contraception(self, role: str, matching: bool, other: tuple[str, ...]) -> None:
@@ -532,23 +555,29 @@ class SafetyMachine(RuleBasedStateMachine):
     def _pick(self, items: list[str], pick: int) -> str:
         return items[-1 - pick % len(items)] if pick < 3 else items[pick % len(items)]
 
-    @rule(role=pharmacy_actor, pick=st.integers(0, 6))
-    def request_authorization(self, role: str, pick: int) -> None:
+    @rule(
+        role=pharmacy_actor,
+        pick=st.integers(0, 6),
+        supply=st.sampled_from([None, None, None, 14, 29, 30, 31]),
+    )
+    def request_authorization(self, role: str, pick: int, supply: int | None) -> None:
         if not self.rxs:
             return
-        self._request(role, self._pick(list(self.rxs), pick))
+        self._request(role, self._pick(list(self.rxs), pick), supply)
 
-    def _request(self, role: str, rx_id: str) -> None:
+    def _request(self, role: str, rx_id: str, supply: int | None = None) -> None:
         actor, _ = self.who(role)
         out = self.attempt(
-            f"request_authorization({role}, {rx_id})",
-            lambda: self.app.request_authorization(actor, rx_id),
+            f"request_authorization({role}, {rx_id}, days_supply={supply})",
+            lambda: self.app.request_authorization(actor, rx_id, days_supply=supply),
         )
         if out is None:
             return
         a = out.authorization
-        failures = self.requirement_failures(rx_id, a.test)
+        failures = self.requirement_failures(rx_id, a.test, supply)
         assert not failures, f"authorization {a.number} issued although: {failures}"
+        stated = self.rxs[rx_id].days_supply if supply is None else supply
+        assert a.days_supply == stated, (a.days_supply, stated)
         self.auths[a.number] = AuthRec(
             a.number, rx_id, self.cycle, self.now, a.do_not_dispense_after
         )
@@ -621,14 +650,15 @@ class SafetyMachine(RuleBasedStateMachine):
                 "abstinence": {ABSTINENCE: start},
                 "implant": {"hormonal_implant": start, "diaphragm_with_spermicide": start},
             }[plan]
-            if self.contraception != methods:
+            # The prescriber's entry counts for its month only (workflows.md 1.2).
+            if self.contraception != methods or self.contraception_cycle != self.cycle:
                 entry_dates = {k: d.isoformat() for k, d in methods.items()}
                 out = self.attempt(
                     f"record_contraception(prescriber, {entry_dates})",
                     lambda: self.app.record_contraception(p, self.patient, entry_dates),
                 )
                 if out is not None:
-                    self.contraception = methods
+                    self.contraception, self.contraception_cycle = methods, self.cycle
             if self.confirmed.get(self.cycle) != frozenset(self.contraception or ()):
                 self.confirm_contraception("patient", True, ())
             today = self.today()
@@ -643,6 +673,7 @@ class SafetyMachine(RuleBasedStateMachine):
                 earlier = True
             kind = "monthly" if self.dispensed_once else "confirmation" if earlier else "screening"
             self._record_test("prescriber", kind, today, "lab", True, 25, "negative")
+            self.confirm_patient("prescriber")
         if finish >= 1:
             rx = self._prescribe("prescriber", 30, 0, 0)
             if finish >= 2 and rx is not None:
@@ -719,8 +750,13 @@ class SafetyMachine(RuleBasedStateMachine):
             return True
         return t.specimen >= first + timedelta(days=LEGACY_LOCKOUT_DAYS)
 
-    def requirement_failures(self, rx_id: str, test_id: str | None) -> list[str]:
-        """Every requirement of an authorization now that the model shows was not met."""
+    def requirement_failures(
+        self, rx_id: str, test_id: str | None, supply: int | None = None
+    ) -> list[str]:
+        """Every requirement of an authorization now that the model shows was not met. iPLEDGE
+        judges the patient's status at the request (workflows.md 1.1), so every requirement is
+        judged now, whatever the prescription's date; ``supply`` is the days' supply the
+        pharmacy states (None: the prescription's)."""
         failures: list[str] = []
         today = self.today()
         if self.suspended or self.positive_accepted:
@@ -747,6 +783,9 @@ class SafetyMachine(RuleBasedStateMachine):
             return [*failures, f"prescription {rx_id} was never accepted"]
         if rx.days_supply > MAX_DAYS_SUPPLY:
             failures.append(f"{rx.days_supply} days' supply")
+        stated = rx.days_supply if supply is None else supply
+        if stated > min(MAX_DAYS_SUPPLY, rx.days_supply):
+            failures.append(f"{stated} days' supply stated on a {rx.days_supply}-day prescription")
         if rx.refills:
             failures.append(f"{rx.refills} refills")
         if rx.cycle != self.cycle:
@@ -770,6 +809,11 @@ class SafetyMachine(RuleBasedStateMachine):
         names = frozenset(self.contraception or ())
         if not sufficient(names):
             failures.append(f"contraception insufficient: {sorted(names)}")
+        if self.contraception_cycle != self.cycle:
+            failures.append(
+                f"the prescriber's methods entry is of cycle {self.contraception_cycle}, "
+                f"not {self.cycle}"
+            )
         if self.confirmed.get(self.cycle) != names:
             failures.append(
                 f"patient confirmed {sorted(self.confirmed.get(self.cycle, ()))} in cycle "
@@ -794,17 +838,20 @@ class SafetyMachine(RuleBasedStateMachine):
             failures.append(f"no qualifying negative test whose window covers {today}")
         elif test_id not in {t.id for t in qualifying}:
             failures.append(f"the authorization cites test {test_id}, which does not qualify")
+        elif test_id not in self.prescriber_confirmed:
+            failures.append(f"the prescriber did not confirm the patient for test {test_id}")
         return failures
 
     def relied_on_failures(self, rx: RxRec) -> list[str]:
-        """reason-codes.md: the latest negative test of the step (collected by the
-        prescription's date) is the one relied on; a test the rules do not accept is never
-        hidden behind an older acceptable one."""
+        """reason-codes.md: the latest negative test of the step on file at the request is
+        the one relied on (iPLEDGE judges at the request, so it may be collected after the
+        prescription was written); a test the rules do not accept is never hidden behind an
+        older acceptable one."""
         if self.dispensed_once:
             step = [t for t in self.tests if t.kind == "monthly" and t.cycle == self.cycle]
         else:
             step = [t for t in self.tests if t.kind in PRETREATMENT_KINDS]
-        candidates = [t for t in step if t.result == "negative" and t.specimen <= rx.written_on]
+        candidates = [t for t in step if t.result == "negative"]
         if not candidates:
             return []
         latest = sorted(candidates, key=lambda t: t.specimen)[-1]  # stable: entry order on ties
@@ -899,6 +946,8 @@ MODEL_FIELDS = (
     "consents",
     "confirmed",
     "contraception",
+    "contraception_cycle",
+    "prescriber_confirmed",
     "tests",
     "rxs",
     "category_reason",
@@ -919,12 +968,16 @@ def test_oracle_has_teeth(sqlite_template: Path, tmp_path: Path) -> None:
         test = machine.tests[-1].id
         assert machine.requirement_failures(rx, test) == []
         assert machine.requirement_failures(rx, "another-test")
+        assert machine.requirement_failures(rx, test, 31)
+        assert machine.requirement_failures(rx, test, 29) == []
         first = machine.tests[0]
         mutations: dict[str, Callable[[SafetyMachine], object]] = {
             "counselling": lambda m: m.counselled.clear(),
             "comprehension": lambda m: m.comprehended.clear(),
             "consent": lambda m: m.consents.discard("BIRTH_DEFECTS_CONSENT"),
             "confirmation": lambda m: m.confirmed.clear(),
+            "prescriber confirmation": lambda m: m.prescriber_confirmed.clear(),
+            "last month's entry": lambda m: setattr(m, "contraception_cycle", m.cycle - 1),
             "methods": lambda m: setattr(m, "contraception", {"male_condom": m.today()}),
             "lead-in": lambda m: setattr(
                 m, "contraception", {"iud": m.today(), ABSTINENCE: m.today()}
@@ -978,9 +1031,13 @@ def test_reclassified_patient_needs_pretreatment_tests_and_lead_in(
         machine.record_counselling("prescriber")
         machine.record_comprehension("patient")
         machine._record_test("prescriber", "monthly", machine.today(), "lab", True, 25, "negative")
+        machine.confirm_patient("prescriber")
         assert [t.kind for t in machine.tests] == ["monthly"]
+        # Writing needs no test (iPLEDGE judges at the request); the request is refused.
+        rx = machine._prescribe("prescriber", 30, 0, 0)
+        assert rx is not None
         with pytest.raises(Refused) as caught:
-            machine.app.prescribe(machine.world.prescriber.id, machine.patient, 30)
+            machine.app.request_authorization(machine.world.pharmacist.id, rx)
         assert {"PRETREATMENT_TESTS_INCOMPLETE", "CONTRACEPTION_LEAD_IN_NOT_MET"} <= set(
             caught.value.reasons
         )

@@ -1,7 +1,8 @@
 """The clinic's view: one course's checklist, and the worklist of flags across courses.
 
-The checklist is derived from the prescribe gate's reasons, so it can never disagree with what
-the gate would decide.
+The checklist is derived from the gates' reasons, so it can never disagree with what they would
+decide: where the status is judged at the pharmacy's request (iPLEDGE), from everything the
+request will judge, not only what writing the prescription needs.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from compliance.domain import reasons as rc
 from compliance.domain import timing
 from compliance.domain.course import CourseState
 from compliance.domain.facts import CourseFacts
-from compliance.domain.gates import Decision, prescribe_gate, scheduled_test_due
+from compliance.domain.gates import Decision, prescribe_gate, readiness, scheduled_test_due
 from compliance.domain.pregnancy_tests import post_treatment_due, post_treatment_test_done
 from compliance.domain.timing import today_in, zone_for
 from compliance.programs.model import Anchor, Cadence
@@ -66,6 +67,7 @@ ITEMS: tuple[tuple[str, frozenset[str]], ...] = (
             }
         ),
     ),
+    ("prescriber_confirmation", frozenset({rc.PRESCRIBER_CONFIRMATION_MISSING})),
 )
 
 
@@ -81,6 +83,8 @@ def _required(item: str, f: CourseFacts) -> bool:
         "contraception_confirmed": category.contraception
         and f.ruleset.contraception.patient_confirmation is not Cadence.NONE,
         "pregnancy_test": category.pregnancy_testing,
+        "prescriber_confirmation": category.pregnancy_testing
+        and f.ruleset.testing.prescriber_confirms_result,
     }[item]
 
 
@@ -160,7 +164,7 @@ def status(session: Session, actor: Actor, now: datetime, patient_ref: object) -
     return CourseStatus(
         course=course_info(session, course),
         decision=decision,
-        checklist=checklist(f, decision),
+        checklist=checklist(f, readiness(f, now)),
         open_authorization=authorization_info(session, live, patient.short_id) if live else None,
         current_prescription=prescription_info(session, current, patient.short_id)
         if current
@@ -203,7 +207,7 @@ def flags_for(
             add(rc.RMA_REVERSAL_REQUIRED, today, a.number, "not picked up")
     category = ruleset.judged_category(course.category, course.category_reason)
     if course.is_open:
-        decision = prescribe_gate(f, now)
+        decision = readiness(f, now)
         state = CourseState(course.state)
         window = decision.window
         closing = window is not None and window.contains(now) and window.last_day <= horizon

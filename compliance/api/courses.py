@@ -28,8 +28,10 @@ from compliance.domain import reasons as rc
 from compliance.domain import validate as v
 from compliance.domain.authorization_number import formatted
 from compliance.domain.course import CourseState, next_state
+from compliance.domain.evaluation import Evaluation
+from compliance.domain.evaluation import Outcome as GateOutcome
 from compliance.domain.facts import CourseFacts, TestResult
-from compliance.domain.gates import Decision, prescribe_gate, test_problems
+from compliance.domain.gates import Decision, course_is_open, prescribe_gate, test_problems
 from compliance.domain.ids import Kind, new_short_id
 from compliance.domain.pregnancy_tests import end_of_treatment_test_done, post_treatment_test_done
 from compliance.domain.roles import Action, Role
@@ -767,6 +769,51 @@ def record_test(
         payload,
         reasons=problems + flags,
     )
+    return outcome(session, course, record=payload)
+
+
+def confirm_patient(session: Session, actor: Actor, now: datetime, patient_ref: object) -> Outcome:
+    """The prescriber confirms the patient in the programme for the latest negative result on
+    file (workflows.md 1.1 step 4). The confirmation names that result: a new test needs a new
+    confirmation. Refused with its reasons when there is no negative result to confirm (none
+    entered yet: a pending result is not on file) or the course is suspended or not open.
+    Whether the rules accept the test (setting, CLIA, sensitivity) is judged at the request,
+    with its own code; the confirmation records what it found."""
+    patient, course = active(session, actor, Action.PATIENT_CONFIRM, patient_ref)
+    ruleset = ruleset_of(course)
+    if not ruleset.testing.prescriber_confirms_result:
+        raise Conflict(f"{ruleset.id} has no prescriber confirmation of a result")
+    f = facts(session, course)
+    ev = Evaluation(f, now, None)
+    course_is_open(ev)
+    if not ev.stop:
+        negatives = [t for t in f.tests if t.result is TestResult.NEGATIVE]
+        if not negatives:
+            ev.add(
+                rc.NO_NEGATIVE_TEST_IN_WINDOW,
+                "no negative result has been entered to confirm",
+                "enter the result once it is known, then confirm the patient",
+                ev.today,
+            )
+    if ev.reasons:
+        decision = Decision(
+            gate="confirm_patient",
+            outcome=GateOutcome.REFUSE,
+            reasons=tuple(ev.reasons),
+            ruleset_id=ruleset.id,
+            evaluated_at=now,
+            today=ev.today,
+            cycle=course.cycle,
+        )
+        raise refusal(decision, course, patient.short_id)
+    test = negatives[-1]
+    payload = {
+        "test": test.id,
+        "specimen_date": test.specimen_date.isoformat(),
+        "problems": test_problems(ruleset, test),
+    }
+    add_record(session, course, cf.PATIENT_CONFIRMATION, today(course, now), payload, actor, now)
+    audit(session, actor, now, Action.PATIENT_CONFIRM, course, patient, course.state, payload)
     return outcome(session, course, record=payload)
 
 

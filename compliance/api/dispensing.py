@@ -24,12 +24,13 @@ from compliance.api.courses import (
     facts,
     fire,
     outcome,
+    prescription_info,
     refusal,
     rule_refusal,
     ruleset_of,
 )
 from compliance.api.parties import checked_ref
-from compliance.api.results_course import AuthorizationInfo, Outcome
+from compliance.api.results_course import AuthorizationInfo, Outcome, PrescriptionInfo
 from compliance.db import models as m
 from compliance.db.base import table_of
 from compliance.db.rows import CourseRow, Named, PharmacyRow
@@ -109,27 +110,48 @@ def _pharmacy(actor: Actor) -> PharmacyRow:
     return actor.pharmacy
 
 
+def stated_supply(value: object) -> int | None:
+    """The days' supply the pharmacy states it dispenses; None: the prescription's own."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInput("days_supply", "must be a whole number of days")
+    if not 1 <= value <= 366:
+        raise InvalidInput("days_supply", f"must be between 1 and 366, not {value}")
+    return value
+
+
 def evaluate(
-    session: Session, actor: Actor, now: datetime, prescription_ref: object
+    session: Session,
+    actor: Actor,
+    now: datetime,
+    prescription_ref: object,
+    days_supply: int | None = None,
 ) -> tuple[Decision, Prescribed, PharmacyRow]:
     rx = _prescription(session, prescription_ref)
     pharmacy = _pharmacy(actor)
     request = DispenseRequest(
-        rx.short_id, pharmacy.time_zone, tuple(pharmacy_problems(pharmacy, now))
+        rx.short_id, pharmacy.time_zone, tuple(pharmacy_problems(pharmacy, now)), days_supply
     )
     return dispense_gate(facts(session, rx.course), now, request), rx, pharmacy
 
 
 def check_dispense(
-    session: Session, actor: Actor, now: datetime, prescription_ref: object
+    session: Session,
+    actor: Actor,
+    now: datetime,
+    prescription_ref: object,
+    days_supply: object = None,
 ) -> Decision:
     """The pharmacist's own pharmacy is judged too; anyone else sees the course's side only."""
+    supply = stated_supply(days_supply)
     if actor.pharmacy_uuid is not None:
-        return evaluate(session, actor, now, prescription_ref)[0]
+        return evaluate(session, actor, now, prescription_ref, supply)[0]
     rx = _prescription(session, prescription_ref)
     check_scope(actor, Action.COURSE_READ, rx.course, rx.patient)
     zone = ruleset_of(rx.course).today_zone
-    return dispense_gate(facts(session, rx.course), now, DispenseRequest(rx.short_id, zone))
+    request = DispenseRequest(rx.short_id, zone, days_supply=supply)
+    return dispense_gate(facts(session, rx.course), now, request)
 
 
 def request_authorization(
@@ -138,8 +160,12 @@ def request_authorization(
     now: datetime,
     prescription_ref: object,
     idempotency_key: object = None,
+    days_supply: object = None,
 ) -> Outcome:
+    """Ask for an authorization stating the days' supply dispensed (by default the
+    prescription's); the authorization records the supply stated."""
     key = _idempotency_key(idempotency_key)
+    supply = stated_supply(days_supply)
     if key is not None:
         # Take the course lock first: a request racing one with the same key then sees its
         # authorization and replays it, instead of being refused behind it.
@@ -147,8 +173,9 @@ def request_authorization(
         replay = _replay(session, actor, prescription_ref, key)
         if replay is not None:
             return replay
-    decision, rx, pharmacy = evaluate(session, actor, now, prescription_ref)
+    decision, rx, pharmacy = evaluate(session, actor, now, prescription_ref, supply)
     course, patient = rx.course, rx.patient
+    dispensed_supply = rx.days_supply if supply is None else supply
     if not decision.allowed:
         raise refusal(decision, course, patient.short_id)
     # A fresh number is all but certainly free (66 random bits); the primary key refuses the
@@ -168,7 +195,7 @@ def request_authorization(
             "issued_by": actor.short_id,
             "do_not_dispense_after": last_instant,
             "test_id": test_id,
-            "days_supply": rx.days_supply,
+            "days_supply": dispensed_supply,
             "reversed_at": None,
             "reversed_by": None,
             "reversal_reason": None,
@@ -192,7 +219,7 @@ def request_authorization(
         issued_at=now,
         do_not_dispense_after=last_instant,
         test=str(test_id) if test_id else None,
-        days_supply=rx.days_supply,
+        days_supply=dispensed_supply,
         reversed_at=None,
         reversal_reason=None,
         dispensed_at=None,
@@ -212,7 +239,8 @@ def request_authorization(
             "pharmacy": pharmacy.short_id,
             "do_not_dispense_after": last_instant.isoformat() if last_instant else None,
             "test": decision.test_id,
-            "days_supply": rx.days_supply,
+            "days_supply": dispensed_supply,
+            "prescribed_days_supply": rx.days_supply,
             "idempotency_key": key,
             "decision": decision.to_dict(),
         },
@@ -364,3 +392,46 @@ def record_dispense(session: Session, actor: Actor, now: datetime, number: objec
         },
     )
     return outcome(session, course, authorization=info)
+
+
+def find_prescription(
+    session: Session,
+    actor: Actor,
+    now: datetime,
+    patient_ref: object,
+    date_of_birth: object,
+    prescriber_npi: object,
+) -> PrescriptionInfo:
+    """The prescription a pharmacy holds on paper, found from what is written on it: the
+    patient's programme id and date of birth and the prescriber's NPI. The latest prescription
+    of that prescriber for that patient not yet dispensed; NotFound, without saying which part
+    failed to match, when there is none."""
+    patient_id = checked_ref(Kind.PATIENT, patient_ref, "patient")
+    born = v.calendar_date("date_of_birth", date_of_birth)
+    npi = v.npi("prescriber_npi", prescriber_npi)
+    dispensed = (
+        select(_AUTHORIZATION.c.number)
+        .where(
+            _AUTHORIZATION.c.prescription_id == m.Prescription.id,
+            _AUTHORIZATION.c.dispensed_at.is_not(None),
+        )
+        .exists()
+    )
+    found = session.execute(
+        select(m.Prescription)
+        .join(m.Course, m.Course.id == m.Prescription.course_id)
+        .join(m.Patient, m.Patient.id == m.Course.patient_id)
+        .join(m.Prescriber, m.Prescriber.id == m.Prescription.prescriber_id)
+        .where(
+            m.Patient.short_id == patient_id,
+            m.Patient.date_of_birth == born,
+            m.Prescriber.id_system == "NPI",
+            m.Prescriber.external_id == npi,
+            ~dispensed,
+        )
+        .order_by(m.Prescription.created_at.desc(), m.Prescription.seq.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+    if found is None:
+        raise NotFound("prescription", "no undispensed prescription matches what was given")
+    return prescription_info(session, found, patient_id)

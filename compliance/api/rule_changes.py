@@ -16,7 +16,7 @@ from compliance.api.courses import audit, facts, latest_course, open_course, rul
 from compliance.api.parties import load
 from compliance.db import models as m
 from compliance.domain import validate as v
-from compliance.domain.gates import Decision, prescribe_gate
+from compliance.domain.gates import Decision, readiness
 from compliance.domain.ids import Kind
 from compliance.domain.impact import Change, GateImpact, as_of_instant, course_impact
 from compliance.domain.roles import Action, Role
@@ -269,16 +269,18 @@ def migrate(
     all_from: object = None,
 ) -> MigrationReport:
     """Move each selected course to ``to``, one audit event per course moved with the
-    prescribe decision before and after; a course already on ``to`` is left as it is."""
+    decision before and after (what the next step needs: the prescribe gate, or where the
+    status is judged at the request everything the request will judge); a course already on
+    ``to`` is left as it is."""
     target = ruleset_arg("to", to)
     moved: list[MigratedCourse] = []
     for course, patient in _selected(session, target, patients, all_from):
         current = facts(session, course)
-        before = prescribe_gate(current, now)
+        before = readiness(current, now)
         old = course.ruleset_id
         after = before
         if old != target.id:
-            after = prescribe_gate(replace(current, ruleset=target), now)
+            after = readiness(replace(current, ruleset=target), now)
         row = MigratedCourse(
             patient=patient.short_id,
             course=str(course.id),

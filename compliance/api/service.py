@@ -36,7 +36,7 @@ from compliance.api.results import (
     PharmacyInfo,
     SchemaStatus,
 )
-from compliance.api.results_course import CourseStatus, Flag, Outcome
+from compliance.api.results_course import CourseStatus, Flag, Outcome, PrescriptionInfo
 from compliance.api.rule_changes import ImpactReport, MigrationReport
 from compliance.audit import store as audit
 from compliance.audit.chain import AuditRecord
@@ -751,6 +751,17 @@ class Compliance:
             ),
         )
 
+    def confirm_patient(self, actor: str, patient: str, on_behalf_of: str | None = None) -> Outcome:
+        """The prescriber confirms the patient for the latest negative result on file (iPLEDGE):
+        the pharmacy's request needs it; a new test needs a new confirmation."""
+        return self._course_call(
+            actor,
+            on_behalf_of,
+            Action.PATIENT_CONFIRM,
+            patient,
+            lambda s, a, now: courses.confirm_patient(s, a, now, patient),
+        )
+
     def prescribe(
         self,
         actor: str,
@@ -870,28 +881,57 @@ class Compliance:
     # --- dispensing -------------------------------------------------------------------------
 
     def check_dispense(
-        self, actor: str, prescription: str, on_behalf_of: str | None = None
+        self,
+        actor: str,
+        prescription: str,
+        on_behalf_of: str | None = None,
+        *,
+        days_supply: int | None = None,
     ) -> Decision:
-        """May this pharmacy dispense this prescription now? Evaluates, changes nothing."""
+        """May this pharmacy dispense this prescription now (``days_supply`` days, by default
+        the prescription's own)? Evaluates, changes nothing."""
         return self._call(
             Acting(actor, on_behalf_of),
             Action.COURSE_READ,
-            lambda s, a, now: dispensing.check_dispense(s, a, now, prescription),
+            lambda s, a, now: dispensing.check_dispense(s, a, now, prescription, days_supply),
+        )
+
+    def find_prescription(
+        self, actor: str, patient: str, date_of_birth: object, prescriber_npi: str
+    ) -> PrescriptionInfo:
+        """The latest undispensed prescription of the prescriber with this NPI for this patient
+        (programme id and date of birth): what a pharmacy holding a paper prescription knows.
+        NotFound when nothing matches, without saying which part did not."""
+        return self._call(
+            Acting(actor),
+            Action.PRESCRIPTION_FIND,
+            lambda s, a, now: dispensing.find_prescription(
+                s, a, now, patient, date_of_birth, prescriber_npi
+            ),
+            about=(patient,),
         )
 
     def request_authorization(
-        self, actor: str, prescription: str, idempotency_key: str | None = None
+        self,
+        actor: str,
+        prescription: str,
+        idempotency_key: str | None = None,
+        *,
+        days_supply: int | None = None,
     ) -> Outcome:
         """Issue a dispense authorization if the dispense gate passes now.
 
-        With an ``idempotency_key`` (the pharmacy's own request id), a retried request returns
-        the authorization the first one produced and never creates a second.
+        ``days_supply`` is the supply the pharmacy dispenses (by default the prescription's
+        own): above the category's maximum it is ``SUPPLY_EXCEEDS_MAX``, above the
+        prescription's ``SUPPLY_EXCEEDS_PRESCRIPTION``; the authorization records it. With an
+        ``idempotency_key`` (the pharmacy's own request id), a retried request returns the
+        authorization the first one produced and never creates a second.
         """
         return self._call(
             Acting(actor),
             Action.AUTHORIZATION_REQUEST,
             lambda s, a, now: dispensing.request_authorization(
-                s, a, now, prescription, idempotency_key
+                s, a, now, prescription, idempotency_key, days_supply
             ),
         )
 

@@ -159,6 +159,15 @@ def course_counselling(
     )
 
 
+@course.command("confirm-patient")
+@patient_argument
+@json_option
+@pass_ctx
+def course_confirm_patient(state: Context, patient: str, as_json: bool) -> None:
+    """The prescriber confirms the patient for the latest negative result (iPLEDGE)."""
+    show_outcome(state.app().confirm_patient(state.who(), patient, state.on_behalf_of), as_json)
+
+
 @course.command("comprehension")
 @patient_argument
 @json_option

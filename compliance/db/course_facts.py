@@ -29,6 +29,7 @@ COUNSELLING = "counselling"
 COMPREHENSION = "comprehension"
 CONTRACEPTION = "contraception"
 CONFIRMATION = "contraception_confirmation"
+PATIENT_CONFIRMATION = "patient_confirmation"  # the prescriber confirms a negative result
 CATEGORY = "category"
 PREGNANCY_REPORT = "pregnancy_report"
 TEST_SCHEDULE = "test_schedule"
@@ -119,6 +120,8 @@ def load(session: Session, course: CourseFields) -> CourseFacts:
     counselling: set[int] = set()
     comprehension: set[int] = set()
     methods: tuple[MethodRecord, ...] = ()
+    methods_cycle: int | None = None
+    confirmed_tests: set[str] = set()
     confirmed: dict[int, frozenset[str]] = {}
     reported: date | None = None
     category: str | None = None
@@ -139,6 +142,9 @@ def load(session: Session, course: CourseFields) -> CourseFacts:
                 MethodRecord(str(x["method"]), date.fromisoformat(str(x["start_date"])))
                 for x in r.payload["methods"]
             )
+            methods_cycle = r.cycle
+        elif r.kind == PATIENT_CONFIRMATION:
+            confirmed_tests.add(str(r.payload["test"]))
         elif r.kind == CONFIRMATION:
             confirmed[r.cycle] = frozenset(str(x) for x in r.payload["methods"])
         elif r.kind == PREGNANCY_REPORT:
@@ -195,4 +201,6 @@ def load(session: Session, course: CourseFields) -> CourseFacts:
         category_since_cycle=category_since,
         test_schedule=test_schedule,
         resumed_seq=resumed,
+        methods_cycle=methods_cycle,
+        confirmed_tests=frozenset(confirmed_tests),
     )

@@ -11,7 +11,7 @@ from typing import Any
 from compliance.domain import reasons as rc
 from compliance.domain.facts import CourseFacts, TestRecord
 from compliance.domain.timing import Window, today_in, zone_for
-from compliance.programs.model import Anchor, CategoryRules, ContraceptionOption
+from compliance.programs.model import Anchor, CategoryRules, ContraceptionOption, JudgedAt
 
 
 class Outcome(enum.StrEnum):
@@ -110,6 +110,12 @@ class Evaluation:
         """Tests are judged by their age at the prescription's date, not by their own window."""
         rule = self.category.window if self.category else None
         return rule is not None and rule.anchor is Anchor.PRESCRIPTION_DATE
+
+    @property
+    def at_request(self) -> bool:
+        """The patient's status is judged at the pharmacy's request, not at writing (iPLEDGE):
+        a prescription may then be dated before the specimen of the test that supports it."""
+        return self.ruleset.prescription.status_judged_at is JudgedAt.REQUEST
 
     @property
     def options(self) -> tuple[ContraceptionOption, ...]:

@@ -96,6 +96,10 @@ class CourseFacts:
     # The place in the course's sequence of the prescriber's latest decision to resume it
     # (None: never resumed): a positive test recorded before it no longer suspends the course.
     resumed_seq: int | None = None
+    # The cycle in which the prescriber last entered the methods (None: never).
+    methods_cycle: int | None = None
+    # The tests whose negative result the prescriber confirmed the patient for, by test id.
+    confirmed_tests: frozenset[str] = frozenset()
 
     @property
     def treatment_started(self) -> bool:

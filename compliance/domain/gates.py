@@ -23,7 +23,7 @@ from compliance.domain.pregnancy_tests import (
     test_problems,
 )
 from compliance.domain.timing import window
-from compliance.programs.model import Anchor, Cadence, ContraceptionOption, Tier
+from compliance.programs.model import Anchor, Cadence, ContraceptionOption, PrescriberEntry, Tier
 
 __all__ = [
     "Decision",
@@ -32,6 +32,7 @@ __all__ = [
     "Reason",
     "dispense_gate",
     "prescribe_gate",
+    "readiness",
     "schedule_of",
     "scheduled_test_due",
     "test_problems",
@@ -43,6 +44,8 @@ class DispenseRequest:
     prescription_id: str
     pharmacy_zone: str
     pharmacy_problems: tuple[str, ...] = ()
+    # The days' supply the pharmacy states it dispenses (None: the prescription's own).
+    days_supply: int | None = None
 
 
 # --- the checks --------------------------------------------------------------------------------
@@ -167,6 +170,16 @@ def contraception_in_place(ev: Evaluation) -> None:
     if not facts.methods:
         ev.add(rc.CONTRACEPTION_NOT_DOCUMENTED, None, f"the prescriber enters {needed}")
         return
+    monthly = rules.prescriber_entry is PrescriberEntry.MONTHLY
+    if monthly and facts.methods_cycle != facts.cycle:
+        # Each month's entry counts for that month only: last month's does not carry over.
+        ev.add(
+            rc.CONTRACEPTION_NOT_DOCUMENTED,
+            f"the prescriber's entry is of cycle {facts.methods_cycle}, not this cycle "
+            f"({facts.cycle})",
+            "the prescriber confirms the methods for this month",
+        )
+        return
     names = [m.method for m in facts.methods]
     for code in _shortfall(ev, names):
         ev.add(code, ", ".join(names), f"at least {needed}")
@@ -198,15 +211,39 @@ def contraception_in_place(ev: Evaluation) -> None:
             )
 
 
+def prescriber_confirmed(ev: Evaluation) -> None:
+    """The prescriber confirmed the patient for the result relied on (iPLEDGE); a confirmation
+    counts for the result it confirmed only. Asked only while that result's window is open:
+    once it has closed, a new test is the next step, not a confirmation."""
+    assert ev.category is not None
+    test = ev.test
+    if not ev.ruleset.testing.prescriber_confirms_result or not ev.category.pregnancy_testing:
+        return
+    if test is None or (ev.window is not None and not ev.window.contains(ev.now)):
+        return
+    if any(r.code == rc.LOCKOUT_19D for r in ev.reasons):
+        return  # the test cannot qualify the patient: a new one is the next step
+    if test.id not in ev.facts.confirmed_tests:
+        ev.add(
+            rc.PRESCRIBER_CONFIRMATION_MISSING,
+            f"the negative result of the test of {test.specimen_date.isoformat()}",
+            "the prescriber (or a designee on their behalf) confirms the patient",
+        )
+
+
+# What writing a prescription needs where the status is judged at the request (iPLEDGE).
+WRITING_CHECKS: tuple[Check, ...] = (course_is_open, category_assigned, consents_signed)
+
 PRESCRIBE_CHECKS: tuple[Check, ...] = (
-    course_is_open,
-    category_assigned,
-    consents_signed,
+    *WRITING_CHECKS,
     counselling_documented,
     comprehension_done,
     pregnancy_tests,  # before contraception: the lead-in is measured to the qualifying test
     contraception_in_place,
 )
+
+# Everything the pharmacy's request needs: the month's items and the prescriber's confirmation.
+REQUEST_CHECKS: tuple[Check, ...] = (*PRESCRIBE_CHECKS, prescriber_confirmed)
 
 
 def _run(ev: Evaluation, checks: Iterable[Check]) -> None:
@@ -234,14 +271,16 @@ def _decision(ev: Evaluation, gate: str) -> Decision:
 _ORDER = {code: i for i, code in enumerate(rc.MESSAGES)}
 
 
-def supply_within_limits(ev: Evaluation, days_supply: int, refills: int) -> None:
+def supply_within_limits(
+    ev: Evaluation, days_supply: int, refills: int, step: str = "write"
+) -> None:
     rules = ev.ruleset.prescription
     limit = ev.ruleset.max_days_supply(ev.category)
     if limit is not None and days_supply > limit:
         ev.add(
             rc.SUPPLY_EXCEEDS_MAX,
             f"{days_supply} days asked, at most {limit}",
-            f"write at most {limit} days",
+            f"{step} at most {limit} days",
         )
     if refills and not rules.refills_allowed:
         ev.add(rc.REFILLS_NOT_ALLOWED, f"{refills} refill(s) asked", "write no refills")
@@ -255,7 +294,8 @@ def prescribe_gate(
     on: date | None = None,
 ) -> Decision:
     """May this patient be prescribed now (optionally: this supply and these refills, on a
-    prescription dated ``on``, by default today)?"""
+    prescription dated ``on``, by default today)? Where the status is judged at the request,
+    writing needs only the course, the category, the consent, the supply and the refills."""
     ev = Evaluation(facts, now, None, on)
     if facts.state is CourseState.AUTHORIZED:  # a blocking state: it decides alone
         ev.add(
@@ -264,10 +304,21 @@ def prescribe_gate(
             "dispense or reverse the open authorization first",
         )
         return _decision(ev, "prescribe")
-    _run(ev, PRESCRIBE_CHECKS)
+    _run(ev, WRITING_CHECKS if ev.at_request else PRESCRIBE_CHECKS)
     if days_supply is not None and not ev.stop:
         supply_within_limits(ev, days_supply, refills)
     return _decision(ev, "prescribe")
+
+
+def readiness(facts: CourseFacts, now: datetime) -> Decision:
+    """Everything the course's next authorization will need, judged now, for checklists and
+    worklists. Where the status is judged at the request (iPLEDGE) that is more than writing
+    needs: the month's items and the prescriber's confirmation; elsewhere the prescribe gate."""
+    ev = Evaluation(facts, now, None)
+    if not ev.at_request:
+        return prescribe_gate(facts, now)
+    _run(ev, REQUEST_CHECKS)
+    return _decision(ev, "readiness")
 
 
 def _prescription_window(
@@ -319,7 +370,7 @@ def dispense_gate(facts: CourseFacts, now: datetime, request: DispenseRequest) -
         # the prescription's own validity; not the month's other missing items.
         _prescription_window(ev, rx, validity_only=True)
         return _decision(ev, "dispense")
-    _run(ev, PRESCRIBE_CHECKS)
+    _run(ev, REQUEST_CHECKS)
     current = [p for p in facts.prescriptions if p.cycle == facts.cycle]
     latest = current[-1] if current else None  # prescriptions are kept in the order written
     if facts.state is CourseState.PRE_TREATMENT or (latest is not None and latest.id != rx.id):
@@ -328,13 +379,13 @@ def dispense_gate(facts: CourseFacts, now: datetime, request: DispenseRequest) -
             f"prescription {rx.id}",
             "the prescriber writes a new prescription for the current cycle",
         )
-    supply_within_limits(ev, rx.days_supply, rx.refills)
-    test_window_closed = rc.NO_NEGATIVE_TEST_IN_WINDOW in {r.code for r in ev.reasons}
-    if ev.window is not None and ev.test is not None and test_window_closed:
+    stated = rx.days_supply if request.days_supply is None else request.days_supply
+    supply_within_limits(ev, stated, rx.refills, "dispense")
+    if stated > rx.days_supply:
         ev.add(
-            rc.WINDOW_EXPIRED,
-            f"last valid day was {ev.window.last_day.isoformat()}",
-            "collect a new pregnancy test; the prescriber writes a new prescription",
+            rc.SUPPLY_EXCEEDS_PRESCRIPTION,
+            f"{stated} days stated, the prescription is for {rx.days_supply}",
+            f"dispense at most {rx.days_supply} days",
         )
     _prescription_window(ev, rx)
     return _decision(ev, "dispense")

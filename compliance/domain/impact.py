@@ -9,7 +9,7 @@ from datetime import date, datetime
 from typing import Any
 
 from compliance.domain.facts import CourseFacts, PrescriptionRecord
-from compliance.domain.gates import Decision, DispenseRequest, dispense_gate, prescribe_gate
+from compliance.domain.gates import Decision, DispenseRequest, dispense_gate, readiness
 from compliance.domain.timing import start_of_day, zone_for
 from compliance.programs.model import Ruleset
 
@@ -92,9 +92,12 @@ def course_impact(
 ) -> CourseImpact:
     """The prescribe gate, and the dispense gate for a pending prescription, under the course's
     own ruleset and under ``target``. A dispense is judged in ``pharmacy_zone`` (default: the
-    clinic's zone) only where a ruleset judges dispensing in the pharmacy's zone."""
+    clinic's zone) only where a ruleset judges dispensing in the pharmacy's zone. Where a
+    ruleset judges the patient's status at the request (iPLEDGE), the "prescribe" row holds
+    everything the next request will judge (``readiness``): writing alone needs too little to
+    show what a rule change does to a course."""
     moved = replace(facts, ruleset=target)
-    gates = [GateImpact("prescribe", None, prescribe_gate(facts, now), prescribe_gate(moved, now))]
+    gates = [GateImpact("prescribe", None, readiness(facts, now), readiness(moved, now))]
     rx = pending_prescription(facts)
     if rx is not None:
         request = DispenseRequest(rx.id, pharmacy_zone or target.today_zone)

@@ -62,8 +62,10 @@ def _spaced_chain(ev: Evaluation, tests: list[TestRecord]) -> list[TestRecord]:
 
 def _negatives(ev: Evaluation) -> list[TestRecord]:
     """Negative tests that could support this step, oldest first. A test collected after the
-    prescription's date cannot support it: the prescriber never saw it."""
-    limit = ev.prescription_date if ev.by_prescription_date or ev.dispensing else None
+    prescription's date cannot support it: the prescriber never saw it. Where the status is
+    judged at the request (iPLEDGE), any test on file at that instant can."""
+    dated = ev.by_prescription_date or (ev.dispensing and not ev.at_request)
+    limit = ev.prescription_date if dated else None
     return sorted(
         (
             t
@@ -230,14 +232,27 @@ def pregnancy_tests(ev: Evaluation) -> None:
         _test_age(ev, test)
         return
     ev.window = window(test.specimen_date, ev.category.window.days, ev.zone)
-    if not ev.window.contains(ev.now):
-        ev.add(
-            rc.NO_NEGATIVE_TEST_IN_WINDOW,
-            f"the window of the test of {test.specimen_date.isoformat()} closed at "
-            f"{ev.window.closes_at.isoformat()}",
-            "collect a new pregnancy test",
-            ev.today,
+    if ev.window.contains(ev.now):
+        return
+    closed = (
+        f"the window of the test of {test.specimen_date.isoformat()} closed at "
+        f"{ev.window.closes_at.isoformat()}"
+    )
+    if not ev.dispensing:
+        ev.add(rc.NO_NEGATIVE_TEST_IN_WINDOW, closed, "collect a new pregnancy test", ev.today)
+        return
+    # The latest usable test's window has closed: WINDOW_EXPIRED alone, never together with
+    # NO_NEGATIVE_TEST_IN_WINDOW (reason-codes.md, "Which codes go together").
+    earliest = ev.today
+    step = "collect a new pregnancy test; Day 1 of its window is its specimen date"
+    lockout = ev.ruleset.lockout_days_after_missed_first_window
+    if lockout and not facts.treatment_started:
+        earliest = max(ev.today, test.specimen_date + timedelta(days=lockout))
+        step = (
+            f"the first window was missed: collect a new confirmation test on or after "
+            f"{earliest.isoformat()} ({lockout} days after the missed specimen)"
         )
+    ev.add(rc.WINDOW_EXPIRED, closed, step, earliest)
 
 
 def _test_age(ev: Evaluation, test: TestRecord) -> None:

@@ -19,7 +19,8 @@ DESIGNEE_GRANT_SCOPE = "DESIGNEE_GRANT_SCOPE"
 OUT_OF_SCOPE = "OUT_OF_SCOPE"
 CLOCK_OVERRIDE_NOT_ALLOWED = "CLOCK_OVERRIDE_NOT_ALLOWED"
 
-# The course gates (reason-codes.md), plus CONTRACEPTION_NOT_CONFIRMED.
+# The course gates (reason-codes.md), plus CONTRACEPTION_NOT_CONFIRMED,
+# PRESCRIBER_CONFIRMATION_MISSING and SUPPLY_EXCEEDS_PRESCRIPTION.
 NO_ACTIVE_COURSE = "NO_ACTIVE_COURSE"
 COURSE_SUSPENDED = "COURSE_SUSPENDED"
 CATEGORY_NOT_ASSIGNED = "CATEGORY_NOT_ASSIGNED"
@@ -41,10 +42,12 @@ TEST_SETTING_NOT_PERMITTED = "TEST_SETTING_NOT_PERMITTED"
 TEST_SENSITIVITY_INSUFFICIENT = "TEST_SENSITIVITY_INSUFFICIENT"
 TEST_TOO_OLD_FOR_RX = "TEST_TOO_OLD_FOR_RX"
 SCHEDULED_TEST_MISSED = "SCHEDULED_TEST_MISSED"
+PRESCRIBER_CONFIRMATION_MISSING = "PRESCRIBER_CONFIRMATION_MISSING"
 LOCKOUT_19D = "LOCKOUT_19D"
 WINDOW_EXPIRED = "WINDOW_EXPIRED"
 RX_EXPIRED = "RX_EXPIRED"
 SUPPLY_EXCEEDS_MAX = "SUPPLY_EXCEEDS_MAX"
+SUPPLY_EXCEEDS_PRESCRIPTION = "SUPPLY_EXCEEDS_PRESCRIPTION"
 REFILLS_NOT_ALLOWED = "REFILLS_NOT_ALLOWED"
 AUTHORIZATION_ALREADY_ISSUED = "AUTHORIZATION_ALREADY_ISSUED"
 AUTHORIZATION_NOT_FOUND = "AUTHORIZATION_NOT_FOUND"
@@ -94,10 +97,13 @@ MESSAGES: MappingProxyType[str, str] = MappingProxyType(
         TEST_SENSITIVITY_INSUFFICIENT: "the test is less sensitive than the programme requires",
         TEST_TOO_OLD_FOR_RX: "the test was documented too long before the prescription",
         SCHEDULED_TEST_MISSED: "a test due under the testing schedule is not on file",
+        PRESCRIBER_CONFIRMATION_MISSING: "the prescriber has not confirmed the patient for this "
+        "month's result",
         LOCKOUT_19D: "the waiting period after a missed first window is still running",
         WINDOW_EXPIRED: "the prescription/dispense window has closed",
         RX_EXPIRED: "the prescription was presented after its validity",
         SUPPLY_EXCEEDS_MAX: "the days' supply exceeds the programme maximum",
+        SUPPLY_EXCEEDS_PRESCRIPTION: "the days' supply dispensed exceeds the prescription's",
         REFILLS_NOT_ALLOWED: "the programme forbids refills",
         AUTHORIZATION_ALREADY_ISSUED: "an authorization already exists for this prescription/cycle",
         AUTHORIZATION_NOT_FOUND: "no such authorization",

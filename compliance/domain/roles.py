@@ -56,6 +56,7 @@ class Action(enum.StrEnum):
     CONTRACEPTION_CONFIRM = "course.contraception_confirm"
     COMPREHENSION_RECORD = "course.comprehension"
     TEST_RECORD = "course.test"
+    PATIENT_CONFIRM = "course.confirm_patient"
     PRESCRIBE = "course.prescribe"
     TREATMENT_END = "course.end"
     PREGNANCY_REPORT = "course.pregnancy"
@@ -63,6 +64,7 @@ class Action(enum.StrEnum):
     COURSE_WITHDRAW = "course.withdraw"
     COURSE_LOST = "course.lost"
     COURSE_MIGRATE = "course.migrate"
+    PRESCRIPTION_FIND = "dispense.find"
     AUTHORIZATION_REQUEST = "dispense.authorize"
     AUTHORIZATION_REVERSE = "dispense.reverse"
     DISPENSE_RECORD = "dispense.record"
@@ -110,6 +112,7 @@ PERMISSIONS: MappingProxyType[Action, frozenset[Role]] = MappingProxyType(
         Action.CONTRACEPTION_CONFIRM: frozenset({_PT}),
         Action.COMPREHENSION_RECORD: frozenset({_PT}),
         Action.TEST_RECORD: frozenset({_P, _D}),
+        Action.PATIENT_CONFIRM: frozenset({_P, _D}),
         Action.PRESCRIBE: frozenset({_P}),
         Action.TREATMENT_END: frozenset({_P}),
         Action.PREGNANCY_REPORT: frozenset({_P, _D, _R, _PT}),
@@ -117,6 +120,7 @@ PERMISSIONS: MappingProxyType[Action, frozenset[Role]] = MappingProxyType(
         Action.COURSE_WITHDRAW: frozenset({_A, _P}),
         Action.COURSE_LOST: frozenset({_A, _P}),
         Action.COURSE_MIGRATE: frozenset({_A}),
+        Action.PRESCRIPTION_FIND: frozenset({_R}),
         Action.AUTHORIZATION_REQUEST: frozenset({_R}),
         Action.AUTHORIZATION_REVERSE: frozenset({_R}),
         Action.DISPENSE_RECORD: frozenset({_R}),
@@ -135,6 +139,7 @@ READ_ONLY: frozenset[Action] = frozenset(
         Action.AUDIT_VERIFY,
         Action.COURSE_READ,
         Action.RULES_IMPACT,
+        Action.PRESCRIPTION_FIND,
     }
 )
 

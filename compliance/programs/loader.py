@@ -22,6 +22,8 @@ from compliance.programs.model import (
     ContraceptionOption,
     ContraceptionRules,
     Inherit,
+    JudgedAt,
+    PrescriberEntry,
     PrescriptionRules,
     Ruleset,
     SchedulePhase,
@@ -258,6 +260,7 @@ def _contraception(r: _Reader) -> ContraceptionRules:
     confirmation = r.choice("patient_confirmation", Cadence, _options(Cadence))
     if confirmation is Cadence.ENROLMENT:
         raise r.fail("patient_confirmation", "must be monthly or none")
+    entry = r.choice("prescriber_entry", PrescriberEntry, _options(PrescriberEntry))
     rules = ContraceptionRules(
         options=options,
         waivers=waivers,
@@ -268,6 +271,7 @@ def _contraception(r: _Reader) -> ContraceptionRules:
         barrier_methods=barriers,
         waivers_without_lead_in=no_lead_in,
         patient_confirmation=confirmation,
+        prescriber_entry=entry,
     )
     if not any(t is Tier.PRIMARY for t in methods.values()) and any(o.primary for o in options):
         raise r.fail("methods", "no method is primary, yet a primary method is required")
@@ -336,6 +340,7 @@ def _testing(r: _Reader) -> TestingRules:
         pretreatment_slots=tuple(slots),
         schedules=schedules,
         default_schedule=default,
+        prescriber_confirms_result=r.flag("prescriber_confirms_result"),
     )
     if slots and len(slots) != rules.pretreatment_count:
         raise r.fail("pretreatment_slots", "must list pretreatment_count slots")
@@ -413,7 +418,9 @@ def parse(file: str, text: str) -> Ruleset:
         contraception=contraception,
         testing=testing,
         prescription=PrescriptionRules(
-            prescription.count("max_days_supply", 1, 366), prescription.flag("refills_allowed")
+            prescription.count("max_days_supply", 1, 366),
+            prescription.flag("refills_allowed"),
+            prescription.choice("status_judged_at", JudgedAt, _options(JudgedAt)),
         ),
         authorization=AuthorizationRules(
             authorization.flag("reverse_unpicked"),
@@ -428,6 +435,16 @@ def parse(file: str, text: str) -> Ruleset:
     prescription.finish()
     authorization.finish()
     r.finish()
+    if ruleset.prescription.status_judged_at is JudgedAt.REQUEST:
+        for category in categories.values():
+            window = category.window
+            if category.pregnancy_testing and window and window.anchor is Anchor.PRESCRIPTION_DATE:
+                raise RulesetError(
+                    file,
+                    "prescription.status_judged_at",
+                    f"cannot be 'request': category {category.name} dates its tests from the "
+                    "prescription, so they are judged when it is written",
+                )
     return ruleset
 
 

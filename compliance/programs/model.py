@@ -23,6 +23,21 @@ class Anchor(enum.StrEnum):
     PRESCRIPTION_DATE = "prescription_date"  # the date written on the prescription
 
 
+class JudgedAt(enum.StrEnum):
+    """When the patient's monthly status (tests, counselling, contraception, comprehension) is
+    judged for a prescription."""
+
+    REQUEST = "request"  # at the pharmacy's authorization request (iPLEDGE)
+    WRITING = "writing"  # when the prescription is written (EU/UK: the test precedes it)
+
+
+class PrescriberEntry(enum.StrEnum):
+    """How long the prescriber's contraception entry counts."""
+
+    MONTHLY = "monthly"  # for its own cycle only (iPLEDGE: confirmed every month)
+    INITIATION = "initiation"  # from initiation for the whole course (EU/UK)
+
+
 class Tier(enum.StrEnum):
     PRIMARY = "primary"
     SECONDARY = "secondary"
@@ -122,6 +137,8 @@ class ContraceptionRules:
     # How often the patient confirms their methods themselves (iPLEDGE: every cycle; EU/UK:
     # never, there is no central system for them to confirm in).
     patient_confirmation: Cadence = Cadence.MONTHLY
+    # How long the prescriber's own entry of the methods counts (iPLEDGE: its month only).
+    prescriber_entry: PrescriberEntry = PrescriberEntry.INITIATION
 
     def tier(self, method: str) -> Tier | None:
         return self.methods.get(method)
@@ -206,12 +223,17 @@ class TestingRules:
     # Testing during treatment beyond one test per cycle, by named schedule.
     schedules: dict[str, TestSchedule] = field(default_factory=dict)
     default_schedule: str | None = None
+    # The prescriber confirms the patient once the negative result is entered (iPLEDGE); the
+    # confirmation counts for the result it confirmed only.
+    prescriber_confirms_result: bool = False
 
 
 @dataclass(frozen=True)
 class PrescriptionRules:
     max_days_supply: int
     refills_allowed: bool
+    # Where the patient's monthly status is judged: at writing, or at the pharmacy's request.
+    status_judged_at: JudgedAt = JudgedAt.WRITING
 
 
 @dataclass(frozen=True)

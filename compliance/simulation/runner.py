@@ -256,6 +256,8 @@ class _Replayer:
             return app.record_contraception(by, patient, p["methods"])
         if op == "confirm":
             return app.confirm_contraception(by, patient, p["methods"])
+        if op == "confirm_patient":
+            return app.confirm_patient(by, patient)
         if op == "test":
             return app.record_test(
                 by,
@@ -283,11 +285,13 @@ class _Replayer:
             return done
         if op == "check":
             if p.get("gate", "prescribe") == "dispense":
-                return app.check_dispense(by, self._target(event))
+                target = self._target(event)
+                return app.check_dispense(by, target, days_supply=p.get("days_supply"))
             return app.check_prescribe(by, patient, p.get("days_supply"), p.get("refills", 0))
         if op == "dispense":
             self.authorizations[event.index] = None
-            done = app.request_authorization(by, self._target(event))
+            target = self._target(event)
+            done = app.request_authorization(by, target, days_supply=p.get("days_supply"))
             if done.authorization is not None:
                 self.authorizations[event.index] = done.authorization.number
                 self.latest_authorization[event.patient or ""] = done.authorization.number

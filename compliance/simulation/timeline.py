@@ -162,6 +162,12 @@ OPERATIONS: dict[str, Operation] = {
             ),
         ),
         Operation(
+            "confirm_patient",
+            "The prescriber confirms the patient for the latest negative result (iPLEDGE).",
+            "confirm_patient",
+            "prescriber",
+        ),
+        Operation(
             "prescribe",
             "Write a prescription if the prescribe gate passes.",
             "prescribe",
@@ -182,7 +188,10 @@ OPERATIONS: dict[str, Operation] = {
             (
                 Param("gate", "choice", "`prescribe` or `dispense`", default="`prescribe`"),
                 Param(
-                    "days_supply", "whole number", "prescribe gate: days' supply", default="none"
+                    "days_supply",
+                    "whole number",
+                    "days' supply (prescribe gate: written; dispense gate: dispensed)",
+                    default="none (dispense gate: the prescription's)",
                 ),
                 Param("refills", "whole number", "prescribe gate: refills", default="0"),
                 Param(
@@ -204,6 +213,12 @@ OPERATIONS: dict[str, Operation] = {
                     "label",
                     "the `label` of a `prescribe` event",
                     default="the patient's latest `prescribe` event",
+                ),
+                Param(
+                    "days_supply",
+                    "whole number",
+                    "days' supply being dispensed",
+                    default="the prescription's",
                 ),
                 Param("label", "label", "a name later events use to refer to it", default="none"),
             ),
