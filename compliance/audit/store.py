@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 import rfc8785
-from sqlalchemy import Select, and_, bindparam, func, insert, select, text, update
+from sqlalchemy import Select, String, and_, bindparam, func, insert, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from compliance.audit.chain import (
@@ -562,6 +562,7 @@ def verify(
         or _checkpoint_marks_break(marks, expected)
         or _signed_break(session, signed)
         or _subject_index_break(session, batch)
+        or _business_break(session)
     )
     return VerifyReport(
         first is None,
@@ -658,3 +659,141 @@ def stream(session: Session, f: LogFilter, batch: int = 2000) -> Iterator[AuditR
         record = to_record(row)
         session.expunge(row)
         yield record
+
+
+# --- business tables against the trail ---------------------------------------------------------
+
+
+def _uuid_text(session: Session, column: Any) -> Any:
+    """A UUID column as the text ``str(uuid)`` gives, which is what event payloads record."""
+    if session.get_bind().dialect.name == "postgresql":
+        return func.cast(column, String)
+    # SQLite stores a UUID as 32 hex digits.
+    parts = [
+        func.substr(column, start, size)
+        for start, size in ((1, 8), (9, 4), (13, 4), (17, 4), (21, 12))
+    ]
+    joined: Any = parts[0]
+    for part in parts[1:]:
+        joined = joined.op("||")("-").op("||")(part)
+    return func.lower(joined)
+
+
+def _events_about(patient_short_id: Any, action: str, key: str, value: Any) -> Any:
+    """Successful ``action`` events filed under the patient whose payload ``key`` is ``value``;
+    found through the subject index, so each look-up reads only that patient's events."""
+    return (
+        select(AuditEvent.id)
+        .join(AuditSubject, AuditSubject.event_id == AuditEvent.id)
+        .where(
+            AuditSubject.subject == patient_short_id,
+            AuditEvent.action == action,
+            AuditEvent.outcome == "ok",
+            AuditEvent.payload[key].as_string() == value,
+        )
+    )
+
+
+def _events_at(patient_short_id: Any, instant: Any) -> Any:
+    """Successful events filed under the patient at exactly ``instant``."""
+    return (
+        select(AuditEvent.id)
+        .join(AuditSubject, AuditSubject.event_id == AuditEvent.id)
+        .where(
+            AuditSubject.subject == patient_short_id,
+            AuditEvent.outcome == "ok",
+            AuditEvent.occurred_at == instant,
+        )
+    )
+
+
+def _business_break(session: Session) -> Break | None:
+    """Every authorization, reversal, dispense and prescription has its event, and every course's
+    state is the one its latest event left it in: a row written around the service shows."""
+    from compliance.db.models import Authorization, Course, Patient, Prescription
+
+    auth = (
+        select(
+            Authorization.number,
+            Patient.short_id,
+            Authorization.reversed_at,
+            Authorization.dispensed_at,
+        )
+        .join(Course, Course.id == Authorization.course_id)
+        .join(Patient, Patient.id == Course.patient_id)
+    )
+    checks = [
+        (
+            "dispense.authorize",
+            _events_about(
+                Patient.short_id, "dispense.authorize", "authorization", Authorization.number
+            ),
+            None,
+        ),
+        (
+            "dispense.record",
+            _events_about(
+                Patient.short_id, "dispense.record", "authorization", Authorization.number
+            ),
+            Authorization.dispensed_at,
+        ),
+        # A reversal is recorded by dispense.reverse, or by the course event (a positive test,
+        # a pregnancy report, an ended course) that reversed it in the same transaction.
+        (
+            "reversal",
+            _events_at(Patient.short_id, Authorization.reversed_at),
+            Authorization.reversed_at,
+        ),
+    ]
+    for what, events, when in checks:
+        stmt = auth.where(~events.exists())
+        if when is not None:
+            stmt = stmt.where(when.is_not(None))
+        found = session.execute(stmt.limit(1)).first()
+        if found is not None:
+            return Break(
+                None, str(found.short_id), None, f"authorization {found.number} has no {what} event"
+            )
+    rx = session.execute(
+        select(Prescription.short_id, Patient.short_id.label("patient"))
+        .join(Course, Course.id == Prescription.course_id)
+        .join(Patient, Patient.id == Course.patient_id)
+        .where(
+            ~_events_about(
+                Patient.short_id, "course.prescribe", "prescription", Prescription.short_id
+            ).exists()
+        )
+        .limit(1)
+    ).first()
+    if rx is not None:
+        return Break(
+            None, str(rx.patient), None, f"prescription {rx.short_id} has no course.prescribe event"
+        )
+    course_key = _uuid_text(session, Course.id)
+    last_state = (
+        select(AuditEvent.state_after)
+        .join(AuditSubject, AuditSubject.event_id == AuditEvent.id)
+        .where(
+            AuditSubject.subject == Patient.short_id,
+            AuditEvent.outcome == "ok",
+            AuditEvent.payload["course"].as_string() == course_key,
+        )
+        .order_by(AuditEvent.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    mismatch = session.execute(
+        select(Course.id, Course.state, Patient.short_id, last_state.label("audited"))
+        .join(Patient, Patient.id == Course.patient_id)
+        .where(or_(last_state.is_(None), last_state != Course.state))
+        .limit(1)
+    ).first()
+    if mismatch is not None:
+        audited = mismatch.audited
+        problem = (
+            f"course {mismatch.id} has no audit event"
+            if audited is None
+            else f"course {mismatch.id} is {mismatch.state}; its last audit event left it {audited}"
+        )
+        return Break(None, str(mismatch.short_id), None, problem)
+    return None
