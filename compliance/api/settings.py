@@ -21,6 +21,14 @@ def get(session: Session, key: str) -> dict[str, Any] | None:
     return None if row is None else dict(row.value)
 
 
+def get_for_update(session: Session, key: str) -> dict[str, Any] | None:
+    """The value, with its row locked until commit (PostgreSQL), for a read-modify-write: two
+    concurrent changes then apply one after the other instead of one overwriting the other.
+    A first insert racing another fails on the primary key and is retried by the caller."""
+    row = session.get(Setting, key, with_for_update=True, populate_existing=True)
+    return None if row is None else dict(row.value)
+
+
 def put(session: Session, key: str, value: dict[str, Any], now: datetime) -> None:
     row = session.get(Setting, key)
     if row is None:
