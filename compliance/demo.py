@@ -12,6 +12,7 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from compliance.api.service import Compliance
+from compliance.audit.signing import Ed25519Signer, configured_signer
 from compliance.domain.gates import Decision
 from compliance.errors import Conflict, NotPermitted, Refused
 from compliance.training import SimulatedTime, describe, fresh_ncpdp, fresh_npi
@@ -120,8 +121,10 @@ def run(app: Compliance, actor: str | None, say: Callable[[str], None]) -> bool:
 
     courses_ok = walk_courses(app, admin, prescriber.id, pharmacist.id, say)
 
-    point = app.checkpoint_audit(admin)
-    report = app.verify_audit(admin)
+    # A training run signs with the configured key, else with a key that lives only for the demo.
+    signer = configured_signer() or Ed25519Signer.generate()
+    point = app.checkpoint_audit(admin, signer)
+    report = app.verify_audit(admin, public_key=signer.public_key)
     say(f"Audit checkpoint over {point.chains} chains, digest {point.digest[:16]}...")
     state = "intact" if report.ok else f"BROKEN: {report.first_break}"
     say(f"Audit trail {state}: {report.events} events in {report.chains} chains.")

@@ -6,6 +6,7 @@ CI they skip with a message when it is unreachable; under CI=true that is a fail
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import uuid
@@ -18,6 +19,7 @@ import psycopg
 import pytest
 
 from compliance.api import Compliance, PersonInfo, PharmacyInfo
+from compliance.audit.signing import KEY_ENV, KEY_FILE_ENV, Ed25519Signer
 from compliance.clock import FixedClock
 from compliance.db.engine import make_engine
 from compliance.db.migrate import upgrade
@@ -25,6 +27,11 @@ from compliance.db.migrate import upgrade
 PG_ADMIN_URL = os.environ.get("COMPLIANCE_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 T0 = datetime(2026, 11, 2, 15, 0, tzinfo=UTC)
+
+# Checkpoints are signed: the suite's own key, outside every database, as an operator would set it.
+TEST_SIGNER = Ed25519Signer.generate()
+os.environ.pop(KEY_FILE_ENV, None)
+os.environ[KEY_ENV] = base64.b64encode(TEST_SIGNER.private_pem()).decode()
 
 
 def _admin_conn() -> psycopg.Connection[tuple[object, ...]]:

@@ -205,9 +205,12 @@ def test_audit_commands(shell: Shell, tmp_path: Path) -> None:
 
     verified = shell.json("audit", "verify")
     assert verified == {"ok": True, "events": 3, "chains": 3, "checkpoints": 0,
-                        "first_break": None}
+                        "signed_checkpoints": 0, "key": None, "key_trusted": True,
+                        "against": None, "first_break": None}
     point = shell.json("audit", "checkpoint")
-    assert set(point) == {"event_id", "chains", "digest", "at"} and point["chains"] == 3
+    assert set(point) == {"event_id", "chains", "digest", "at", "number", "events", "heads",
+                          "key"} and point["chains"] == 3
+    assert (point["number"], point["events"]) == (1, 3)
 
     events = shell.json("audit", "log")
     assert [set(e) for e in events] == [EVENT_KEYS] * 4

@@ -17,6 +17,7 @@ import pytest
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, inspect, select, text
+from sqlalchemy.exc import DBAPIError
 
 from compliance.api import Compliance
 from compliance.audit.store import LogFilter
@@ -36,6 +37,8 @@ AUDIT_TRIGGERS = {
         "audit_event_subjects_no_update",
         "audit_event_subjects_no_delete",
         "audit_chain_heads_no_delete",
+        "audit_events_no_replace",
+        "audit_event_subjects_no_replace",
     },
     "postgresql": {
         "audit_events_append_only",
@@ -394,3 +397,78 @@ def test_new_sqlite_file_through_compliance_open_is_private(tmp_path: Path) -> N
                     assert stat.S_IMODE(side.stat().st_mode) == 0o600, side
         assert app.verify_audit(admin.id).ok
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+# --- 0005: no statement form may replace an audit row on SQLite --------------------------------
+
+_COLUMNS = (
+    "id, chain_id, chain_seq, occurred_at, actor_id, on_behalf_of, action, outcome, subjects, "
+    "state_before, state_after, reason_codes, ruleset_id, payload, prev_hash, hash"
+)
+_FORGED = _COLUMNS.replace(" action,", " 'forged',")
+REPLACING = [
+    f"INSERT OR REPLACE INTO audit_events ({_COLUMNS}) SELECT {_FORGED} FROM audit_events "
+    "WHERE id = 2",
+    f"REPLACE INTO audit_events ({_COLUMNS}) SELECT {_FORGED} FROM audit_events WHERE id = 2",
+    # A new id at an existing chain position: REPLACE removes the event that held it.
+    f"INSERT OR REPLACE INTO audit_events ({_COLUMNS}) SELECT "
+    + _FORGED.replace("id,", "id + 1000,", 1).replace("prev_hash, hash", "prev_hash, 'x' || hash")
+    + " FROM audit_events WHERE id = 2",
+    f"INSERT INTO audit_events ({_COLUMNS}) SELECT {_COLUMNS} FROM audit_events WHERE id = 2 "
+    "ON CONFLICT (id) DO UPDATE SET action = 'forged'",
+    "INSERT OR REPLACE INTO audit_event_subjects (subject, event_id) "
+    "SELECT subject, event_id FROM audit_event_subjects WHERE event_id = 2",
+    "UPDATE OR REPLACE audit_events SET id = 3 WHERE id = 2",
+]
+
+
+def _audit_rows(conn: Any) -> list[list[str]]:
+    return [
+        sorted(repr(tuple(r)) for r in conn.execute(select(Base.metadata.tables[name])).all())
+        for name in ("audit_events", "audit_event_subjects")
+    ]
+
+
+def _attempt(engine: Engine, statement: str) -> bool:
+    """Whether ``statement`` changed the audit rows (always rolled back); False when the
+    database refused it as an append-only violation."""
+    with engine.connect() as conn:
+        before = _audit_rows(conn)
+        conn.rollback()
+        with conn.begin() as tx:
+            try:
+                conn.execute(text(statement))
+            except DBAPIError as exc:
+                if "append-only" not in str(exc):
+                    raise
+                return False
+            changed = _audit_rows(conn) != before
+            tx.rollback()
+            return changed
+
+
+def test_0005_upgrades_a_0003_database_with_data_and_stops_replacing(empty_url: str) -> None:
+    clock = FixedClock(T0)
+    with Compliance.open(empty_url, clock) as app:
+        app.migrate()
+        admin = populate(app, clock)
+    with engine_for(empty_url) as engine:
+        migrate.downgrade(engine, "0003")
+        assert migrate.current_revision(engine) == "0003"
+        if engine.dialect.name == "sqlite":
+            # The attack this revision closes: at 0003 REPLACE slips past the delete trigger.
+            assert _attempt(engine, REPLACING[0])
+        before = snapshot(engine)
+        migrate.upgrade(engine)
+        assert migrate.current_revision(engine) == "0005"
+        assert snapshot(engine) == before
+        assert AUDIT_TRIGGERS[engine.dialect.name] <= trigger_names(engine)
+        for statement in REPLACING if engine.dialect.name == "sqlite" else REPLACING[3:4]:
+            assert not _attempt(engine, statement), statement
+        assert snapshot(engine) == before
+    with Compliance.open(empty_url, clock) as app:
+        report = app.verify_audit(admin)
+        assert report.ok, report.first_break
+        app.register_patient(app.list_people(admin, "designee")[0].id, "After 0005", "1990-01-01")
+        app.checkpoint_audit(admin)
+        assert app.verify_audit(admin).ok

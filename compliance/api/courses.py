@@ -93,7 +93,7 @@ def set_schedule(
     day = v.calendar_date("effective", effective)
     if day.year < EARLIEST_YEAR:  # a far-future date is allowed: it means "not yet"
         raise InvalidInput("effective", f"must not be before {EARLIEST_YEAR}")
-    current = settings.get(session, SCHEDULE_KEY) or {}
+    current = settings.get_for_update(session, SCHEDULE_KEY, now) or {}
     before = schedule(session).get(ruleset.id)
     current[ruleset.id] = day.isoformat()
     settings.put(session, SCHEDULE_KEY, current, now)

@@ -40,6 +40,7 @@ from compliance.api.results_course import CourseStatus, Flag, Outcome, Prescript
 from compliance.api.rule_changes import ImpactReport, MigrationReport
 from compliance.audit import store as audit
 from compliance.audit.chain import AuditRecord
+from compliance.audit.signing import KEY_ENV, KEY_FILE_ENV, Signer, configured_signer
 from compliance.clock import Clock, SystemClock, ensure_utc
 from compliance.db import migrate
 from compliance.db.engine import make_engine
@@ -89,6 +90,14 @@ class Compliance:
         self._reads = sessionmaker(
             engine.execution_options(sqlite_begin="DEFERRED"), expire_on_commit=False
         )
+        # Reads that must see one moment of the whole trail (verify, export) while writers go on:
+        # SQLite's read transaction is already a snapshot; PostgreSQL needs REPEATABLE READ.
+        snapshot = engine.execution_options(sqlite_begin="DEFERRED")
+        if engine.dialect.name == "postgresql":
+            snapshot = engine.execution_options(
+                isolation_level="REPEATABLE READ", postgresql_readonly=True
+            )
+        self._snapshots = sessionmaker(snapshot, expire_on_commit=False)
         self._schema_checked = False
 
     @classmethod
@@ -193,8 +202,8 @@ class Compliance:
             self._schema_checked = True
 
     @contextmanager
-    def _transaction(self, *, read_only: bool = False) -> Iterator[Session]:
-        factory = self._reads if read_only else self._sessions
+    def _transaction(self, *, read_only: bool = False, snapshot: bool = False) -> Iterator[Session]:
+        factory = self._snapshots if snapshot else self._reads if read_only else self._sessions
         with _database_errors(), factory() as session, session.begin():
             if self.simulated:
                 session.info[audit.ANNOTATIONS] = {
@@ -214,7 +223,9 @@ class Compliance:
         now = ensure_utc(self.clock.now(), "clock")
 
         def attempt() -> T:
-            with self._transaction(read_only=action in READ_ONLY) as session:
+            with self._transaction(
+                read_only=action in READ_ONLY, snapshot=action in _SNAPSHOT
+            ) as session:
                 actor = authorize(session, acting, action, now)
                 if self.simulated:
                     settings.require_clock_override(session, action)
@@ -952,14 +963,40 @@ class Compliance:
 
     # --- audit ----------------------------------------------------------------------------
 
-    def verify_audit(self, actor: str) -> audit.VerifyReport:
-        return self._call(Acting(actor), Action.AUDIT_VERIFY, lambda s, a, now: audit.verify(s))
+    def verify_audit(
+        self,
+        actor: str,
+        *,
+        public_key: bytes | None = None,
+        against: Mapping[str, object] | None = None,
+    ) -> audit.VerifyReport:
+        """Verify in one snapshot. Signatures are checked against ``public_key``, else the
+        configured signing key's, else the published checkpoint's (``against``), else only
+        against the key the database itself names (reported as not trusted)."""
+        if public_key is None:
+            configured = configured_signer()
+            public_key = configured.public_key if configured else None
+        return self._call(
+            Acting(actor),
+            Action.AUDIT_VERIFY,
+            lambda s, a, now: audit.verify(s, trusted_key=public_key, against=against),
+        )
 
-    def checkpoint_audit(self, actor: str) -> audit.Checkpoint:
+    def checkpoint_audit(self, actor: str, signer: Signer | None = None) -> audit.Checkpoint:
+        """A signed checkpoint; the key is ``signer``, else the one configured outside the
+        database (``COMPLIANCE_AUDIT_KEY_FILE`` or ``COMPLIANCE_AUDIT_KEY``)."""
+        key = signer or configured_signer()
+        if key is None:
+            raise InvalidInput(
+                "signing key",
+                f"a checkpoint must be signed: give --key-file, or set {KEY_FILE_ENV} or {KEY_ENV}",
+            )
+        if not isinstance(key, Signer):
+            raise InvalidInput("signer", "must provide public_key and sign()")
         return self._call(
             Acting(actor),
             Action.AUDIT_CHECKPOINT,
-            lambda s, a, now: audit.checkpoint(s, a.short_id, now),
+            lambda s, a, now: audit.checkpoint(s, a.short_id, now, key),
         )
 
     def audit_log(self, actor: str, log_filter: audit.LogFilter | None = None) -> list[AuditRecord]:
@@ -979,7 +1016,7 @@ class Compliance:
         """Stream events of any volume inside one read transaction."""
         f = _checked_filter(log_filter)
         self._call(Acting(actor), Action.AUDIT_READ, lambda s, a, now: None)
-        with self._transaction(read_only=True) as session:
+        with self._transaction(read_only=True, snapshot=True) as session:
             yield audit.stream(session, f)
 
 
@@ -1027,6 +1064,9 @@ def _with_retries(operation: Callable[[], T]) -> T:
                 raise
             time.sleep(random.uniform(0, 0.02 * 2**attempt))  # noqa: S311 - jitter only
     raise AssertionError("unreachable")
+
+
+_SNAPSHOT = frozenset({Action.AUDIT_VERIFY, Action.AUDIT_READ})
 
 
 class _Race(Conflict):

@@ -21,6 +21,19 @@ def get(session: Session, key: str) -> dict[str, Any] | None:
     return None if row is None else dict(row.value)
 
 
+def get_for_update(session: Session, key: str, now: datetime) -> dict[str, Any] | None:
+    """The value, with its row locked until commit (PostgreSQL), for a read-modify-write: two
+    concurrent changes then apply one after the other instead of one overwriting the other.
+    A missing row is created empty at once, so two first writers collide on the primary key
+    (the loser is retried and reads the winner's value) instead of both writing blind."""
+    row = session.get(Setting, key, with_for_update=True, populate_existing=True)
+    if row is None:
+        session.add(Setting(key=key, value={}, updated_at=now))
+        session.flush()
+        return None
+    return dict(row.value)
+
+
 def put(session: Session, key: str, value: dict[str, Any], now: datetime) -> None:
     row = session.get(Setting, key)
     if row is None:

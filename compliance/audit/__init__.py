@@ -10,9 +10,12 @@ What ties the chains together is the checkpoint: an event in the ``system`` chai
 head (sequence and hash) of every chain that moved since the previous checkpoint. Verification
 checks each chain link by link, each chain head against the head table, and every checkpoint
 against the chains it names, so truncating a chain behind a checkpoint is caught even if the head
-table was rewritten too. Publishing the checkpoint digest outside the database (a ticket, an
-e-mail, a print-out) anchors everything before it.
+table was rewritten too. Each checkpoint is signed with an Ed25519 key kept outside the database
+(``signing``), over a digest of every chain's head: someone who can rewrite the database can
+recompute hashes but not signatures. Publishing the signed checkpoint outside the database (a
+witness, write-once storage) also exposes a restored older backup.
 
 Each event's hash is SHA-256 over its RFC 8785 canonical JSON, which includes the previous hash
-of its chain. The database rejects UPDATE and DELETE on audit rows with triggers.
+of its chain. The database rejects UPDATE, DELETE (and on SQLite REPLACE) on audit rows with
+triggers; on PostgreSQL the service runs as a role that cannot disable them.
 """

@@ -7,12 +7,16 @@ already serialises), which orders appends within one chain and leaves other chai
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, bindparam, func, insert, select, text, update
+import rfc8785
+from sqlalchemy import Select, String, and_, bindparam, func, insert, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from compliance.audit.chain import (
@@ -23,8 +27,10 @@ from compliance.audit.chain import (
     ChainWalk,
     checkpoint_digest,
     compute_hash,
+    format_instant,
     iter_heads,
 )
+from compliance.audit.signing import Signer, fingerprint, signature_valid
 from compliance.db.base import table_of
 from compliance.db.models import AuditChainHead, AuditEvent, AuditSubject
 
@@ -185,18 +191,90 @@ class Checkpoint:
     chains: int
     digest: str
     occurred_at: datetime
+    #: The signed statement, as published: ``{"statement", "signature", "public_key"}``.
+    signed: Mapping[str, Any]
 
     def to_dict(self) -> dict[str, Any]:
+        statement = self.signed["statement"]
         return {
             "event_id": self.event_id,
             "chains": self.chains,
             "digest": self.digest,
             "at": self.occurred_at.isoformat(),
+            "number": statement["number"],
+            "events": statement["events"],
+            "heads": statement["heads"],
+            "key": statement["key"],
         }
 
 
-def checkpoint(session: Session, actor_id: str, at: datetime) -> Checkpoint:
-    """Record the heads of every chain that moved since the previous checkpoint."""
+SIGNED_FORMAT = "compliance-audit-checkpoint/1"
+#: Key of the PostgreSQL advisory lock that lets one checkpoint run at a time.
+CHECKPOINT_LOCK = 0x636F6D706C6961
+
+
+def canonical_json(value: Mapping[str, Any]) -> bytes:
+    return bytes(rfc8785.dumps(dict(value)))
+
+
+def signed_ref(doc: Mapping[str, Any]) -> str:
+    """What the next signed checkpoint names as its predecessor."""
+    return hashlib.sha256(canonical_json(doc)).hexdigest()
+
+
+def _binary(session: Session) -> str:
+    """The collation that orders chain ids as Python's ``sorted`` does (by code point)."""
+    return "C" if session.get_bind().dialect.name == "postgresql" else "BINARY"
+
+
+def covered_heads(session: Session, batch: int = 2000) -> tuple[str, int, int]:
+    """Digest over every chain's checkpointed (chain, sequence, hash), sorted by chain; with the
+    number of events and chains covered. Streamed: memory does not grow with the chains."""
+    joined = _HEADS.outerjoin(
+        _EVENTS,
+        and_(
+            _EVENTS.c.chain_id == _HEADS.c.chain_id,
+            _EVENTS.c.chain_seq == _HEADS.c.checkpointed_seq,
+        ),
+    )
+    rows = session.execute(
+        select(_HEADS.c.chain_id, _HEADS.c.checkpointed_seq, _EVENTS.c.hash)
+        .select_from(joined)
+        .where(_HEADS.c.checkpointed_seq > 0, _HEADS.c.chain_id != SYSTEM_CHAIN)
+        .order_by(_HEADS.c.chain_id.collate(_binary(session))),
+        execution_options={"yield_per": batch},
+    )
+    digest = hashlib.sha256(b"compliance-heads/1")
+    events = chains = 0
+    for chain, seq, event_hash in rows:
+        digest.update(f"\n{chain}\t{seq}\t{event_hash or '-'}".encode())
+        events += int(seq)
+        chains += 1
+    return digest.hexdigest(), events, chains
+
+
+def _last_signed(session: Session) -> Mapping[str, Any] | None:
+    payloads = session.execute(
+        select(AuditEvent.payload)
+        .where(AuditEvent.chain_id == SYSTEM_CHAIN, AuditEvent.action == CHECKPOINT_ACTION)
+        .order_by(AuditEvent.chain_seq.desc())
+    ).scalars()
+    for payload in payloads:
+        if isinstance(payload, dict) and isinstance(payload.get("signed"), dict):
+            signed: Mapping[str, Any] = payload["signed"]
+            return signed
+    return None
+
+
+def checkpoint(session: Session, actor_id: str, at: datetime, signer: Signer) -> Checkpoint:
+    """Record the heads of every chain that moved since the previous checkpoint, and sign a
+    statement committing to the head of every chain, the event count and the previous one."""
+    if session.get_bind().dialect.name == "postgresql":
+        # Two checkpoints at once would both extend the same predecessor: one at a time.
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CHECKPOINT_LOCK})
+    system = session.execute(_HEAD, {"chain": SYSTEM_CHAIN}).one_or_none()
+    system_seq = int(system.last_seq) if system else 0
+    system_head: list[object] = [system_seq, system.last_hash if system else GENESIS]
     moved = (
         session.execute(
             select(AuditChainHead)
@@ -217,6 +295,28 @@ def checkpoint(session: Session, actor_id: str, at: datetime) -> Checkpoint:
     previous = str(last["digest"]) if last else GENESIS
     heads = {h.chain_id: (h.last_seq, h.last_hash) for h in moved}
     digest = checkpoint_digest(((c, s, d) for c, (s, d) in heads.items()), previous)
+    for h in moved:
+        h.checkpointed_seq = h.last_seq
+    session.flush()
+    heads_digest, events, chains = covered_heads(session)
+    prior = _last_signed(session)
+    public_key = signer.public_key
+    statement = {
+        "format": SIGNED_FORMAT,
+        "number": int(prior["statement"]["number"]) + 1 if prior else 1,
+        "previous": signed_ref(prior) if prior else GENESIS,
+        "at": format_instant(at),
+        "heads": heads_digest,
+        "chains": chains + (1 if system_seq else 0),
+        "events": events + system_seq,
+        "system": system_head,
+        "key": fingerprint(public_key),
+    }
+    signed = {
+        "statement": statement,
+        "signature": base64.b64encode(signer.sign(canonical_json(statement))).decode(),
+        "public_key": base64.b64encode(public_key).decode(),
+    }
     record = append(
         session,
         EventDraft(
@@ -227,14 +327,12 @@ def checkpoint(session: Session, actor_id: str, at: datetime) -> Checkpoint:
                 "previous": previous,
                 "digest": digest,
                 "heads": {c: list(v) for c, v in heads.items()},
+                "signed": signed,
             },
         ),
         at,
     )
-    for h in moved:
-        h.checkpointed_seq = h.last_seq
-    session.flush()
-    return Checkpoint(record.id, len(heads), digest, at)
+    return Checkpoint(record.id, len(heads), digest, at, signed)
 
 
 @dataclass(frozen=True)
@@ -244,6 +342,13 @@ class VerifyReport:
     chains: int
     checkpoints: int
     first_break: Break | None
+    signed_checkpoints: int = 0
+    #: The fingerprint the signatures were checked against, and whether that key came from
+    #: outside the database (``--public-key``, the configured signing key, a published file).
+    key: str | None = None
+    key_trusted: bool = False
+    #: The number of the published checkpoint compared with the database, if one was given.
+    against: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -251,12 +356,167 @@ class VerifyReport:
             "events": self.events,
             "chains": self.chains,
             "checkpoints": self.checkpoints,
+            "signed_checkpoints": self.signed_checkpoints,
+            "key": self.key,
+            "key_trusted": self.key_trusted,
+            "against": self.against,
             "first_break": self.first_break.to_dict() if self.first_break else None,
         }
 
 
-def verify(session: Session, batch: int = 2000) -> VerifyReport:
-    """Walk every chain in order; check links, hashes, heads, checkpoints and the subject index."""
+@dataclass
+class _SignedCheck:
+    """State of the walk over the stored signed checkpoints, oldest first."""
+
+    trusted: bytes | None
+    against: Mapping[str, Any] | None
+    count: int = 0
+    key: bytes | None = None
+    last: Mapping[str, Any] | None = None
+    last_seq: int = 0
+    problem: Break | None = None
+
+    def fail(self, event_id: int | None, seq: int | None, problem: str) -> None:
+        if self.problem is None:
+            self.problem = Break(event_id, SYSTEM_CHAIN, seq, problem)
+
+    def check(self, event_id: int, seq: int, doc: object) -> None:
+        """One stored signed checkpoint: well formed, signed, next in line."""
+        statement = _statement(doc)
+        if statement is None or not isinstance(doc, dict):
+            self.fail(event_id, seq, "signed checkpoint is malformed")
+            return
+        public = _b64(doc.get("public_key"))
+        key = self.trusted or self.key or public
+        if key is None or fingerprint(key) != statement.get("key"):
+            self.fail(event_id, seq, "checkpoint is signed with another key")
+            return
+        self.key = key
+        signature = _b64(doc.get("signature"))
+        if signature is None or not signature_valid(key, canonical_json(statement), signature):
+            self.fail(event_id, seq, "checkpoint signature is not valid")
+            return
+        expected_number = int(self.last["statement"]["number"]) + 1 if self.last else 1
+        if statement.get("number") != expected_number:
+            self.fail(event_id, seq, f"signed checkpoint {expected_number} is missing")
+            return
+        if statement.get("previous") != (signed_ref(self.last) if self.last else GENESIS):
+            self.fail(event_id, seq, "signed checkpoint does not follow the previous one")
+            return
+        system = statement.get("system")
+        if not isinstance(system, list) or len(system) != 2 or system[0] != seq - 1:
+            self.fail(event_id, seq, "signed checkpoint names another system-chain position")
+            return
+        published = self.against
+        if (
+            published is not None
+            and published["statement"]["number"] == expected_number
+            and canonical_json(published) != canonical_json(doc)
+        ):
+            self.fail(event_id, seq, "stored checkpoint differs from the published one")
+            return
+        self.count += 1
+        self.last, self.last_seq = doc, seq
+
+
+def _statement(doc: object) -> dict[str, Any] | None:
+    if not isinstance(doc, dict):
+        return None
+    statement = doc.get("statement")
+    if not isinstance(statement, dict) or statement.get("format") != SIGNED_FORMAT:
+        return None
+    if not isinstance(statement.get("number"), int):
+        return None
+    return statement
+
+
+def _b64(value: object) -> bytes | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def check_published(doc: object, trusted: bytes | None) -> Mapping[str, Any]:
+    """A published checkpoint read from a file: well formed and validly signed, or refused."""
+    from compliance.errors import InvalidInput
+
+    statement = _statement(doc)
+    if statement is None or not isinstance(doc, dict):
+        raise InvalidInput("--against", "is not a signed audit checkpoint")
+    key = trusted or _b64(doc.get("public_key"))
+    signature = _b64(doc.get("signature"))
+    if key is None or fingerprint(key) != statement.get("key"):
+        raise InvalidInput("--against", "is signed with another key than the one given")
+    if signature is None or not signature_valid(key, canonical_json(statement), signature):
+        raise InvalidInput("--against", "signature is not valid: the file was altered")
+    return doc
+
+
+def _signed_break(session: Session, check: _SignedCheck) -> Break | None:
+    """Every stored signed checkpoint in order, then the latest one against today's chains."""
+    rows = session.execute(
+        select(AuditEvent.id, AuditEvent.chain_seq, AuditEvent.payload)
+        .where(AuditEvent.chain_id == SYSTEM_CHAIN, AuditEvent.action == CHECKPOINT_ACTION)
+        .order_by(AuditEvent.chain_seq)
+    )
+    for event_id, seq, payload in rows:
+        doc = payload.get("signed") if isinstance(payload, dict) else None
+        if doc is None:
+            if check.last is not None:
+                check.fail(event_id, seq, "unsigned checkpoint after signed ones")
+            continue
+        check.check(event_id, seq, doc)
+        if check.problem is not None:
+            return check.problem
+    if check.against is not None:
+        number = int(check.against["statement"]["number"])
+        have = int(check.last["statement"]["number"]) if check.last else 0
+        if number > have:
+            return Break(
+                None,
+                SYSTEM_CHAIN,
+                None,
+                f"the database stops at signed checkpoint {have} but checkpoint {number} was "
+                "published: it was restored from an older backup or checkpoints were removed",
+            )
+    if check.last is None:
+        return None
+    statement = check.last["statement"]
+    digest, events, chains = covered_heads(session)
+    system_seq, system_hash = statement["system"]
+    if system_seq:
+        found = session.execute(
+            select(AuditEvent.hash).where(
+                AuditEvent.chain_id == SYSTEM_CHAIN, AuditEvent.chain_seq == system_seq
+            )
+        ).scalar_one_or_none()
+        if found != system_hash:
+            return Break(
+                None, SYSTEM_CHAIN, system_seq, "system chain differs from the signed head"
+            )
+        events, chains = events + int(system_seq), chains + 1
+    if digest != statement.get("heads"):
+        return Break(None, "*", None, "chain heads differ from the last signed checkpoint")
+    if (events, chains) != (statement.get("events"), statement.get("chains")):
+        return Break(None, "*", None, "event count differs from the last signed checkpoint")
+    return None
+
+
+def verify(
+    session: Session,
+    batch: int = 2000,
+    *,
+    trusted_key: bytes | None = None,
+    against: Mapping[str, Any] | None = None,
+) -> VerifyReport:
+    """Walk every chain in order; check links, hashes, heads, checkpoints, their signatures and
+    the subject index; with a published checkpoint, check the database has not fallen behind."""
+    if against is not None:
+        against = check_published(against, trusted_key)
+        trusted_key = trusted_key or _b64(against.get("public_key"))
     head_rows = session.execute(select(AuditChainHead)).scalars().all()
     heads = {h.chain_id: (h.last_seq, h.last_hash) for h in head_rows}
     head_ids = {h.chain_id: h.last_event_id for h in head_rows}
@@ -295,13 +555,26 @@ def verify(session: Session, batch: int = 2000) -> VerifyReport:
         session.expunge(row)
         if walk.first_break is not None:
             break
+    signed = _SignedCheck(trusted_key, against)
     first = (
         walk.finish()
         or checkpoint_break
         or _checkpoint_marks_break(marks, expected)
+        or _signed_break(session, signed)
         or _subject_index_break(session, batch)
+        or _business_break(session)
     )
-    return VerifyReport(first is None, walk.events, walk.chains, checkpoints, first)
+    return VerifyReport(
+        first is None,
+        walk.events,
+        walk.chains,
+        checkpoints,
+        first,
+        signed.count,
+        fingerprint(signed.key) if signed.key else None,
+        trusted_key is not None,
+        int(against["statement"]["number"]) if against is not None else None,
+    )
 
 
 def _checkpoint_marks_break(
@@ -386,3 +659,141 @@ def stream(session: Session, f: LogFilter, batch: int = 2000) -> Iterator[AuditR
         record = to_record(row)
         session.expunge(row)
         yield record
+
+
+# --- business tables against the trail ---------------------------------------------------------
+
+
+def _uuid_text(session: Session, column: Any) -> Any:
+    """A UUID column as the text ``str(uuid)`` gives, which is what event payloads record."""
+    if session.get_bind().dialect.name == "postgresql":
+        return func.cast(column, String)
+    # SQLite stores a UUID as 32 hex digits.
+    parts = [
+        func.substr(column, start, size)
+        for start, size in ((1, 8), (9, 4), (13, 4), (17, 4), (21, 12))
+    ]
+    joined: Any = parts[0]
+    for part in parts[1:]:
+        joined = joined.op("||")("-").op("||")(part)
+    return func.lower(joined)
+
+
+def _events_about(patient_short_id: Any, action: str, key: str, value: Any) -> Any:
+    """Successful ``action`` events filed under the patient whose payload ``key`` is ``value``;
+    found through the subject index, so each look-up reads only that patient's events."""
+    return (
+        select(AuditEvent.id)
+        .join(AuditSubject, AuditSubject.event_id == AuditEvent.id)
+        .where(
+            AuditSubject.subject == patient_short_id,
+            AuditEvent.action == action,
+            AuditEvent.outcome == "ok",
+            AuditEvent.payload[key].as_string() == value,
+        )
+    )
+
+
+def _events_at(patient_short_id: Any, instant: Any) -> Any:
+    """Successful events filed under the patient at exactly ``instant``."""
+    return (
+        select(AuditEvent.id)
+        .join(AuditSubject, AuditSubject.event_id == AuditEvent.id)
+        .where(
+            AuditSubject.subject == patient_short_id,
+            AuditEvent.outcome == "ok",
+            AuditEvent.occurred_at == instant,
+        )
+    )
+
+
+def _business_break(session: Session) -> Break | None:
+    """Every authorization, reversal, dispense and prescription has its event, and every course's
+    state is the one its latest event left it in: a row written around the service shows."""
+    from compliance.db.models import Authorization, Course, Patient, Prescription
+
+    auth = (
+        select(
+            Authorization.number,
+            Patient.short_id,
+            Authorization.reversed_at,
+            Authorization.dispensed_at,
+        )
+        .join(Course, Course.id == Authorization.course_id)
+        .join(Patient, Patient.id == Course.patient_id)
+    )
+    checks = [
+        (
+            "dispense.authorize",
+            _events_about(
+                Patient.short_id, "dispense.authorize", "authorization", Authorization.number
+            ),
+            None,
+        ),
+        (
+            "dispense.record",
+            _events_about(
+                Patient.short_id, "dispense.record", "authorization", Authorization.number
+            ),
+            Authorization.dispensed_at,
+        ),
+        # A reversal is recorded by dispense.reverse, or by the course event (a positive test,
+        # a pregnancy report, an ended course) that reversed it in the same transaction.
+        (
+            "reversal",
+            _events_at(Patient.short_id, Authorization.reversed_at),
+            Authorization.reversed_at,
+        ),
+    ]
+    for what, events, when in checks:
+        stmt = auth.where(~events.exists())
+        if when is not None:
+            stmt = stmt.where(when.is_not(None))
+        found = session.execute(stmt.limit(1)).first()
+        if found is not None:
+            return Break(
+                None, str(found.short_id), None, f"authorization {found.number} has no {what} event"
+            )
+    rx = session.execute(
+        select(Prescription.short_id, Patient.short_id.label("patient"))
+        .join(Course, Course.id == Prescription.course_id)
+        .join(Patient, Patient.id == Course.patient_id)
+        .where(
+            ~_events_about(
+                Patient.short_id, "course.prescribe", "prescription", Prescription.short_id
+            ).exists()
+        )
+        .limit(1)
+    ).first()
+    if rx is not None:
+        return Break(
+            None, str(rx.patient), None, f"prescription {rx.short_id} has no course.prescribe event"
+        )
+    course_key = _uuid_text(session, Course.id)
+    last_state = (
+        select(AuditEvent.state_after)
+        .join(AuditSubject, AuditSubject.event_id == AuditEvent.id)
+        .where(
+            AuditSubject.subject == Patient.short_id,
+            AuditEvent.outcome == "ok",
+            AuditEvent.payload["course"].as_string() == course_key,
+        )
+        .order_by(AuditEvent.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    mismatch = session.execute(
+        select(Course.id, Course.state, Patient.short_id, last_state.label("audited"))
+        .join(Patient, Patient.id == Course.patient_id)
+        .where(or_(last_state.is_(None), last_state != Course.state))
+        .limit(1)
+    ).first()
+    if mismatch is not None:
+        audited = mismatch.audited
+        problem = (
+            f"course {mismatch.id} has no audit event"
+            if audited is None
+            else f"course {mismatch.id} is {mismatch.state}; its last audit event left it {audited}"
+        )
+        return Break(None, str(mismatch.short_id), None, problem)
+    return None

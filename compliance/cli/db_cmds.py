@@ -59,3 +59,38 @@ def check(state: Context, as_json: bool) -> None:
     show_record({"drift": problem is not None, "detail": problem}, as_json, title="Drift")
     if problem is not None:
         raise DatabaseNotReady(f"schema drift: {problem}")
+
+
+@db.command()
+@click.option("--role", required=True, help="The runtime role the service connects as.")
+@click.option("--apply", "apply_", is_flag=True, help="Run the statements (as the tables' owner).")
+@pass_ctx
+def grants(state: Context, role: str, apply_: bool) -> None:
+    """Print (or apply) the PostgreSQL grants of a runtime role that cannot rewrite the audit
+    trail: INSERT/SELECT only on audit events, no DELETE, TRUNCATE or trigger changes."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    from compliance.db.engine import make_engine, parse_url, resolve_url
+    from compliance.db.grants import check_role, grant_statements
+    from compliance.errors import InvalidInput
+
+    check_role(role)
+    url = parse_url(resolve_url(state.url))
+    if url.get_backend_name() != "postgresql":
+        raise InvalidInput("--db", "runtime-role grants are for PostgreSQL databases")
+    statements = grant_statements(role, url.database or "")
+    if not apply_:
+        for statement in statements:
+            click.echo(statement + ";")
+        return
+    engine = make_engine(state.url, create=False)
+    try:
+        with engine.begin() as conn:
+            for statement in statements:
+                conn.execute(text(statement))
+    except DBAPIError as exc:
+        raise DatabaseNotReady(f"grants not applied: {exc.orig}") from None
+    finally:
+        engine.dispose()
+    say(f"granted the runtime privileges to {role} on {url.database}")
