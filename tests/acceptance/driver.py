@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from compliance import Compliance, FixedClock
 from compliance.errors import Refused
 from tests.acceptance.model import PHARMACY_ZONES, Expect, Step, Timeline
-from tests.conftest import add_pharmacist, build_world, next_npi
+from tests.conftest import next_npi
 
 
 class NotRecordable(Exception):
@@ -68,65 +68,67 @@ def _decision_fields(decision: Any) -> dict[str, Any]:
     return {"window": window, "earliest": decision.earliest}
 
 
-@dataclass
-class Run:
-    app: Compliance
-    clock: FixedClock
+@dataclass(frozen=True)
+class Parties:
+    """The prescriber's practice and one pharmacy per zone, registered once per backend and
+    copied into every timeline's fresh database (the ids are the same in every copy)."""
+
     admin: str
     prescriber: str
     npi: str
     designee: str
-    pharmacists: dict[str, str] = field(default_factory=dict)
+    pharmacists: dict[str, str]
+
+
+def register_parties(app: Compliance) -> Parties:
+    """Everyone a timeline may need; pharmacies activated until the end of 2028, so that no
+    timeline runs into an annual re-activation."""
+    admin = app.initialize("Ada Administrator").id
+    npi = next_npi()
+    prescriber = app.register_prescriber(admin, "Dr Paula Prescriber", npi).id
+    app.activate_prescriber(admin, prescriber)
+    designee = app.register_designee(prescriber, "Dana Designee").id
+    app.grant_designee(prescriber, designee, prescriber)
+    pharmacists: dict[str, str] = {}
+    for n, (name, zone) in enumerate(sorted(PHARMACY_ZONES.items())):
+        pharmacy = app.register_pharmacy(admin, f"Pharmacy {name}", str(2000001 + n), zone)
+        app.activate_pharmacy(admin, pharmacy.id, expires_on="2028-12-31")
+        pharmacists[name] = app.register_pharmacist(admin, f"Pharmacist {name}", pharmacy.id).id
+    return Parties(admin, prescriber, npi, designee, pharmacists)
+
+
+@dataclass
+class Run:
+    app: Compliance
+    clock: FixedClock
+    parties: Parties
     patients: dict[str, str] = field(default_factory=dict)
     dobs: dict[str, str] = field(default_factory=dict)
     specimens: dict[str, date] = field(default_factory=dict)
     prescriptions: dict[str, str] = field(default_factory=dict)
     authorizations: dict[str, str] = field(default_factory=dict)
-    ncpdp: int = 2000001
-
-    def pharmacist(self, name: str) -> str:
-        if name not in self.pharmacists:
-            self.ncpdp += 1
-            zone = PHARMACY_ZONES[name]
-            self.pharmacists[name] = add_pharmacist(
-                self.app, self.admin, f"Pharmacy {name}", str(self.ncpdp), zone
-            )
-        return self.pharmacists[name]
-
-
-def open_run(db_url: str, timeline: Timeline) -> Run:
-    """The parties, registered the week before the timeline's first step."""
-    first = timeline.steps[0].instant
-    clock = FixedClock(first - timedelta(days=7))
-    app = Compliance.open(db_url, clock)
-    world = build_world(app)
-    npi = world.prescriber.external_id or next_npi()
-    run = Run(app, clock, world.admin.id, world.prescriber.id, npi, world.designee.id)
-    run.pharmacists["la"] = world.pharmacist.id
-    for step in timeline.steps:
-        if step.party == "pharmacist":
-            run.pharmacist(step.args["pharmacy"])
-    return run
 
 
 def _who(run: Run, step: Step) -> tuple[str, dict[str, Any]]:
     """The acting id and, for a designee or the lab's result entry, on whose behalf."""
     patient = run.patients.get(step.args.get("patient", "p"), "")
+    who = run.parties
     if step.party == "prescriber":
-        return run.prescriber, {}
+        return who.prescriber, {}
     if step.party in ("designee", "lab"):
-        return run.designee, {"on_behalf_of": run.prescriber}
+        return who.designee, {"on_behalf_of": who.prescriber}
     if step.party == "patient":
         return patient, {}
     if step.party == "admin":
-        return run.admin, {}
-    return run.pharmacist(step.args["pharmacy"]), {}
+        return who.admin, {}
+    return who.pharmacists[step.args["pharmacy"]], {}
 
 
 def _perform(run: Run, step: Step) -> Observed:
     app, a = run.app, dict(step.args)
     actor, behalf = _who(run, step)
     key = a.pop("patient", "p")
+    a.pop("pharmacy", None)  # already used to choose the pharmacist
     pat = run.patients.get(key, "")
     act = step.action
     out: Any = None
@@ -139,7 +141,9 @@ def _perform(run: Run, step: Step) -> Observed:
     if act == "enrol":
         out = _call(app, "enrol", actor, pat, programme=a.pop("programme"), **behalf)
     elif act == "category":
-        out = _call(app, "assign_category", actor, pat, a.pop("category"), a.pop("reason"), **behalf)
+        out = _call(
+            app, "assign_category", actor, pat, a.pop("category"), a.pop("reason"), **behalf
+        )
     elif act == "consent":
         out = _call(app, "record_consent", actor, pat, a.pop("form"), **behalf)
     elif act == "counsel":
@@ -169,7 +173,7 @@ def _perform(run: Run, step: Step) -> Observed:
         return Observed("ALLOW", frozenset())
     elif act == "prescribe":
         label = a.pop("rx", "rx")
-        kw = {k: a.pop(k) for k in ("written_on", "office_visit_on") if k in a}
+        kw: dict[str, Any] = {k: a.pop(k) for k in ("written_on", "office_visit_on") if k in a}
         out = _call(app, "prescribe", actor, pat, a.pop("days", 30), a.pop("refills", 0), **kw)
         assert out.prescription is not None
         run.prescriptions[label] = out.prescription.id
@@ -183,7 +187,7 @@ def _perform(run: Run, step: Step) -> Observed:
     elif act == "confirm_methods":
         out = _call(app, "confirm_contraception", actor, pat, a.pop("methods"))
     elif act == "find_prescription":
-        info = _call(app, "find_prescription", actor, pat, run.dobs[key], run.npi)
+        info = _call(app, "find_prescription", actor, pat, run.dobs[key], run.parties.npi)
         run.prescriptions[a.pop("rx", "rx")] = info.id
         return Observed("ALLOW", frozenset(), written_on=info.written_on)
     elif act == "check_dispense":
@@ -209,10 +213,10 @@ def _perform(run: Run, step: Step) -> Observed:
     elif act == "resume":
         out = _call(app, "resume_course", actor, pat, a.pop("note", "prescriber's decision"))
     elif act == "deactivate_prescriber":
-        _call(app, "deactivate_prescriber", actor, run.prescriber)
+        _call(app, "deactivate_prescriber", actor, run.parties.prescriber)
         return Observed("ALLOW", frozenset())
     elif act == "set_clinic_zone":
-        _call(app, "set_prescriber_zone", actor, run.prescriber, a.pop("zone"))
+        _call(app, "set_prescriber_zone", actor, run.parties.prescriber, a.pop("clinic_zone"))
         return Observed("ALLOW", frozenset())
     elif act == "status":
         st = _call(app, "status", actor, pat, **behalf)
@@ -269,10 +273,11 @@ def _compare(step: Step, exp: Expect, obs: Observed) -> list[str]:
     return bad
 
 
-def replay(db_url: str, timeline: Timeline) -> int:
-    """Replay every step; raise ``Mismatch`` at the first checkpoint that disagrees. Returns the
-    number of checkpoints compared."""
-    run = open_run(db_url, timeline)
+def replay(db_url: str, parties: Parties, timeline: Timeline) -> int:
+    """Replay every step on a fresh database holding ``parties``; raise ``Mismatch`` at the
+    first checkpoint that disagrees. Returns the number of checkpoints compared."""
+    clock = FixedClock(timeline.steps[0].instant)
+    run = Run(Compliance.open(db_url, clock), clock, parties)
     checked = 0
     try:
         for n, step in enumerate(timeline.steps, 1):

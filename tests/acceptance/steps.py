@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from tests.acceptance.model import EU, IPLEDGE, UK, Builder, Expect, allow
 from tests.acceptance.registry import PROGRAMMES
@@ -51,35 +52,72 @@ def enrol_pcgp(
     office on day 0, its result entered the same afternoon."""
     prog = programme(b)
     b.add("prescriber", 0, "09:00", "register_patient", patient=patient)
-    b.add("prescriber", 0, "09:05", "enrol", allow(ruleset=b.ruleset), programme=prog, patient=patient)
+    b.add(
+        "prescriber", 0, "09:05", "enrol", allow(ruleset=b.ruleset), programme=prog, patient=patient
+    )
     reason = CAN_REASON.get(prog, "CHILDBEARING_POTENTIAL")
-    b.add("prescriber", 0, "09:10", "category", category="can_get_pregnant", reason=reason, patient=patient)
+    b.add(
+        "prescriber",
+        0,
+        "09:10",
+        "category",
+        category="can_get_pregnant",
+        reason=reason,
+        patient=patient,
+    )
     for n, form in enumerate(CONSENTS["can_get_pregnant"][prog]):
         b.add("prescriber", 0, f"09:{15 + n}", "consent", form=form, patient=patient)
     b.add("prescriber", 0, "09:20", "counsel", patient=patient)
-    b.add("prescriber", 0, "09:25", "contraception", methods=methods_from(b, lead_start, methods), patient=patient)
+    b.add(
+        "prescriber",
+        0,
+        "09:25",
+        "contraception",
+        methods=methods_from(b, lead_start, methods),
+        patient=patient,
+    )
     if screening and ipledge(b):
         b.add("lab", 0, "09:30", "collect", label=f"{patient}-screening")
-        b.add("designee", 0, "16:00", "result", label=f"{patient}-screening", kind="screening",
-              setting="clinic", clia=False, patient=patient)
+        b.add(
+            "designee",
+            0,
+            "16:00",
+            "result",
+            label=f"{patient}-screening",
+            kind="screening",
+            setting="clinic",
+            clia=False,
+            patient=patient,
+        )
 
 
 def enrol_pcngp(b: Builder, reason: str = "NO_UTERUS", patient: str = "p") -> None:
     """§2 / §4.6: category with a supporting reason, consent, counselling."""
     prog = programme(b)
     b.add("prescriber", 0, "09:00", "register_patient", patient=patient)
-    b.add("prescriber", 0, "09:05", "enrol", allow(ruleset=b.ruleset), programme=prog, patient=patient)
-    b.add("prescriber", 0, "09:10", "category", category="cannot_get_pregnant", reason=reason, patient=patient)
+    b.add(
+        "prescriber", 0, "09:05", "enrol", allow(ruleset=b.ruleset), programme=prog, patient=patient
+    )
+    b.add(
+        "prescriber",
+        0,
+        "09:10",
+        "category",
+        category="cannot_get_pregnant",
+        reason=reason,
+        patient=patient,
+    )
     for n, form in enumerate(CONSENTS["cannot_get_pregnant"][prog]):
         b.add("prescriber", 0, f"09:{15 + n}", "consent", form=form, patient=patient)
     b.add("prescriber", 0, "09:20", "counsel", patient=patient)
 
 
-def specimen(b: Builder, day: int, hhmm: str, label: str, **kw: object) -> None:
-    b.add("lab", day, hhmm, "collect", label=label, **({"zone": kw.pop("zone")} if "zone" in kw else {}))
+def specimen(b: Builder, day: int, hhmm: str, label: str, zone: str | None = None) -> None:
+    """The lab (or office) collects a specimen: its local date is the test's Day 1."""
+    b.add("lab", day, hhmm, "collect", zone=zone, label=label)
 
 
-def result(b: Builder, day: int, hhmm: str, label: str, kind: str, **kw: object) -> None:
+def result(b: Builder, day: int, hhmm: str, label: str, kind: str, **kw: Any) -> None:
     b.add("designee", day, hhmm, "result", label=label, kind=kind, **kw)
 
 
@@ -101,12 +139,20 @@ def visit(
     if counsel:
         b.add("prescriber", day, f"{h:02d}:{m:02d}", "counsel")
     if methods:
-        b.add("prescriber", day, f"{h:02d}:{m + 5:02d}", "contraception", methods=methods_from(b, lead_start))
+        b.add(
+            "prescriber",
+            day,
+            f"{h:02d}:{m + 5:02d}",
+            "contraception",
+            methods=methods_from(b, lead_start),
+        )
     if rx is not None:
         b.add("prescriber", day, f"{h:02d}:{m + 10:02d}", "prescribe", expect, rx=rx, days=days)
 
 
-def patient_month(b: Builder, day: int, hhmm: str = "20:00", methods: tuple[str, ...] = METHODS) -> None:
+def patient_month(
+    b: Builder, day: int, hhmm: str = "20:00", methods: tuple[str, ...] = METHODS
+) -> None:
     """§1.1 step 5: the patient answers the questions and enters her methods at home."""
     b.add("patient", day, hhmm, "comprehension")
     h, m = (int(x) for x in hhmm.split(":"))
@@ -127,23 +173,32 @@ def rma(
     pharmacy: str | None = None,
     rx: str = "rx",
     auth: str = "auth",
-    days_supply: int | None = 30,
+    days_supply: int | None = None,
     pickup: bool = True,
 ) -> None:
-    """§1.1 step 6: the pharmacist asks for an authorization stating the days' supply; the
-    patient picks up a minute later when it is issued."""
+    """§1.1 step 6: the pharmacist asks for an authorization; the patient picks up a minute
+    later when it is issued. The days' supply is stated only where a timeline is about it:
+    a request that states none dispenses what the prescription says."""
     pharmacy = pharmacy or DEFAULT_PHARMACY[b.ruleset]
-    kw: dict[str, object] = {"days_supply": days_supply} if days_supply is not None else {}
+    kw: dict[str, Any] = {"days_supply": days_supply} if days_supply is not None else {}
     b.add("pharmacist", day, hhmm, "authorize", expect, pharmacy=pharmacy, rx=rx, auth=auth, **kw)
     if pickup and expect.outcome == "ALLOW":
         h, m = (int(x) for x in hhmm.split(":"))
         b.add("pharmacist", day, f"{h:02d}:{m + 1:02d}", "pickup", pharmacy=pharmacy, auth=auth)
 
 
-def check(b: Builder, day: int, hhmm: str, expect: Expect, *, pharmacy: str | None = None,
-          rx: str = "rx", days_supply: int | None = 30) -> None:
+def check(
+    b: Builder,
+    day: int,
+    hhmm: str,
+    expect: Expect,
+    *,
+    pharmacy: str | None = None,
+    rx: str = "rx",
+    days_supply: int | None = None,
+) -> None:
     pharmacy = pharmacy or DEFAULT_PHARMACY[b.ruleset]
-    kw: dict[str, object] = {"days_supply": days_supply} if days_supply is not None else {}
+    kw: dict[str, Any] = {"days_supply": days_supply} if days_supply is not None else {}
     b.add("pharmacist", day, hhmm, "check_dispense", expect, pharmacy=pharmacy, rx=rx, **kw)
 
 
@@ -167,7 +222,9 @@ def ipledge_month(b: Builder, d: int, rx: str, *, kind: str = "monthly") -> None
     patient_month(b, d + 1, "19:00")
 
 
-def eu_initiation(b: Builder, *, lead_start: int = -35, methods: tuple[str, ...] = ("iud",)) -> None:
+def eu_initiation(
+    b: Builder, *, lead_start: int = -35, methods: tuple[str, ...] = ("iud",)
+) -> None:
     """§4.1-4.2: initiation, a medically supervised test, the prescription the same day."""
     enrol_pcgp(b, lead_start=lead_start, methods=methods, screening=False)
     specimen(b, 0, "10:00", "t0")

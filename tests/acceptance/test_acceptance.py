@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.acceptance import timelines_ipledge  # noqa: F401  (registers its timelines)
-from tests.acceptance.driver import replay
+from tests.acceptance import timelines_ipledge, timelines_programmes  # noqa: F401  (they register)
+from tests.acceptance.driver import Parties, replay
 from tests.acceptance.gaps import GAPS
 from tests.acceptance.model import Timeline
 from tests.acceptance.registry import build_all
@@ -24,6 +24,6 @@ def test_every_gap_names_a_timeline() -> None:
 
 
 @pytest.mark.parametrize("name", [_param(t) for t in TIMELINES])
-def test_timeline(name: str, db_url: str) -> None:
-    timeline = BY_NAME[name]
-    assert replay(db_url, timeline) > 0, "a timeline without a checkpoint cannot fail"
+def test_timeline(name: str, timeline_db: tuple[str, Parties]) -> None:
+    url, parties = timeline_db
+    assert replay(url, parties, BY_NAME[name]) > 0, "a timeline without a checkpoint cannot fail"

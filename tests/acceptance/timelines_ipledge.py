@@ -5,7 +5,16 @@ from __future__ import annotations
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
-from tests.acceptance.model import EASTERN, IPLEDGE, LEGACY, MOD, PHARMACY_ZONES, Builder, allow, refuse
+from tests.acceptance.model import (
+    EASTERN,
+    IPLEDGE,
+    LEGACY,
+    MOD,
+    PHARMACY_ZONES,
+    Builder,
+    allow,
+    refuse,
+)
 from tests.acceptance.registry import timeline
 from tests.acceptance.steps import (
     check,
@@ -27,9 +36,15 @@ CONFIRMATION = "PRESCRIBER_CONFIRMATION_MISSING"
 PRETREATMENT = "PRETREATMENT_TESTS_INCOMPLETE"
 
 
-def in_zone(b: Builder, day: int, hhmm: str, pharmacy: str, source: str = EASTERN) -> tuple[int, str]:
+def in_zone(
+    b: Builder, day: int, hhmm: str, pharmacy: str, source: str = EASTERN
+) -> tuple[int, str]:
     """The pharmacy's local day offset and time at the instant ``day hhmm`` in ``source``."""
-    local = b.at(day, hhmm).replace(tzinfo=ZoneInfo(source)).astimezone(ZoneInfo(PHARMACY_ZONES[pharmacy]))
+    local = (
+        b.at(day, hhmm)
+        .replace(tzinfo=ZoneInfo(source))
+        .astimezone(ZoneInfo(PHARMACY_ZONES[pharmacy]))
+    )
     return (local.date() - b.base).days, f"{local:%H:%M}"
 
 
@@ -229,13 +244,30 @@ def supply_30_vs_31_days_and_refills(b: Builder) -> None:
     specimen(b, 21, "09:30", "conf")
     visit(b, 21, "10:00", rx=None)
     b.add("prescriber", 21, "10:20", "prescribe", refuse("SUPPLY_EXCEEDS_MAX"), rx="rx31", days=31)
-    b.add("prescriber", 21, "10:21", "prescribe", refuse("REFILLS_NOT_ALLOWED"), rx="rxr", days=30, refills=1)
+    b.add(
+        "prescriber",
+        21,
+        "10:21",
+        "prescribe",
+        refuse("REFILLS_NOT_ALLOWED"),
+        rx="rxr",
+        days=30,
+        refills=1,
+    )
     b.add("prescriber", 21, "10:22", "prescribe", rx="rx", days=30)
     result(b, 22, "08:30", "conf", "confirmation")
     confirm(b, 22, "09:00")
     patient_month(b, 22, "19:00")
-    b.add("pharmacist", 23, "10:00", "authorize",
-          refuse("SUPPLY_EXCEEDS_MAX", "SUPPLY_EXCEEDS_PRESCRIPTION"), pharmacy="ny", rx="rx", days_supply=31)
+    b.add(
+        "pharmacist",
+        23,
+        "10:00",
+        "authorize",
+        refuse("SUPPLY_EXCEEDS_MAX", "SUPPLY_EXCEEDS_PRESCRIPTION"),
+        pharmacy="ny",
+        rx="rx",
+        days_supply=31,
+    )
     rma(b, 23, "10:05", allow(last_day=b.d(27), days_supply=30))
 
 
@@ -262,8 +294,17 @@ def reverse_and_rerequest_inside_the_window(b: Builder) -> None:
     enrol_pcgp(b)
     ipledge_month_one_without_rma(b)
     rma(b, 23, "10:00", allow(last_day=b.d(27)), auth="a1", pickup=False)
-    b.add("pharmacist", 23, "10:05", "authorize", refuse("AUTHORIZATION_ALREADY_ISSUED"),
-          pharmacy="ny", rx="rx", auth="a2", days_supply=30)
+    b.add(
+        "pharmacist",
+        23,
+        "10:05",
+        "authorize",
+        refuse("AUTHORIZATION_ALREADY_ISSUED"),
+        pharmacy="ny",
+        rx="rx",
+        auth="a2",
+        days_supply=30,
+    )
     b.add("pharmacist", 23, "10:10", "reverse", pharmacy="ny", auth="a1", reason="wrong quantity")
     rma(b, 23, "10:15", allow(last_day=b.d(27)), auth="a3")
 
@@ -274,7 +315,15 @@ def pharmacy_finds_the_paper_prescription(b: Builder) -> None:
     date of birth and the prescriber's NPI, and requests the RMA with it."""
     enrol_pcgp(b)
     ipledge_month_one_without_rma(b)
-    b.add("pharmacist", 23, "09:00", "find_prescription", allow(written_on=b.d(21)), pharmacy="ny", rx="found")
+    b.add(
+        "pharmacist",
+        23,
+        "09:00",
+        "find_prescription",
+        allow(written_on=b.d(21)),
+        pharmacy="ny",
+        rx="found",
+    )
     rma(b, 23, "10:00", allow(last_day=b.d(27)), rx="found")
 
 
@@ -330,8 +379,15 @@ def honolulu_pickup_after_eastern_midnight(b: Builder) -> None:
     day, hhmm = in_zone(b, 27, "22:00", "hnl")
     rma(b, day, hhmm, allow(dnda_on=b.d(27)), pharmacy="hnl", pickup=False)
     day, hhmm = in_zone(b, 28, "00:30", "hnl")
-    b.add("pharmacist", day, hhmm, "pickup",
-          refuse("AUTHORIZATION_EXPIRED", optional=(WINDOW_EXPIRED,)), pharmacy="hnl", auth="auth")
+    b.add(
+        "pharmacist",
+        day,
+        hhmm,
+        "pickup",
+        refuse("AUTHORIZATION_EXPIRED", optional=(WINDOW_EXPIRED,)),
+        pharmacy="hnl",
+        auth="auth",
+    )
 
 
 DST = {MOD: date(2027, 2, 17), LEGACY: date(2026, 10, 7)}
@@ -347,8 +403,15 @@ def window_across_daylight_saving_change(b: Builder) -> None:
     ipledge_month_one_without_rma(b)
     check(b, 27, "23:30", allow(last_day=b.d(27)), pharmacy="ny")
     rma(b, 27, "23:40", allow(last_day=b.d(27), dnda_on=b.d(27)), pharmacy="ny", pickup=False)
-    b.add("pharmacist", 28, "00:30", "pickup",
-          refuse("AUTHORIZATION_EXPIRED", optional=(WINDOW_EXPIRED,)), pharmacy="ny", auth="auth")
+    b.add(
+        "pharmacist",
+        28,
+        "00:30",
+        "pickup",
+        refuse("AUTHORIZATION_EXPIRED", optional=(WINDOW_EXPIRED,)),
+        pharmacy="ny",
+        auth="auth",
+    )
 
 
 @timeline(IPLEDGE, zones={MOD: "America/Los_Angeles", LEGACY: "America/Los_Angeles"})
@@ -403,7 +466,13 @@ def _month_two_missing(b: Builder, missing: str, codes: tuple[str, ...]) -> None
         if missing == "counselling":
             b.add("prescriber", 51, "10:00", "counsel")
         elif missing == "methods":
-            b.add("prescriber", 51, "10:00", "contraception", methods={"iud": b.iso(-35), "male_condom": b.iso(-35)})
+            b.add(
+                "prescriber",
+                51,
+                "10:00",
+                "contraception",
+                methods={"iud": b.iso(-35), "male_condom": b.iso(-35)},
+            )
         elif missing == "confirmation":
             confirm(b, 51, "10:00")
         elif missing == "comprehension":
@@ -458,8 +527,14 @@ def month_two_test_does_not_carry_over(b: Builder) -> None:
 def _month_two_test(b: Builder, opt_in: bool, **test: object) -> None:
     enrol_pcgp(b)
     if opt_in:
-        b.add("prescriber", 0, "17:00", "home_testing", enabled=True,
-              procedure="photo of the test cassette with the patient's id, read by the office")
+        b.add(
+            "prescriber",
+            0,
+            "17:00",
+            "home_testing",
+            enabled=True,
+            procedure="photo of the test cassette with the patient's id, read by the office",
+        )
     ipledge_first_month(b, 21)
     specimen(b, 49, "08:00", "t2")
     visit(b, 49, "10:00", rx="rx2")
@@ -499,7 +574,13 @@ def later_home_test_not_hidden_behind_older_lab_test(b: Builder) -> None:
     ipledge_month(b, 49, "rx2")
     specimen(b, 57, "08:00", "home")
     result(b, 57, "12:00", "home", "monthly", setting="home", clia=False)
-    check(b, 57, "13:00", refuse("TEST_SETTING_NOT_PERMITTED", CONFIRMATION, optional=(WINDOW_EXPIRED,)), rx="rx2")
+    check(
+        b,
+        57,
+        "13:00",
+        refuse("TEST_SETTING_NOT_PERMITTED", CONFIRMATION, optional=(WINDOW_EXPIRED,)),
+        rx="rx2",
+    )
 
 
 @timeline(IPLEDGE)
@@ -553,7 +634,12 @@ def lockout_specimen_after_18_days(b: Builder) -> None:
     ipledge_month_one_without_rma(b)
     specimen(b, 39, "09:30", "repeat")
     result(b, 39, "15:00", "repeat", "confirmation")
-    check(b, 39, "16:00", refuse("LOCKOUT_19D", optional=(WINDOW_EXPIRED, CONFIRMATION), earliest=b.d(40)))
+    check(
+        b,
+        39,
+        "16:00",
+        refuse("LOCKOUT_19D", optional=(WINDOW_EXPIRED, CONFIRMATION), earliest=b.d(40)),
+    )
 
 
 @timeline([LEGACY])
@@ -632,7 +718,13 @@ def positive_monthly_test_suspends(b: Builder) -> None:
     result(b, 50, "08:30", "t2", "monthly", result="positive")
     patient_month(b, 50, "19:00")
     check(b, 51, "09:00", refuse("COURSE_SUSPENDED", "PREGNANCY_TEST_POSITIVE"), rx="rx2")
-    b.add("prescriber", 51, "10:00", "check_prescribe", refuse("COURSE_SUSPENDED", "PREGNANCY_TEST_POSITIVE"))
+    b.add(
+        "prescriber",
+        51,
+        "10:00",
+        "check_prescribe",
+        refuse("COURSE_SUSPENDED", "PREGNANCY_TEST_POSITIVE"),
+    )
     b.add("prescriber", 51, "10:05", "due", allow(flags=frozenset({"PREGNANCY_ACTIONS"})))
 
 
@@ -645,7 +737,9 @@ def reported_pregnancy_blocks_pickup(b: Builder) -> None:
     ipledge_month_one_without_rma(b)
     rma(b, 23, "11:00", allow(last_day=b.d(27)), pickup=False)
     b.add("patient", 23, "20:00", "pregnancy")
-    b.add("pharmacist", 24, "10:00", "pickup", refuse("COURSE_SUSPENDED"), pharmacy="ny", auth="auth")
+    b.add(
+        "pharmacist", 24, "10:00", "pickup", refuse("COURSE_SUSPENDED"), pharmacy="ny", auth="auth"
+    )
 
 
 _ = datetime
