@@ -5,7 +5,9 @@ a PostgreSQL database created from the template), so no timeline sees another's 
 from __future__ import annotations
 
 import shutil
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,7 +15,7 @@ import pytest
 
 from compliance import Compliance, FixedClock
 from tests.acceptance.driver import Parties, register_parties
-from tests.conftest import _pg_url, create_pg_database, drop_pg_database
+from tests.conftest import _admin_conn, _pg_url, create_pg_database, drop_pg_database
 
 # Before the first timeline of every ruleset (the earliest starts in March 2026).
 SETUP_AT = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
@@ -42,6 +44,51 @@ def pg_parties(pg_template: str) -> Iterator[tuple[str, Parties]]:
         drop_pg_database(name)
 
 
+class FreshDatabases:
+    """Fresh PostgreSQL databases copied from the parties' template, made one step ahead and
+    dropped behind in a worker thread, so the server's copying and dropping overlaps the
+    replaying. Commits in them are not waited for on disk (``synchronous_commit = off``): a
+    test database needs no durability, and every transaction is still a transaction."""
+
+    AHEAD = 2
+
+    def __init__(self, template: str) -> None:
+        self.template = template
+        self.worker = ThreadPoolExecutor(max_workers=1)
+        self.ready: deque[Future[str]] = deque()
+        self.pending: list[Future[None]] = []
+
+    def _make(self) -> str:
+        name = create_pg_database(template=self.template)
+        with _admin_conn() as conn:
+            conn.execute(f"ALTER DATABASE {name} SET synchronous_commit = off")
+        return name
+
+    def take(self) -> str:
+        while len(self.ready) <= self.AHEAD:
+            self.ready.append(self.worker.submit(self._make))
+        return self.ready.popleft().result()
+
+    def give_back(self, name: str) -> None:
+        self.pending.append(self.worker.submit(drop_pg_database, name))
+
+    def close(self) -> None:
+        for made in self.ready:
+            self.pending.append(self.worker.submit(drop_pg_database, made.result()))
+        for done in self.pending:
+            done.result()
+        self.worker.shutdown()
+
+
+@pytest.fixture(scope="session")
+def fresh_pg(pg_parties: tuple[str, Parties]) -> Iterator[FreshDatabases]:
+    pool = FreshDatabases(pg_parties[0])
+    try:
+        yield pool
+    finally:
+        pool.close()
+
+
 @pytest.fixture
 def timeline_db(
     backend: str, request: pytest.FixtureRequest, tmp_path: Path
@@ -53,9 +100,10 @@ def timeline_db(
         shutil.copy(template, path)
         yield f"sqlite:///{path}", parties
         return
-    template_name, parties = request.getfixturevalue("pg_parties")
-    name = create_pg_database(template=template_name)
+    _, parties = request.getfixturevalue("pg_parties")
+    pool: FreshDatabases = request.getfixturevalue("fresh_pg")
+    name = pool.take()
     try:
         yield _pg_url(name), parties
     finally:
-        drop_pg_database(name)
+        pool.give_back(name)

@@ -34,6 +34,10 @@ WINDOW_EXPIRED = "WINDOW_EXPIRED"
 NO_TEST = "NO_NEGATIVE_TEST_IN_WINDOW"
 CONFIRMATION = "PRESCRIBER_CONFIRMATION_MISSING"
 PRETREATMENT = "PRETREATMENT_TESTS_INCOMPLETE"
+# reading: a test the rules do not accept must be reported with its own code; since it is not
+# usable, "no usable negative test" (and, for a pre-treatment test, the missing second test) may
+# accompany it: the documents require the first and neither require nor forbid the others.
+UNUSABLE = (NO_TEST,)
 
 
 def in_zone(
@@ -229,7 +233,12 @@ def confirmation_test_in_the_office(b: Builder) -> None:
     result(b, 21, "15:00", "conf", "confirmation", setting="clinic", clia=False)
     patient_month(b, 21, "19:00")
     if b.ruleset == LEGACY:
-        check(b, 22, "08:00", refuse("TEST_SETTING_NOT_PERMITTED", CONFIRMATION))
+        check(
+            b,
+            22,
+            "08:00",
+            refuse("TEST_SETTING_NOT_PERMITTED", CONFIRMATION, optional=(*UNUSABLE, PRETREATMENT)),
+        )
     else:
         confirm(b, 22, "08:00")
         rma(b, 22, "11:00", allow(last_day=b.d(27)))
@@ -551,7 +560,13 @@ def month_two_home_test_with_prescriber_opt_in(b: Builder) -> None:
         confirm(b, 50, "08:00")
         rma(b, 50, "11:00", allow(last_day=b.d(55)), rx="rx2", auth="a2")
     else:
-        check(b, 50, "08:00", refuse("TEST_SETTING_NOT_PERMITTED", CONFIRMATION), rx="rx2")
+        check(
+            b,
+            50,
+            "08:00",
+            refuse("TEST_SETTING_NOT_PERMITTED", CONFIRMATION, optional=UNUSABLE),
+            rx="rx2",
+        )
 
 
 @timeline(IPLEDGE)
@@ -560,7 +575,13 @@ def month_two_home_test_without_opt_in(b: Builder) -> None:
     reading: the test relied on is named by its own defect, beside the prescriber's missing
     confirmation (checked before the prescriber confirms)."""
     _month_two_test(b, False, setting="home", clia=False)
-    check(b, 50, "08:00", refuse("TEST_SETTING_NOT_PERMITTED", CONFIRMATION), rx="rx2")
+    check(
+        b,
+        50,
+        "08:00",
+        refuse("TEST_SETTING_NOT_PERMITTED", CONFIRMATION, optional=UNUSABLE),
+        rx="rx2",
+    )
 
 
 @timeline(IPLEDGE)
@@ -578,7 +599,7 @@ def later_home_test_not_hidden_behind_older_lab_test(b: Builder) -> None:
         b,
         57,
         "13:00",
-        refuse("TEST_SETTING_NOT_PERMITTED", CONFIRMATION, optional=(WINDOW_EXPIRED,)),
+        refuse("TEST_SETTING_NOT_PERMITTED", CONFIRMATION, optional=(*UNUSABLE, WINDOW_EXPIRED)),
         rx="rx2",
     )
 
@@ -592,7 +613,13 @@ def month_two_test_not_sensitive_enough(b: Builder) -> None:
     visit(b, 49, "10:00", rx="rx2")
     result(b, 49, "12:00", "t2", "monthly", sensitivity=50)
     patient_month(b, 49, "19:00")
-    check(b, 50, "08:00", refuse("TEST_SENSITIVITY_INSUFFICIENT", CONFIRMATION), rx="rx2")
+    check(
+        b,
+        50,
+        "08:00",
+        refuse("TEST_SENSITIVITY_INSUFFICIENT", CONFIRMATION, optional=UNUSABLE),
+        rx="rx2",
+    )
 
 
 # --- §1.3 a missed window -------------------------------------------------------------------------
@@ -743,3 +770,26 @@ def reported_pregnancy_blocks_pickup(b: Builder) -> None:
 
 
 _ = datetime
+
+
+@timeline([MOD])
+def repeat_confirmation_test_at_home_is_refused(b: Builder) -> None:
+    """§1.3 2026-mod: after a missed first window the repeat test is taken in a medical setting
+    (no first dose yet), even where the prescriber allows home tests later on.
+    reading: the home test is the test relied on, so its own code is listed with the
+    prescriber's missing confirmation; WINDOW_EXPIRED may accompany."""
+    b.add("prescriber", 0, "08:00", "home_testing", enabled=True, procedure="photo of the cassette")
+    enrol_pcgp(b)
+    ipledge_month_one_without_rma(b)
+    specimen(b, 28, "08:00", "home")
+    result(b, 28, "12:00", "home", "confirmation", setting="home", clia=False)
+    check(
+        b,
+        28,
+        "13:00",
+        refuse("TEST_SETTING_NOT_PERMITTED", CONFIRMATION, optional=(*UNUSABLE, WINDOW_EXPIRED)),
+    )
+    specimen(b, 29, "09:00", "repeat")
+    result(b, 29, "15:00", "repeat", "confirmation")
+    confirm(b, 29, "16:00")
+    rma(b, 29, "17:00", allow(last_day=b.d(35)))

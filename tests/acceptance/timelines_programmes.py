@@ -490,3 +490,126 @@ def eu_uk_pretreatment_test_by_its_name(b: Builder) -> None:
 
 
 _ = (MOD, EU, UK)
+
+
+# --- more of §4 and of items 6, 8 and 9 -----------------------------------------------------------
+
+
+def _eu_lead_in(b: Builder, lead: int) -> None:
+    eu_initiation(b, lead_start=-lead)
+
+
+@timeline(EU_UK)
+def eu_uk_lead_in_29_days(b: Builder) -> None:
+    """§4.1: 29 days of the method before the pre-treatment test is short of a month.
+    reading: "a month" is 30 days (reason-codes.md), counted to the test's date, and judged when
+    the prescription is written."""
+    _eu_lead_in(b, 29)
+    b.add("prescriber", 0, "11:30", "prescribe", refuse("CONTRACEPTION_LEAD_IN_NOT_MET"), rx="rx")
+
+
+@timeline(EU_UK)
+def eu_uk_lead_in_30_days(b: Builder) -> None:
+    """§4.1: 30 days of the method before the test is a month."""
+    _eu_lead_in(b, 30)
+    b.add("prescriber", 0, "11:30", "prescribe", rx="rx", days=30)
+    rma(b, 1, "10:00", allow(last_day=b.d(6)))
+
+
+@timeline(EU_UK)
+def eu_uk_lead_in_31_days(b: Builder) -> None:
+    """§4.1: 31 days of the method before the test."""
+    _eu_lead_in(b, 31)
+    b.add("prescriber", 0, "11:30", "prescribe", rx="rx", days=30)
+    rma(b, 1, "10:00", allow(last_day=b.d(6)))
+
+
+@timeline(EU_UK)
+def eu_uk_supply_30_vs_31_days(b: Builder) -> None:
+    """§4.2: a prescription of at most 30 days for a woman of childbearing potential."""
+    eu_initiation(b)
+    b.add("prescriber", 0, "11:30", "prescribe", refuse("SUPPLY_EXCEEDS_MAX"), rx="rx31", days=31)
+    b.add("prescriber", 0, "11:35", "prescribe", rx="rx", days=30)
+    rma(b, 1, "10:00", allow(last_day=b.d(6)))
+
+
+@timeline([UK])
+def uk_sterilisation_confirmed_ends_childbearing_potential(b: Builder) -> None:
+    """§4.6 with rules.md §2.2: in the UK a surgical sterilisation confirmed by a healthcare
+    professional ends childbearing potential: no test, no validity, no cap."""
+    enrol_pcngp(b, "STERILISATION_CONFIRMED")
+    b.add("prescriber", 0, "10:00", "prescribe", rx="rx", days=60)
+    rma(b, 15, "10:00", allow(no_window=True))
+
+
+@timeline(EU_UK)
+def eu_uk_home_test_is_reported(b: Builder) -> None:
+    """Item 6 in the EU/UK: the 4-weekly test done at home, with no remote-testing opt-in, is the
+    test the next prescription relies on: it is reported with its own code, not hidden behind
+    the initiation test.
+    reading: TEST_TOO_OLD_FOR_RX (the older test's age) and NO_NEGATIVE_TEST_IN_WINDOW (no
+    usable test) may accompany."""
+    _eu_first(b)
+    specimen(b, 28, "08:00", "t2")
+    result(b, 28, "12:00", "t2", "monthly", setting="home", clia=False)
+    b.add(
+        "prescriber",
+        28,
+        "12:30",
+        "prescribe",
+        refuse(
+            "TEST_SETTING_NOT_PERMITTED",
+            optional=("TEST_TOO_OLD_FOR_RX", "NO_NEGATIVE_TEST_IN_WINDOW"),
+        ),
+        rx="rx2",
+    )
+
+
+@timeline(EU_UK)
+def eu_uk_suspended_and_expired(b: Builder) -> None:
+    """Item 9 in the EU/UK: a suspended course decides alone with its cause, and with RX_EXPIRED
+    when the prescription is also past its validity."""
+    eu_initiation(b)
+    b.add("prescriber", 0, "11:30", "prescribe", rx="rx", days=30)
+    specimen(b, 3, "09:00", "t1")
+    result(b, 3, "12:00", "t1", "monthly", setting="clinic", clia=False, result="positive")
+    check(b, 9, "10:00", refuse("COURSE_SUSPENDED", "PREGNANCY_TEST_POSITIVE", "RX_EXPIRED"))
+
+
+@timeline(ALL)
+def closed_course_and_decertified_prescriber(b: Builder) -> None:
+    """Item 9: a closed course decides alone, with the participants' certification codes."""
+    enrol_pcngp(b)
+    b.add("prescriber", 0, "10:00", "prescribe", rx="rx", days=30)
+    b.add("prescriber", 1, "10:00", "end", last_dose_on=b.iso(1))
+    b.add("admin", 1, "11:00", "deactivate_prescriber")
+    check(b, 2, "10:00", refuse("NO_ACTIVE_COURSE", "PRESCRIBER_NOT_CERTIFIED"))
+
+
+@timeline(ALL)
+def only_the_prescriber_resumes(b: Builder) -> None:
+    """§1.5: only a prescriber's explicit decision resumes a suspended course; the patient
+    cannot.
+    reading: the patient's attempt is ACTOR_NOT_PERMITTED."""
+    enrol_pcngp(b)
+    b.add("patient", 1, "20:00", "pregnancy")
+    b.add("patient", 2, "09:00", "resume", refuse("ACTOR_NOT_PERMITTED"))
+    b.add("prescriber", 3, "09:00", "resume", note="not pregnant: confirmed by the clinic")
+
+
+@timeline(IPLEDGE)
+def pcngp_pharmacy_finds_the_paper_prescription(b: Builder) -> None:
+    """Item 8: a patient who cannot get pregnant; the pharmacy finds the prescription from the
+    patient's programme id, date of birth and the prescriber's NPI."""
+    enrol_pcngp(b)
+    b.add("prescriber", 0, "10:00", "prescribe", rx="rx", days=30)
+    b.add(
+        "pharmacist",
+        1,
+        "09:00",
+        "find_prescription",
+        allow(written_on=b.d(0)),
+        pharmacy="ny",
+        rx="found",
+    )
+    rma(b, 1, "10:00", allow(), rx="found")
