@@ -106,6 +106,8 @@ GAPS: dict[str, str] = {
     "rx_before_counselling_at_the_visit[ipledge/2026-mod]": "item 1: prescribing apart from the patient's monthly steps, and confirm_patient",
     "rx_written_before_specimen[ipledge/2023-03]": "item 1: prescribing apart from the patient's monthly steps, and confirm_patient",
     "rx_written_before_specimen[ipledge/2026-mod]": "item 1: prescribing apart from the patient's monthly steps, and confirm_patient",
+    "screening_result_entered_days_later[ipledge/2023-03]": "item 1: prescribing apart from the patient's monthly steps, and confirm_patient",
+    "screening_result_entered_days_later[ipledge/2026-mod]": "item 1: prescribing apart from the patient's monthly steps, and confirm_patient",
     "second_month_usual_order[ipledge/2023-03]": "item 1: prescribing apart from the patient's monthly steps, and confirm_patient",
     "second_month_usual_order[ipledge/2026-mod]": "item 1: prescribing apart from the patient's monthly steps, and confirm_patient",
     "supply_30_vs_31_days_and_refills[ipledge/2023-03]": "item 1: prescribing apart from the patient's monthly steps, and confirm_patient",

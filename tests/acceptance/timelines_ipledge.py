@@ -793,3 +793,26 @@ def repeat_confirmation_test_at_home_is_refused(b: Builder) -> None:
     result(b, 29, "15:00", "repeat", "confirmation")
     confirm(b, 29, "16:00")
     rma(b, 29, "17:00", allow(last_day=b.d(35)))
+
+
+@timeline(IPLEDGE)
+def screening_result_entered_days_later(b: Builder) -> None:
+    """§1.1 step 1: the screening result is entered when it is known, here five days after the
+    specimen; the 19-day spacing counts from the specimen dates (day 0 and day 21)."""
+    b.add("prescriber", 0, "09:00", "register_patient")
+    b.add("prescriber", 0, "09:05", "enrol", allow(ruleset=b.ruleset), programme="ipledge")
+    b.add(
+        "prescriber",
+        0,
+        "09:10",
+        "category",
+        category="can_get_pregnant",
+        reason="REPRODUCTIVE_POTENTIAL",
+    )
+    b.add("prescriber", 0, "09:15", "consent", form="PATIENT_INFORMATION_CONSENT")
+    b.add("prescriber", 0, "09:16", "consent", form="BIRTH_DEFECTS_CONSENT")
+    b.add("prescriber", 0, "09:20", "counsel")
+    visit(b, 0, "09:25", rx=None, counsel=False)
+    specimen(b, 0, "09:40", "screening")
+    result(b, 5, "14:00", "screening", "screening", setting="clinic", clia=False)
+    ipledge_first_month(b, 21)

@@ -613,3 +613,47 @@ def pcngp_pharmacy_finds_the_paper_prescription(b: Builder) -> None:
         rx="found",
     )
     rma(b, 1, "10:00", allow(), rx="found")
+
+
+@timeline(EU_UK)
+def eu_uk_category_cannot_to_can_qualifies_afresh(b: Builder) -> None:
+    """§3 in the EU/UK: a patient first assessed without childbearing potential is reassessed:
+    before the next prescription she qualifies afresh (acknowledgement, a month of
+    contraception, a pre-treatment test), then the PPP limits apply (7-day validity).
+    reading: right after the change the prescription is refused; which of the missing items
+    are then listed is not asserted."""
+    enrol_pcngp(b, "POSTMENOPAUSAL_CONFIRMED")
+    b.add("prescriber", 0, "10:00", "prescribe", rx="rx", days=60)
+    rma(b, 1, "10:00", allow(no_window=True))
+    b.add(
+        "prescriber",
+        10,
+        "09:00",
+        "category",
+        category="can_get_pregnant",
+        reason="CHILDBEARING_POTENTIAL",
+    )
+    for n, form in enumerate(CONSENTS["can_get_pregnant"][programme(b)]):
+        if form not in CONSENTS["cannot_get_pregnant"][programme(b)]:
+            b.add("prescriber", 10, f"09:{5 + n:02d}", "consent", form=form)
+    b.add("prescriber", 10, "09:10", "contraception", methods={"iud": b.iso(10)})
+    b.add(
+        "prescriber",
+        11,
+        "09:00",
+        "check_prescribe",
+        refuse(
+            optional=(
+                "CONTRACEPTION_LEAD_IN_NOT_MET",
+                "NO_NEGATIVE_TEST_IN_WINDOW",
+                "PRETREATMENT_TESTS_INCOMPLETE",
+                "TEST_TOO_OLD_FOR_RX",
+                "COUNSELING_NOT_DOCUMENTED",
+            )
+        ),
+    )
+    specimen(b, 40, "09:30", "t1")
+    result(b, 40, "11:00", "t1", "confirmation", setting="clinic", clia=False)
+    b.add("prescriber", 40, "11:30", "counsel")
+    b.add("prescriber", 40, "11:40", "prescribe", rx="rx2", days=30)
+    rma(b, 41, "10:00", allow(first_day=b.d(40), last_day=b.d(46)), rx="rx2", auth="a2")
