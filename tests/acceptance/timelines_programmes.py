@@ -215,7 +215,10 @@ def refused_first_category_is_the_safe_side(b: Builder) -> None:
     who can get pregnant.
     reading: the prescribe gate then names the missing category and the consent a patient who
     can get pregnant signs (where the programme has one); INVALID_CATEGORY_REASON may
-    accompany."""
+    accompany. In the EU/UK, where the prescribe gate is where the PPP conditions are checked
+    (no central authorization), it also names the missing contraception and pre-treatment
+    test (no usable negative test, fewer pre-treatment tests than required); under iPLEDGE
+    those wait for the RMA."""
     prog = programme(b)
     b.add("prescriber", 0, "09:00", "register_patient")
     b.add("prescriber", 0, "09:05", "enrol", programme=prog)
@@ -235,6 +238,12 @@ def refused_first_category_is_the_safe_side(b: Builder) -> None:
         CONSENTS["cannot_get_pregnant"][prog]
     )
     codes = ("CATEGORY_NOT_ASSIGNED",) + (("CONSENT_NOT_SIGNED",) if missing_consent else ())
+    if not ipledge(b):
+        codes += (
+            "CONTRACEPTION_NOT_DOCUMENTED",
+            "NO_NEGATIVE_TEST_IN_WINDOW",
+            "PRETREATMENT_TESTS_INCOMPLETE",
+        )
     b.add(
         "prescriber",
         0,
