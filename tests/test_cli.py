@@ -47,8 +47,8 @@ class Shell:
         assert result.exit_code == expect, (args, result.exit_code, result.stdout, result.stderr)
         return result
 
-    def json(self, *args: str, actor: str | None = None) -> Any:
-        result = self.run(*args, "--json", actor=actor)
+    def json(self, *args: str, actor: str | None = None, expect: int = 0) -> Any:
+        result = self.run(*args, "--json", actor=actor, expect=expect)
         assert result.stderr == ""
         return json.loads(result.stdout)
 

@@ -77,7 +77,7 @@ def test_a_course_through_the_cli(clinic: tuple[Shell, dict[str, str]]) -> None:
         "enrolled", "ipledge/2026-mod")
     sh.json(*at("2026-12-01", "course", "category", pat, "cannot_get_pregnant", "NO_UTERUS"),
             actor=prs)
-    check = sh.json(*at("2026-12-01", "course", "check", pat), actor=prs)
+    check = sh.json(*at("2026-12-01", "course", "check", pat), actor=prs, expect=11)
     assert set(check) == DECISION_KEYS and check["outcome"] == "REFUSE"
     # a patient who cannot get pregnant answers no comprehension questions (workflows.md 2)
     assert [r["code"] for r in check["reasons"]] == [

@@ -7,8 +7,15 @@ from typing import Any
 import click
 
 from compliance.cli.context import Context, pass_ctx
-from compliance.cli.output import json_option, say, show_record, show_rows
-from compliance.errors import InvalidInput
+from compliance.cli.output import (
+    json_option,
+    pregnancy_alert,
+    say,
+    shout_alert,
+    show_record,
+    show_rows,
+)
+from compliance.errors import CHECK_REFUSE_EXIT, InvalidInput
 
 REASON_COLUMNS = ["code", "message", "next_step", "earliest"]
 CHECKLIST_COLUMNS = ["item", "status", "detail", "next_step", "due_by"]
@@ -17,6 +24,14 @@ MIGRATE_COLUMNS = ["patient", "state", "from", "to", "result", "prescribe"]
 
 
 def show_decision(decision: dict[str, Any], as_json: bool) -> None:
+    """A check's answer; REFUSE ends the command with exit 11 (``CHECK_REFUSE``) so scripts can
+    branch, after printing the whole decision."""
+    _print_decision(decision, as_json)
+    if decision["outcome"] == "REFUSE":
+        click.get_current_context().exit(CHECK_REFUSE_EXIT)
+
+
+def _print_decision(decision: dict[str, Any], as_json: bool) -> None:
     if as_json:
         show_record(decision, True)
         return
@@ -30,11 +45,22 @@ def show_decision(decision: dict[str, Any], as_json: bool) -> None:
         show_rows(decision["reasons"], REASON_COLUMNS, False, title="Reasons")
 
 
-def show_outcome(result: Any, as_json: bool) -> None:
+def show_outcome(
+    result: Any, as_json: bool, *, alert_event: str | None = None, alert_key: bool = False
+) -> None:
+    """The outcome of a change. ``alert_event`` names a pregnancy event to announce loudly (a
+    block on stderr; an ``alert`` object in JSON); ``alert_key`` keeps the key, null, otherwise."""
     data = result.to_dict()
+    alert = None
+    if alert_event is not None:
+        alert = pregnancy_alert(alert_event, data["course"]["ruleset"])
+    if alert_key or alert is not None:
+        data["alert"] = alert
     if as_json:
         show_record(data, True)
         return
+    if alert is not None:
+        shout_alert(alert)
     course = data["course"]
     say(
         f"patient {course['patient']}: course {course['state']} (cycle {course['cycle']}, "
@@ -251,6 +277,8 @@ def course_test(
             on_behalf_of=state.on_behalf_of,
         ),
         as_json,
+        alert_event="positive pregnancy test" if result == "positive" else None,
+        alert_key=True,
     )
 
 
@@ -317,6 +345,7 @@ def course_pregnancy(
     show_outcome(
         state.app().report_pregnancy(state.who(), patient, reported_on, note, state.on_behalf_of),
         as_json,
+        alert_event="pregnancy reported",
     )
 
 

@@ -112,3 +112,35 @@ def decision_lines(decision: Mapping[str, Any]) -> list[str]:
     if window:
         lines.append(f"  window: {window['first_day']} to {window['last_day']}")
     return lines
+
+
+#: What the programme requires once a pregnancy is known (reason code ``PREGNANCY_ACTIONS``).
+PREGNANCY_ACTION_STEPS = (
+    "stop the drug now: the patient takes no further doses",
+    "report the pregnancy to the programme",
+    "refer the patient to a physician experienced in reproductive toxicity",
+)
+
+
+def pregnancy_alert(event: str, ruleset: str) -> dict[str, Any]:
+    """The ``alert`` of a positive test or a reported pregnancy, as ``--json`` carries it."""
+    return {
+        "code": "PREGNANCY_ACTIONS",
+        "event": event,
+        "ruleset": ruleset,
+        "actions": list(PREGNANCY_ACTION_STEPS),
+    }
+
+
+def shout_alert(alert: Mapping[str, Any]) -> None:
+    """A block on stderr that nobody scrolls past: the event and each required action."""
+    rule = "!" * 72
+    lines = [
+        rule,
+        f"!! {alert['event'].upper()}: the course is suspended ({alert['code']})",
+        f"!! programme {alert['ruleset']}: required now:",
+        *(f"!!   {n}. {step}" for n, step in enumerate(alert["actions"], start=1)),
+        rule,
+    ]
+    for line in lines:
+        click.echo(line, err=True)

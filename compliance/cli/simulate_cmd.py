@@ -23,7 +23,10 @@ if TYPE_CHECKING:
 @click.option("--list", "list_examples", is_flag=True, help="List the shipped example timelines.")
 @json_option
 def simulate(
-    timeline: str | None, ruleset: str | None, keep: str | None, list_examples: bool,
+    timeline: str | None,
+    ruleset: str | None,
+    keep: str | None,
+    list_examples: bool,
     as_json: bool,
 ) -> None:
     """Replay a timeline of events on a throwaway database and print every decision.
