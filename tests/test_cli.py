@@ -36,12 +36,21 @@ class Shell:
         self.runner = CliRunner()
         self.actor: str | None = None
 
-    def run(self, *args: str, actor: str | None = None, expect: int = 0) -> Result:
+    def run(
+        self,
+        *args: str,
+        actor: str | None = None,
+        expect: int = 0,
+        env: dict[str, str | None] | None = None,
+    ) -> Result:
         who = self.actor if actor is None else actor
-        env: dict[str, str | None] = {
+        env = {
             "COMPLIANCE_DATABASE_URL": self.url,
             "NO_COLOR": "1",
             "COMPLIANCE_ACTOR": who or None,
+            "TZ": None,
+            "COMPLIANCE_TZ": None,
+            **(env or {}),
         }
         result = self.runner.invoke(cli, list(args), env=env, catch_exceptions=False)
         assert result.exit_code == expect, (args, result.exit_code, result.stdout, result.stderr)

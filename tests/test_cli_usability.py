@@ -4,7 +4,11 @@ instants in people's zones, typo help, completion and corrections."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
+import pytest
+
+from compliance.cli.timefmt import human_instant
 from tests import test_cli_course
 from tests.test_cli import Shell
 from tests.test_cli_course import at
@@ -71,3 +75,72 @@ def test_check_commands_exit_11_on_refuse_and_0_on_allow(clinic: Clinic) -> None
     codes = {c["code"]: c["name"] for c in sh.json("exit-codes")}
     assert codes[11] == "CHECK_REFUSE" and list(codes).count(11) == 1
     assert json.loads(sh.run("exit-codes", "--json").stdout)[-1]["code"] == 11
+
+
+def _authorized_under_ipledge_2023(sh: Shell, ids: dict[str, str]) -> str:
+    """A course enrolled before 2026-mod took effect: its authorizations have a deadline."""
+    prs, pat = ids["prs"], ids["pat"]
+    sh.run(*at("2026-12-01", "course", "enrol", pat, "--enrolled-on", "2026-11-10"), actor=prs)
+    sh.run(*at("2026-12-01", "course", "category", pat, "cannot_get_pregnant", "NO_UTERUS"),
+           actor=prs)
+    sh.run(*at("2026-12-01", "course", "consent", pat, "PATIENT_INFORMATION_CONSENT"), actor=prs)
+    sh.run(*at("2026-12-01", "course", "counselling", pat), actor=prs)
+    rx = sh.json(*at("2026-12-01", "course", "prescribe", pat, "--days-supply", "30"),
+                 actor=prs)
+    assert rx["course"]["ruleset"] == "ipledge/2023-03"
+    return str(rx["prescription"]["id"])
+
+
+def test_instants_are_shown_in_the_programme_zone_and_the_users_to_the_minute(
+    clinic: Clinic,
+) -> None:
+    sh, ids = clinic
+    rx = _authorized_under_ipledge_2023(sh, ids)
+    la = {"TZ": "America/Los_Angeles"}
+    shown = sh.run(*at("2026-12-02", "dispense", "authorize", rx), actor=ids["rph"], env=la)
+    assert "do not dispense after 30 Dec 2026 23:59 EST (20:59 your time, PST)" in shown.stdout
+    number = shown.stdout.split("authorization ")[1].split()[0]
+    paris = sh.run(*at("2026-12-02", "--tz", "Europe/Paris", "status", ids["pat"]),
+                   actor=ids["prs"], env=la)
+    assert "30 Dec 2026 23:59 EST (31 Dec 2026 05:59 your time, CET)" in paris.stdout
+    same = sh.run(*at("2026-12-02", "status", ids["pat"]), actor=ids["prs"],
+                  env={"COMPLIANCE_TZ": "America/New_York"})
+    assert "after 30 Dec 2026 23:59 EST)" in same.stdout and "your time" not in same.stdout
+    as_json = sh.json(*at("2026-12-02", "status", ids["pat"]), actor=ids["prs"])
+    assert as_json["open_authorization"]["do_not_dispense_after"] == (
+        "2026-12-31T04:59:59.999999+00:00")
+    picked = sh.run(*at("2026-12-03", "dispense", "record", number), actor=ids["rph"], env=la)
+    assert "dispensed at 3 Dec 2026 07:00 PST" in picked.stdout
+    log = sh.run("audit", "log", "--action", "dispense.record", env=la).stdout.splitlines()
+    assert "\t3 Dec 2026 07:00 PST\t" in log[1]
+    bad = sh.run("--tz", "Mars/Olympus", "whoami", expect=2)
+    assert "--tz" in bad.stderr and "Mars/Olympus" in bad.stderr
+
+
+def test_human_instant_names_both_zones(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "America/Los_Angeles")
+    instant = datetime(2027, 1, 9, 4, 59, 59, 999999, tzinfo=UTC)
+    assert human_instant(instant, "America/New_York") == (
+        "8 Jan 2027 23:59 EST (20:59 your time, PST)")
+    assert human_instant(instant, None) == "9 Jan 2027 04:59 UTC (8 Jan 2027 20:59 your time, PST)"
+
+
+def test_global_options_are_accepted_before_and_after_the_subcommand(clinic: Clinic) -> None:
+    sh, ids = clinic
+    admin, prs = ids["admin"], ids["prs"]
+    before = sh.json("--as", prs, "whoami", actor="")
+    after = sh.json("whoami", "--as", prs, actor="")
+    assert before == after and before["id"] == prs
+    early = sh.run("--json", "--as", prs, "prescriber", "show", prs, actor="")
+    assert json.loads(early.stdout)["id"] == prs
+    late = sh.run("prescriber", "show", prs, "--now", "2026-12-01T15:00:00Z", "--json",
+                  f"--as={admin}", actor="")
+    assert json.loads(late.stdout)["id"] == prs
+    # the value of a command's own option is never taken for a global option
+    note = sh.json(*at("2026-12-01", "course", "enrol", ids["pat"]), actor=prs)
+    assert note["course"]["state"] == "enrolled"
+    withdrawn = sh.json("course", "withdraw", ids["pat"], "--note", "--tz", "--now",
+                        "2026-12-01T16:00:00Z", actor=prs)
+    assert withdrawn["course"]["state"] == "withdrawn"
+    (event,) = sh.json("audit", "log", "--action", "course.withdraw")
+    assert event["payload"]["note"] == "--tz"

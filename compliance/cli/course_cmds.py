@@ -15,6 +15,7 @@ from compliance.cli.output import (
     show_record,
     show_rows,
 )
+from compliance.cli.timefmt import deadline, when
 from compliance.errors import CHECK_REFUSE_EXIT, InvalidInput
 
 REASON_COLUMNS = ["code", "message", "next_step", "earliest"]
@@ -71,13 +72,13 @@ def show_outcome(
         say(f"prescription {rx['id']}: {rx['days_supply']} days, written {rx['written_on']}")
     if data.get("authorization"):
         a = data["authorization"]
-        after = a["do_not_dispense_after"] or "no time limit"
+        after = deadline(a["do_not_dispense_after"], course["ruleset"]) or "no time limit"
         what = a.get("kind", "authorization").replace("_", " ")
         say(f"{what} {a['formatted']} for {a['prescription']}: do not dispense after {after}")
         if a["reversed_at"]:
-            say(f"  reversed at {a['reversed_at']}: {a['reversal_reason']}")
+            say(f"  reversed at {when(a['reversed_at'])}: {a['reversal_reason']}")
         if a["dispensed_at"]:
-            say(f"  dispensed at {a['dispensed_at']}")
+            say(f"  dispensed at {when(a['dispensed_at'])}")
     if data.get("record"):
         problems = data["record"].get("problems")
         if problems:
@@ -432,14 +433,15 @@ def status(state: Context, patient: str, as_json: bool) -> None:
     )
     window = data["decision"]["window"]
     if window:
-        say(f"window {window['first_day']} to {window['last_day']} (closes {window['closes_at']})")
+        closes = deadline(window["closes_at"], c["ruleset"]) or window["closes_at"]
+        say(f"window {window['first_day']} to {window['last_day']} (closes {closes})")
     if data["current_prescription"]:
         say(f"current prescription {data['current_prescription']['id']}")
     if data["open_authorization"]:
         a = data["open_authorization"]
         say(
             f"open authorization {a['formatted']} (do not dispense after "
-            f"{a['do_not_dispense_after'] or '-'})"
+            f"{deadline(a['do_not_dispense_after'], c['ruleset']) or '-'})"
         )
     show_rows(data["checklist"], CHECKLIST_COLUMNS, False, title="Checklist")
     if data["flags"]:

@@ -37,7 +37,9 @@ def _cell(value: Any) -> str:
         return ", ".join(_cell(v) for v in value) or "-"
     if isinstance(value, Mapping):
         return ", ".join(f"{k}={_cell(v)}" for k, v in value.items()) or "-"
-    return str(value)
+    from compliance.cli.timefmt import when
+
+    return when(value)
 
 
 def _console() -> Any:
