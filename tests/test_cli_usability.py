@@ -144,3 +144,37 @@ def test_global_options_are_accepted_before_and_after_the_subcommand(clinic: Cli
     assert withdrawn["course"]["state"] == "withdrawn"
     (event,) = sh.json("audit", "log", "--action", "course.withdraw")
     assert event["payload"]["note"] == "--tz"
+
+
+def test_a_bare_date_for_now_is_refused_with_what_to_type(clinic: Clinic) -> None:
+    sh, ids = clinic
+    refused = sh.run("--now", "2027-01-02", "due", actor=ids["prs"], expect=2)
+    assert "--now" in refused.stderr and "2027-01-02T09:00:00-05:00" in refused.stderr
+    body = json.loads(sh.run("--now", "2027-01-02", "due", "--json", actor=ids["prs"],
+                             expect=2).stderr)
+    assert body["field"] == "--now"
+
+
+def test_a_bare_grant_expiry_is_the_end_of_that_day_in_the_grantors_zone(clinic: Clinic) -> None:
+    sh, ids = clinic
+    dsg = sh.json("designee", "register", "--name", "Dee")["id"]
+    eastern = {"TZ": "America/New_York"}
+    grant = sh.run("designee", "grant", dsg, "--prescriber", ids["prs"], "--expires",
+                   "2027-01-31", "--json", actor=ids["prs"], env=eastern)
+    assert json.loads(grant.stdout)["expires_at"] == "2027-02-01T04:59:59.999999+00:00"
+    shown = sh.run("designee", "grants", dsg, actor=ids["prs"], env=eastern).stdout
+    assert "31 Jan 2027 23:59 EST" in shown
+    sh.run("designee", "revoke", dsg, "--prescriber", ids["prs"], actor=ids["prs"])
+    tokyo = sh.json("--tz", "Asia/Tokyo", "designee", "grant", dsg, "--prescriber", ids["prs"],
+                    "--expires", "2027-01-31", actor=ids["prs"])
+    assert tokyo["expires_at"] == "2027-01-31T14:59:59.999999+00:00"
+
+
+def test_audit_since_a_bare_date_starts_that_day_in_the_readers_zone(clinic: Clinic) -> None:
+    sh, ids = clinic
+    # init ran at 2026-12-01T15:00Z: 1 Dec in Honolulu, 2 Dec 00:00 in Tokyo; the rest later
+    hawaii = sh.json("--tz", "Pacific/Honolulu", "audit", "log", "--until", "2026-12-02")
+    assert [e["action"] for e in hawaii] == ["administrator.create"]
+    assert sh.json("--tz", "Asia/Tokyo", "audit", "log", "--until", "2026-12-02") == []
+    since = sh.json("--tz", "Asia/Tokyo", "audit", "log", "--since", "2026-12-02")
+    assert since[0]["id"] == hawaii[0]["id"]

@@ -41,8 +41,14 @@ def _filters(fn: Any) -> Any:
             click.option("--subject", help="Only events about this id (patient, prescriber...)."),
             click.option("--actor", help="Only events by this person."),
             click.option("--action", help="Only this action, e.g. patient.register."),
-            click.option("--since", help="From this instant (ISO 8601; a date means 00:00 UTC)."),
-            click.option("--until", help="Before this instant (ISO 8601)."),
+            click.option(
+                "--since",
+                help="From this instant (ISO 8601; a date: its start in your zone).",
+            ),
+            click.option(
+                "--until",
+                help="Before this instant (ISO 8601; a date: its start in your zone).",
+            ),
         ]
     ):
         fn = option(fn)
@@ -63,8 +69,8 @@ def _log_filter(limit: int | None = None, **kw: Any) -> Any:
         subject=normalise(subject) if subject else None,
         actor=normalise(actor) if actor else None,
         action=option("action"),
-        since=parse_instant("--since", kw.get("since")),
-        until=parse_instant("--until", kw.get("until")),
+        since=parse_instant("--since", kw.get("since"), "start"),
+        until=parse_instant("--until", kw.get("until"), "start"),
         limit=limit,
     )
 
