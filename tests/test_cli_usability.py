@@ -171,7 +171,7 @@ def test_a_bare_grant_expiry_is_the_end_of_that_day_in_the_grantors_zone(clinic:
 
 
 def test_audit_since_a_bare_date_starts_that_day_in_the_readers_zone(clinic: Clinic) -> None:
-    sh, ids = clinic
+    sh, _ = clinic
     # init ran at 2026-12-01T15:00Z: 1 Dec in Honolulu, 2 Dec 00:00 in Tokyo; the rest later
     hawaii = sh.json("--tz", "Pacific/Honolulu", "audit", "log", "--until", "2026-12-02")
     assert [e["action"] for e in hawaii] == ["administrator.create"]
