@@ -178,3 +178,53 @@ def test_audit_since_a_bare_date_starts_that_day_in_the_readers_zone(clinic: Cli
     assert sh.json("--tz", "Asia/Tokyo", "audit", "log", "--until", "2026-12-02") == []
     since = sh.json("--tz", "Asia/Tokyo", "audit", "log", "--since", "2026-12-02")
     assert since[0]["id"] == hawaii[0]["id"]
+
+
+def _typo(short_id: str) -> str:
+    """``short_id`` with one body symbol changed, so its check symbol no longer matches."""
+    prefix, _, rest = short_id.partition("-")
+    swapped = "7" if rest[2] != "7" else "8"
+    return f"{prefix}-{rest[:2]}{swapped}{rest[3:]}"
+
+
+def test_near_misses_are_valid_ids_one_typo_away() -> None:
+    from compliance.domain.ids import Kind, check_mismatch, kind_of, near_misses, new_short_id
+
+    real = new_short_id(Kind.PATIENT)
+    typo = _typo(real)
+    assert check_mismatch(typo) and not check_mismatch(real) and not check_mismatch("PAT-1")
+    close = near_misses(typo)
+    assert real in close and typo not in close
+    assert all(kind_of(c) is Kind.PATIENT for c in close)
+
+
+def test_a_mistyped_id_says_the_check_character_and_suggests_the_id_on_record(
+    clinic: Clinic,
+) -> None:
+    sh, ids = clinic
+    pat = ids["pat"]
+    typed = _typo(pat)
+    shown = sh.run("patient", "show", typed, actor=ids["prs"], expect=2).stderr
+    assert f"{typed}: the check character does not match" in shown
+    assert f"did you mean {pat}?" in shown
+    enrol = sh.run(*at("2026-12-01", "course", "enrol", typed.lower()), actor=ids["prs"],
+                   expect=2).stderr
+    assert f"did you mean {pat}?" in enrol
+    stranger = _typo(ids["prs"].replace("PRS", "PAT"))
+    nobody = sh.run("patient", "show", stranger, actor=ids["prs"], expect=2).stderr
+    assert "check character does not match" in nobody
+    assert "no patient id one typo away is on record" in nobody
+    assert "is not a patient id" in sh.run("patient", "show", "PAT-1", actor=ids["prs"],
+                                           expect=2).stderr
+
+
+def test_an_unknown_actor_is_audited_without_what_was_typed(clinic: Clinic) -> None:
+    sh, ids = clinic
+    typed = "ADM-'); DROP TABLE audit;--"
+    sh.run("patient", "show", ids["pat"], actor=typed, expect=4)
+    sh.run("patient", "show", ids["pat"], actor="ADM-00000000", expect=4)
+    refused = sh.json("audit", "log", "--actor", "UNKNOWN_ACTOR")
+    assert [(e["outcome"], e["reasons"]) for e in refused] == [
+        ("refused", ["ACTOR_UNKNOWN"])] * 2
+    trail = sh.run("audit", "export").stdout
+    assert "DROP TABLE" not in trail and "ADM-00000000" not in trail

@@ -20,7 +20,14 @@ from compliance.audit.store import EventDraft, append
 from compliance.db import models as m
 from compliance.domain import reasons as rc
 from compliance.domain import validate as v
-from compliance.domain.ids import Kind, kind_of, new_short_id, normalise
+from compliance.domain.ids import (
+    Kind,
+    check_mismatch,
+    kind_of,
+    near_misses,
+    new_short_id,
+    normalise,
+)
 from compliance.domain.lifecycle import (
     PHARMACY_LIFECYCLE,
     PRESCRIBER_LIFECYCLE,
@@ -68,19 +75,38 @@ def record(session: Session, actor: Actor, now: datetime, action: Action, **fiel
     )
 
 
-def checked_ref(kind: Kind, ref: object, field: str) -> str:
-    """``ref`` as a well-formed short id of ``kind``; the field name goes into the error."""
+def checked_ref(kind: Kind, ref: object, field: str, session: Session | None = None) -> str:
+    """``ref`` as a well-formed short id of ``kind``; the field name goes into the error. A wrong
+    check symbol is reported as a typo, with the ids on record one typo away when ``session``
+    is given to look them up."""
     if not isinstance(ref, str) or not ref.strip():
         raise InvalidInput(field, f"must be a {_LABEL[kind]} id such as {kind.value}-XXXXXXXX")
     short = normalise(ref)
     if kind_of(short) is not kind:
+        if short.startswith(f"{kind.value}-") and check_mismatch(short):
+            raise InvalidInput(field, _typo(session, kind, short))
         raise InvalidInput(field, f"{ref!r} is not a {_LABEL[kind]} id ({kind.value}-XXXXXXXX)")
     return short
 
 
+def _typo(session: Session | None, kind: Kind, short: str) -> str:
+    said = f"{short}: the check character does not match (a typo?)"
+    if session is None:
+        return said
+    model = _KIND_MODEL[kind]
+    candidates = near_misses(short)
+    known = session.execute(
+        select(model.short_id).where(model.short_id.in_(candidates)).order_by(model.short_id)
+    ).scalars()
+    close = list(known)
+    if not close:
+        return f"{said}; no {_LABEL[kind]} id one typo away is on record"
+    return f"{said}; did you mean {' or '.join(close)}?"
+
+
 def load(session: Session, kind: Kind, ref: object, field: str, *, lock: bool = False) -> Any:
     """Fetch a row by its short id; the field name goes into the error when ``ref`` is bad."""
-    short = checked_ref(kind, ref, field)
+    short = checked_ref(kind, ref, field, session)
     model = _KIND_MODEL[kind]
     stmt = select(model).where(model.short_id == short)
     if lock:

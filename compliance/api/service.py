@@ -62,6 +62,9 @@ from compliance.programs.diff import RulesetDiff, diff
 from compliance.programs.model import Ruleset
 
 T = TypeVar("T")
+
+#: The audit trail's actor for a refusal of someone the database does not know.
+UNKNOWN_ACTOR = "UNKNOWN_ACTOR"
 RETRIES = 5  # attempts for an operation that meets a transient lock or a lost race
 
 
@@ -234,8 +237,12 @@ class Compliance:
         now: datetime,
         about: tuple[object, ...],
     ) -> None:
-        """File the refusal under what it was about, else under the person who tried."""
+        """File the refusal under what it was about, else under the person who tried. An actor
+        the database does not know is recorded as ``UNKNOWN_ACTOR``, never as what was typed:
+        that text could be anything, and the audit trail keeps it for ever."""
         actor_ref = safe_ref(acting.actor)
+        if reasons.ACTOR_UNKNOWN in refusal.reasons:
+            actor_ref = UNKNOWN_ACTOR
         subjects = refusal.subjects or _short_ids(about) or _short_ids((actor_ref,))
         on_behalf_of = refusal.on_behalf_of or safe_ref(acting.on_behalf_of)
         payload: dict[str, object] = {"message": refusal.message}
