@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from compliance.cli.main import cli
 from compliance.cli.timefmt import human_instant
 from tests import test_cli_course
 from tests.test_cli import Shell
@@ -228,3 +229,37 @@ def test_an_unknown_actor_is_audited_without_what_was_typed(clinic: Clinic) -> N
         ("refused", ["ACTOR_UNKNOWN"])] * 2
     trail = sh.run("audit", "export").stdout
     assert "DROP TABLE" not in trail and "ADM-00000000" not in trail
+
+
+def test_help_lists_the_valid_values_read_from_the_rulesets(clinic: Clinic) -> None:
+    from compliance.programs.loader import all_rulesets
+
+    sh, _ = clinic
+    rulesets = list(all_rulesets().values())
+    category = sh.run("course", "category", "--help").stdout
+    assert "Valid CATEGORY" in category and "cannot_get_pregnant" in category
+    assert "Valid REASON" in category and "NO_UTERUS" in category
+    consent = sh.run("course", "consent", "--help").stdout
+    for form in {f for r in rulesets for f in r.consent_catalogue}:
+        assert form in consent.replace("\n", " ")
+    assert "iud" in sh.run("course", "contraception", "--help").stdout
+    assert "irregular_cycles" in sh.run("course", "test-schedule", "--help").stdout
+    assert "patient.register" in sh.run("designee", "grant", "--help").stdout
+
+
+def test_shell_completion_offers_ruleset_values(clinic: Clinic) -> None:
+    sh, _ = clinic
+
+    def complete(*words: str) -> list[str]:
+        env = {"_COMPLIANCE_COMPLETE": "bash_complete", "COMP_WORDS": " ".join(words),
+               "COMP_CWORD": str(len(words) - 1)}
+        result = sh.runner.invoke(cli, [], env=env, prog_name="compliance")
+        return [line.split(",", 1)[1] for line in result.stdout.splitlines()]
+
+    assert complete("compliance", "course", "consent", "PAT-1", "PATIENT_I") == [
+        "PATIENT_INFORMATION_CONSENT"]
+    assert complete("compliance", "course", "category", "PAT-1", "cann") == [
+        "cannot_get_pregnant"]
+    assert complete("compliance", "course", "contraception", "PAT-1", "--method", "iu") == [
+        "iud="]
+    assert "dispense" in complete("compliance", "disp")

@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 
+from compliance.cli import vocab
 from compliance.cli.context import Context, pass_ctx
 from compliance.cli.output import (
     json_option,
@@ -16,6 +17,7 @@ from compliance.cli.output import (
     show_rows,
 )
 from compliance.cli.timefmt import deadline, when
+from compliance.cli.vocab import ValuesCommand
 from compliance.errors import CHECK_REFUSE_EXIT, InvalidInput
 
 REASON_COLUMNS = ["code", "message", "next_step", "earliest"]
@@ -126,10 +128,14 @@ def course_enrol(
     )
 
 
-@course.command("category")
+@course.command(
+    "category",
+    cls=ValuesCommand,
+    values={"CATEGORY": vocab.categories, "REASON": vocab.category_reasons},
+)
 @patient_argument
-@click.argument("category")
-@click.argument("reason")
+@click.argument("category", shell_complete=vocab.completer(vocab.categories))
+@click.argument("reason", shell_complete=vocab.completer(vocab.category_reasons))
 @json_option
 @pass_ctx
 def course_category(
@@ -142,9 +148,9 @@ def course_category(
     )
 
 
-@course.command("test-schedule")
+@course.command("test-schedule", cls=ValuesCommand, values={"SCHEDULE": vocab.schedules})
 @patient_argument
-@click.argument("schedule")
+@click.argument("schedule", shell_complete=vocab.completer(vocab.schedules))
 @json_option
 @pass_ctx
 def course_test_schedule(state: Context, patient: str, schedule: str, as_json: bool) -> None:
@@ -155,9 +161,9 @@ def course_test_schedule(state: Context, patient: str, schedule: str, as_json: b
     )
 
 
-@course.command("consent")
+@course.command("consent", cls=ValuesCommand, values={"FORM": vocab.consent_forms})
 @patient_argument
-@click.argument("form")
+@click.argument("form", shell_complete=vocab.completer(vocab.consent_forms))
 @click.option("--signed-on", help="Date signed (default today).")
 @json_option
 @pass_ctx
@@ -195,7 +201,7 @@ def course_comprehension(state: Context, patient: str, as_json: bool) -> None:
     show_outcome(state.app().record_comprehension(state.who(), patient), as_json)
 
 
-@course.command("contraception")
+@course.command("contraception", cls=ValuesCommand, values={"METHOD": vocab.methods})
 @patient_argument
 @click.option(
     "--method",
@@ -203,6 +209,7 @@ def course_comprehension(state: Context, patient: str, as_json: bool) -> None:
     multiple=True,
     required=True,
     metavar="METHOD=START",
+    shell_complete=vocab.completer(vocab.methods, "="),
     help="A method and the date it started, e.g. iud=2026-10-01 (repeat).",
 )
 @json_option
@@ -219,10 +226,16 @@ def course_contraception(
     )
 
 
-@course.command("confirm")
+@course.command("confirm", cls=ValuesCommand, values={"METHOD": vocab.methods})
 @patient_argument
 @click.option(
-    "--method", "methods", multiple=True, required=True, help="A method the patient uses (repeat)."
+    "--method",
+    "methods",
+    multiple=True,
+    required=True,
+    metavar="METHOD",
+    help="A method the patient uses (repeat).",
+    shell_complete=vocab.completer(vocab.methods),
 )
 @json_option
 @pass_ctx

@@ -7,8 +7,10 @@ from typing import Literal
 
 import click
 
+from compliance.cli import vocab
 from compliance.cli.context import Context, pass_ctx
 from compliance.cli.output import json_option, show_record, show_rows
+from compliance.cli.vocab import ValuesCommand
 from compliance.errors import InvalidInput
 
 PERSON_COLUMNS = ["id", "name", "status", "external_id", "pharmacy", "created_at"]
@@ -225,13 +227,15 @@ def designee_deactivate(state: Context, designee_id: str, as_json: bool) -> None
     show_record(state.app().deactivate_designee(state.who(), designee_id).to_dict(), as_json)
 
 
-@designee.command("grant")
+@designee.command("grant", cls=ValuesCommand, values={"--scope": vocab.scopes})
 @click.argument("designee_id", metavar="DESIGNEE")
 @click.option("--prescriber", "prescriber_id", required=True, metavar="PRESCRIBER")
 @click.option(
     "--scope",
     "scopes",
     multiple=True,
+    metavar="ACTION",
+    shell_complete=vocab.completer(vocab.scopes),
     help="An action the grant covers (repeat); default: every delegable action.",
 )
 @click.option(

@@ -85,6 +85,8 @@ def _command_section(path: list[str], command: click.Command) -> str:
     ]
     rows.append("| `-h`, `--help` | flag | Show this message and exit. |")
     lines += ["| option | value | meaning |", "|---|---|---|", *rows, ""]
+    for name, listed in getattr(command, "values_text", list)():
+        lines += [f"Valid {name}: " + ", ".join(f"`{v}`" for v in listed) + ".", ""]
     if isinstance(command, click.Group):
         lines += ["| command | what it does |", "|---|---|"]
         for name in sorted(command.commands):
