@@ -123,7 +123,7 @@ def test_parties_json_shapes_and_lifecycle(shell: Shell) -> None:
     assert [set(g) for g in grants] == [GRANT_KEYS]
 
     reg = shell.json("patient", "register", "--name", "Jordan Smith", "--dob", "2004-05-17",
-                     "--external-id", "MRN=42", actor=dsg["id"])
+                     "--external-id", "MRN:42", actor=dsg["id"])
     assert set(reg) == {"patient", "possible_duplicates"}
     assert set(reg["patient"]) == PATIENT_KEYS
     assert reg["patient"]["external_ids"] == {"MRN": "42"}
@@ -148,7 +148,7 @@ def test_parties_json_shapes_and_lifecycle(shell: Shell) -> None:
     pid = reg["patient"]["id"]
     assert shell.json("patient", "show", "MRN:42", actor=rph["id"]) == reg["patient"]
     assert shell.json("patient", "find", "--name", "jordan", actor=rph["id"]) == [reg["patient"]]
-    added = shell.json("patient", "add-id", pid, "hospital", "H-7")
+    added = shell.json("patient", "add-id", pid, "hospital:H-7")
     assert added["external_ids"] == {"HOSPITAL": "H-7", "MRN": "42"}
 
     assert shell.json("pharmacist", "deactivate", rph["id"])["status"] == "deactivated"
@@ -170,15 +170,15 @@ def test_duplicate_patient_warns_on_stderr_and_never_merges(shell: Shell) -> Non
 
 def test_error_exit_codes_and_messages(shell: Shell, tmp_path: Path) -> None:
     bad = shell.run("patient", "register", "--name", "X", "--dob", "2027-02-30", expect=2)
-    assert bad.stdout == "" and "date_of_birth" in bad.stderr and "2027-02-30" in bad.stderr
+    assert bad.stdout == "" and "--dob" in bad.stderr and "2027-02-30" in bad.stderr
     as_json = shell.run("patient", "register", "--name", "X", "--dob", "2027-02-30", "--json",
                         expect=2)
     assert json.loads(as_json.stderr) == {
         "error": "INVALID_INPUT",
-        "field": "date_of_birth",
-        "message": "date_of_birth: '2027-02-30' is not a valid date (YYYY-MM-DD)",
+        "field": "--dob",
+        "message": "--dob: '2027-02-30' is not a valid date (YYYY-MM-DD)",
     }
-    assert "time_zone" in shell.run("pharmacy", "register", "--name", "P", "--ncpdp", "1234567",
+    assert "--time-zone" in shell.run("pharmacy", "register", "--name", "P", "--ncpdp", "1234567",
                                     "--time-zone", "Mars/Base", expect=2).stderr
     assert "NPI" in shell.run("prescriber", "register", "--name", "P", "--npi", "1234567890",
                               expect=2).stderr

@@ -166,12 +166,12 @@ def test_course_input_errors(clinic: tuple[Shell, dict[str, str]]) -> None:
     future = sh.run(*at("2026-12-01", "course", "test", pat, "--kind", "screening",
                         "--specimen-date", "2026-12-30", "--setting", "clinic",
                         "--result", "negative"), actor=prs, expect=2)
-    assert "specimen_date" in future.stderr and "future" in future.stderr
+    assert "--specimen-date" in future.stderr and "future" in future.stderr
     bad_method = sh.run(*at("2026-12-01", "course", "contraception", pat, "--method",
                             "hope=2026-11-01"), actor=prs, expect=2)
-    assert "methods" in bad_method.stderr and "hope" in bad_method.stderr
+    assert "--method" in bad_method.stderr and "hope" in bad_method.stderr
     assert "--now" in sh.run("--now", "2026-12-01T15:00:00", "due", expect=2).stderr
-    assert "days_supply" in sh.run("course", "prescribe", pat, "--days-supply", "0",
+    assert "--days-supply" in sh.run("course", "prescribe", pat, "--days-supply", "0",
                                    actor=prs, expect=2).stderr
 
 

@@ -263,3 +263,37 @@ def test_shell_completion_offers_ruleset_values(clinic: Clinic) -> None:
     assert complete("compliance", "course", "contraception", "PAT-1", "--method", "iu") == [
         "iud="]
     assert "dispense" in complete("compliance", "disp")
+
+
+def test_errors_name_the_options_as_typed(clinic: Clinic) -> None:
+    sh, _ = clinic
+    npi = sh.run("prescriber", "register", "--name", "Dr X", "--npi", "12345", "--json",
+                 expect=2)
+    assert json.loads(npi.stderr)["field"] == "--npi"
+    ncpdp = sh.run("pharmacy", "register", "--name", "P", "--ncpdp", "12", "--time-zone", "UTC",
+                   expect=2)
+    assert ncpdp.stderr.startswith("error: --ncpdp: ")
+    dob = sh.run("patient", "register", "--name", "Ana", "--dob", "2027-02-30", expect=2)
+    assert dob.stderr.startswith("error: --dob: ") and "date_of_birth" not in dob.stderr
+    ext = sh.run("patient", "register", "--name", "Ana", "--dob", "2000-01-01",
+                 "--external-id", "MRN:a b", "--json", expect=2)
+    assert json.loads(ext.stderr)["field"] == "--external-id MRN"
+
+
+def test_one_external_id_syntax_everywhere(clinic: Clinic) -> None:
+    sh, ids = clinic
+    new = sh.run("patient", "register", "--name", "Bo", "--dob", "2000-01-01",
+                 "--external-id", "MRN:77")
+    assert "deprecated" not in new.stderr
+    old = sh.run("patient", "register", "--name", "Cy", "--dob", "2000-01-01",
+                 "--external-id", "MRN=78")
+    assert "write MRN:78" in old.stderr and "deprecated" in old.stderr
+    assert sh.json("patient", "show", "MRN:78")["name"] == "Cy"
+    added = sh.run("patient", "add-id", ids["pat"], "hospital:H-1")
+    assert added.stderr == ""
+    two_words = sh.run("patient", "add-id", ids["pat"], "clinic", "C-2")
+    assert "write clinic:C-2" in two_words.stderr
+    shown = sh.json("patient", "show", "CLINIC:C-2")
+    assert shown["external_ids"] == {"CLINIC": "C-2", "HOSPITAL": "H-1"}
+    bad = sh.run("patient", "add-id", ids["pat"], "hospital", expect=2)
+    assert "SYSTEM:VALUE" in bad.stderr and "MRN:12345" in bad.stderr

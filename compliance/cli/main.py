@@ -80,7 +80,33 @@ def hoist_globals(root: click.Group, ctx: click.Context, args: list[str]) -> lis
                 command = sub
     if json_early:
         rest.append("--json")
+    ctx.meta["compliance.command"] = command
     return front + rest
+
+
+#: API field names whose option is spelt differently from the parameter that carries it.
+_FIELD_ALIASES = {
+    "expires_at": "expires",
+    "sensitivity_miu_ml": "sensitivity",
+    "actor": "actor",
+    "on_behalf_of": "on_behalf_of",
+}
+
+
+def as_typed(
+    error: InvalidInput, command: click.Command | None, root: click.Command
+) -> InvalidInput:
+    """The error naming the option as the user typed it (``--npi``, ``--dob``) rather than the
+    API's field (``external_id``, ``date_of_birth``); a field no option carries stays as is."""
+    head, dot, tail = error.field.partition(".")
+    name = _FIELD_ALIASES.get(head, head)
+    for candidate in (command, root):
+        for param in candidate.params if candidate is not None else ():
+            if isinstance(param, click.Option) and param.name == name:
+                option = max(param.opts, key=len)
+                field = f"{option} {tail}" if dot else option
+                return InvalidInput(field, error.problem)
+    return error
 
 
 class _Root(click.Group):
@@ -105,6 +131,8 @@ class _Root(click.Group):
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
         except ComplianceError as exc:
+            if isinstance(exc, InvalidInput):
+                exc = as_typed(exc, ctx.meta.get("compliance.command"), self)
             _report(exc, bool(ctx.meta.get("compliance.json")))
             ctx.exit(exc.exit_code)
         except BrokenPipeError:

@@ -101,6 +101,13 @@ def warn(message: str) -> None:
     click.echo(f"warning: {message}", err=True)
 
 
+def deprecated(message: str) -> None:
+    """A warning about an old spelling; silent with ``--json``, whose stderr is one document."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is None or not ctx.meta.get("compliance.json"):
+        warn(message)
+
+
 def decision_lines(decision: Mapping[str, Any]) -> list[str]:
     """A refusal as people act on it: each reason with its message, next step and earliest date."""
     lines = [f"reasons: {', '.join(r['code'] for r in decision['reasons'])}"]

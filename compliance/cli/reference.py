@@ -50,9 +50,9 @@ def _cell(text: str) -> str:
 
 def _argument_name(argument: click.Argument) -> str:
     name = (argument.metavar or argument.name or "").upper()
-    if argument.nargs != 1:
+    if argument.nargs != 1 and not name.endswith("..."):
         name += "..."
-    return name if argument.required else f"[{name}]"
+    return name if argument.required or name.startswith("[") else f"[{name}]"
 
 
 def _value_of(param: click.Parameter) -> str:
