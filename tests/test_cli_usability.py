@@ -297,3 +297,29 @@ def test_one_external_id_syntax_everywhere(clinic: Clinic) -> None:
     assert shown["external_ids"] == {"CLINIC": "C-2", "HOSPITAL": "H-1"}
     bad = sh.run("patient", "add-id", ids["pat"], "hospital", expect=2)
     assert "SYSTEM:VALUE" in bad.stderr and "MRN:12345" in bad.stderr
+
+
+def test_no_color_removes_every_style_and_tables_keep_ids_whole_at_80_columns(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    from compliance.cli import output
+
+    monkeypatch.setattr(output, "_terminal", lambda: True)
+    monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.setenv("FORCE_COLOR", "1")  # rich styles even though pytest captures stdout
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    output.show_record({"id": "PAT-7K2M9QXR"}, False, title="Patient")
+    assert "\x1b[1m" in capsys.readouterr().out  # bold keys without NO_COLOR
+
+    monkeypatch.setenv("NO_COLOR", "1")
+    ids = ["PAT-7K2M9QXR", "PRS-0ABCDEF5", "8200-4999-8817-3927-0424-4"]
+    rows = [{"patient": ids[0], "prescriber": ids[1], "number": ids[2],
+             "message": "the next required pregnancy test falls due within the look-ahead " * 2,
+             "at": "2026-12-03T15:00:00.000000Z"}]
+    output.show_rows(rows, list(rows[0]), False, title="Due")
+    output.show_record({"id": ids[0], "name": "Ana"}, False, title="Patient")
+    shown = capsys.readouterr().out
+    assert "\x1b[" not in shown
+    assert all(len(line) <= 80 for line in shown.splitlines())
+    for one in ids:
+        assert one in shown, (one, shown)

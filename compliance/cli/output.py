@@ -43,9 +43,19 @@ def _cell(value: Any) -> str:
 
 
 def _console() -> Any:
+    """``NO_COLOR`` (any value, https://no-color.org) turns off every style, bold and italic
+    included, not only colours."""
     from rich.console import Console
 
-    return Console(no_color=bool(os.environ.get("NO_COLOR")), highlight=False)
+    if os.environ.get("NO_COLOR"):
+        return Console(no_color=True, color_system=None, highlight=False)
+    return Console(highlight=False)
+
+
+def _longest_word(values: Sequence[str]) -> int:
+    """The widest single token of a column: ids, numbers and dates are never broken mid-way,
+    so a column is never narrower than this (up to 40 characters)."""
+    return min(40, max((len(w) for v in values for w in v.replace(",", " ").split()), default=1))
 
 
 def show_record(data: Mapping[str, Any], as_json: bool, title: str | None = None) -> None:
@@ -85,10 +95,13 @@ def show_rows(
     from rich.table import Table
 
     table = Table(title=title)
-    for column in columns:
-        table.add_column(column, overflow="fold")  # ids and paths wrap, never cut short
-    for row in rows:
-        table.add_row(*(_cell(row.get(c)) for c in columns))
+    cells = [[_cell(row.get(c)) for c in columns] for row in rows]
+    for i, column in enumerate(columns):
+        # prose wraps between words; a token wider than 40 characters folds
+        widest = _longest_word([column, *(r[i] for r in cells)])
+        table.add_column(column, overflow="fold", min_width=widest)
+    for row_cells in cells:
+        table.add_row(*row_cells)
     _console().print(table)
 
 
