@@ -220,7 +220,7 @@ def test_audit_commands(shell: Shell, tmp_path: Path) -> None:
     point = shell.json("audit", "checkpoint")
     assert set(point) == {"event_id", "chains", "digest", "at"} and point["chains"] == 2
 
-    events = shell.json("audit", "log")
+    events = shell.json("audit", "log", "--oldest-first")
     assert [set(e) for e in events] == [EVENT_KEYS] * 4
     assert [e["action"] for e in events] == ["administrator.create", "patient.register",
                                              "party.read", "audit.checkpoint"]

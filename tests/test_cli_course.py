@@ -131,7 +131,7 @@ def test_a_course_through_the_cli(clinic: tuple[Shell, dict[str, str]]) -> None:
                     actor=prs)
     assert ended["course"]["state"] == "completed" and ended["course"]["open"] is False
 
-    records = sh.json("audit", "log", "--action", "dispense.record")
+    records = sh.json("audit", "log", "--action", "dispense.record", "--oldest-first")
     assert [(e["outcome"], e["reasons"]) for e in records] == [
         ("refused", ["AUTHORIZATION_REVERSED"]), ("ok", [])]
     assert records[1]["payload"]["simulated_now"] == "2026-12-03T15:00:00+00:00"

@@ -11,6 +11,7 @@ import pytest
 from compliance.cli.main import cli
 from compliance.cli.timefmt import human_instant
 from tests import test_cli_course
+from tests.conftest import next_npi
 from tests.test_cli import Shell
 from tests.test_cli_course import at
 
@@ -178,7 +179,7 @@ def test_audit_since_a_bare_date_starts_that_day_in_the_readers_zone(clinic: Cli
     assert [e["action"] for e in hawaii] == ["administrator.create"]
     assert sh.json("--tz", "Asia/Tokyo", "audit", "log", "--until", "2026-12-02") == []
     since = sh.json("--tz", "Asia/Tokyo", "audit", "log", "--since", "2026-12-02")
-    assert since[0]["id"] == hawaii[0]["id"]
+    assert since[-1]["id"] == hawaii[0]["id"]  # newest first: the earliest comes last
 
 
 def _typo(short_id: str) -> str:
@@ -323,3 +324,80 @@ def test_no_color_removes_every_style_and_tables_keep_ids_whole_at_80_columns(
     assert all(len(line) <= 80 for line in shown.splitlines())
     for one in ids:
         assert one in shown, (one, shown)
+
+
+def test_course_list_names_and_filters_for_administrators(clinic: Clinic) -> None:
+    sh, ids = clinic
+    prs, pat = ids["prs"], ids["pat"]
+    assert sh.json("course", "list") == []
+    empty = sh.run("course", "list")
+    assert "no course matches" in empty.stderr
+    other = sh.json("patient", "register", "--name", "Bea", "--dob", "1999-02-02")["patient"]["id"]
+    sh.run(*at("2026-12-01", "course", "enrol", pat), actor=prs)
+    sh.run(*at("2026-12-01", "course", "enrol", other, "--enrolled-on", "2026-11-10"), actor=prs)
+    sh.run(*at("2026-12-01", "course", "category", pat, "cannot_get_pregnant", "NO_UTERUS"),
+           actor=prs)
+    listed = sh.json("course", "list")
+    assert [(c["patient"], c["patient_name"], c["state"], c["ruleset"]) for c in listed] == [
+        (pat, "Ana", "pre_treatment", "ipledge/2026-mod"),
+        (other, "Bea", "enrolled", "ipledge/2023-03")]
+    assert {c["prescriber_name"] for c in listed} == {"Dr P"}
+    assert [c["patient"] for c in sh.json("course", "list", "--state", "enrolled")] == [other]
+    assert [c["patient"] for c in sh.json("course", "list", "--programme",
+                                          "ipledge/2023-03")] == [other]
+    assert len(sh.json("course", "list", "--programme", "ipledge")) == 2
+    assert sh.json("course", "list", "--programme", "eu-iso") == []
+    assert len(sh.json("course", "list", "--prescriber", prs)) == 2
+    bad = sh.run("course", "list", "--programme", "nope", "--json", expect=2)
+    assert json.loads(bad.stderr)["field"] == "--programme"
+    plain = sh.run("course", "list").stdout.splitlines()
+    assert plain[0].split("\t")[:2] == ["patient", "patient_name"] and len(plain) == 3
+    sh.run("course", "list", actor=pat, expect=4)  # a patient has no overview
+
+
+def test_due_shows_names_and_says_when_nothing_is_due(clinic: Clinic) -> None:
+    sh, ids = clinic
+    prs, pat = ids["prs"], ids["pat"]
+    quiet = sh.run(*at("2026-12-01", "due"), actor=prs)
+    assert "nothing due within 7 days" in quiet.stderr
+    _can_get_pregnant(sh, prs, pat)
+    sh.run(*at("2026-12-02", *_test(pat, "positive")), actor=prs)
+    lines = sh.run(*at("2026-12-02", "due"), actor=prs).stdout.splitlines()
+    assert lines[0].split("\t")[:3] == ["due", "patient", "name"]
+    assert lines[1].split("\t")[1:4] == [pat, "Ana", "PREGNANCY_ACTIONS"]
+
+
+def test_audit_log_is_newest_first_and_says_when_more_rows_exist(clinic: Clinic) -> None:
+    sh, _ = clinic
+    everything = sh.json("audit", "log", "--oldest-first")
+    assert len(everything) > 3
+    newest = sh.json("audit", "log")
+    assert [e["id"] for e in newest] == [e["id"] for e in reversed(everything)]
+    two = sh.run("audit", "log", "--limit", "2")
+    assert len(two.stdout.splitlines()) == 3
+    assert f"showing the newest 2 of {len(everything)} matching events" in two.stderr
+    assert [e["id"] for e in sh.json("audit", "log", "--limit", "2")] == [
+        everything[-1]["id"], everything[-2]["id"]]
+    early = sh.run("audit", "log", "--limit", "2", "--oldest-first")
+    assert "showing the earliest 2" in early.stderr
+    assert sh.run("audit", "log", "--limit", str(len(everything))).stderr == ""
+    assert "no audit events match" in sh.run("audit", "log", "--action", "nope.nope").stderr
+
+
+@pytest.mark.postgres
+def test_overview_typos_and_newest_first_on_postgresql(pg_url: str) -> None:
+    sh = Shell(pg_url)
+    admin = sh.json("--now", "2026-12-01T15:00:00Z", "init", "--admin-name", "Ada",
+                    "--training")["id"]
+    sh.actor = admin
+    prs = sh.json("prescriber", "register", "--name", "Dr P", "--npi", next_npi())["id"]
+    sh.run("prescriber", "activate", prs)
+    pat = sh.json("patient", "register", "--name", "Ana", "--dob", "2001-01-01")["patient"]["id"]
+    sh.run(*at("2026-12-01", "course", "enrol", pat), actor=prs)
+    listed = sh.json("course", "list", "--programme", "ipledge", "--state", "enrolled")
+    assert [(c["patient"], c["patient_name"], c["prescriber_name"]) for c in listed] == [
+        (pat, "Ana", "Dr P")]
+    assert f"did you mean {pat}?" in sh.run("patient", "show", _typo(pat), expect=2).stderr
+    events = sh.json("audit", "log", "--limit", "2")
+    assert events[0]["id"] > events[1]["id"]
+    assert "showing the newest 2" in sh.run("audit", "log", "--limit", "2").stderr

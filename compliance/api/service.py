@@ -19,6 +19,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, Program
 from sqlalchemy.orm import Session, sessionmaker
 
 from compliance.api import (
+    course_list,
     course_status,
     courses,
     dispensing,
@@ -28,6 +29,7 @@ from compliance.api import (
     settings,
 )
 from compliance.api.authz import Acting, Actor, authorize, refuse
+from compliance.api.course_list import CourseListing
 from compliance.api.results import (
     GrantInfo,
     PatientInfo,
@@ -874,6 +876,33 @@ class Compliance:
 
         return self._call(Acting(actor, on_behalf_of), Action.COURSE_READ, body)
 
+    def list_courses(
+        self,
+        actor: str,
+        state: str | None = None,
+        prescriber: str | None = None,
+        programme: str | None = None,
+        limit: int = 500,
+        on_behalf_of: str | None = None,
+    ) -> list[CourseListing]:
+        """Courses with patient and prescriber names, newest enrolment first; a prescriber (or
+        their designee) sees only their own courses, as in ``due``."""
+
+        def body(s: Session, a: Actor, now: datetime) -> list[CourseListing]:
+            if a.role is Role.PATIENT:
+                raise refuse(Action.COURSE_READ, [reasons.OUT_OF_SCOPE])
+            mine = a.prescriber_uuid if a.role in {Role.PRESCRIBER, Role.DESIGNEE} else None
+            return course_list.list_courses(
+                s,
+                scope_prescriber=mine,
+                state=state,
+                prescriber=prescriber,
+                programme=programme,
+                limit=limit,
+            )
+
+        return self._call(Acting(actor, on_behalf_of), Action.COURSE_READ, body)
+
     # --- dispensing -------------------------------------------------------------------------
 
     def check_dispense(
@@ -973,6 +1002,8 @@ def _checked_filter(log_filter: audit.LogFilter | None) -> audit.LogFilter:
         return ensure_utc(value, field)
 
     limit = None if f.limit is None else whole_number("limit", f.limit, 1, 100_000)
+    if not isinstance(f.newest_first, bool):
+        raise InvalidInput("newest_first", "must be true or false")
     return audit.LogFilter(
         subject=ref("subject", f.subject),
         actor=ref("actor", f.actor),
@@ -980,6 +1011,7 @@ def _checked_filter(log_filter: audit.LogFilter | None) -> audit.LogFilter:
         since=instant("since", f.since),
         until=instant("until", f.until),
         limit=limit,
+        newest_first=f.newest_first,
     )
 
 

@@ -18,11 +18,23 @@ from compliance.cli.output import (
 )
 from compliance.cli.timefmt import deadline, when
 from compliance.cli.vocab import ValuesCommand
+from compliance.domain.course import CourseState
 from compliance.errors import CHECK_REFUSE_EXIT, InvalidInput
 
 REASON_COLUMNS = ["code", "message", "next_step", "earliest"]
 CHECKLIST_COLUMNS = ["item", "status", "detail", "next_step", "due_by"]
 FLAG_COLUMNS = ["due", "patient", "code", "message", "reference"]
+DUE_COLUMNS = ["due", "patient", "name", "code", "message", "reference"]
+LIST_COLUMNS = [
+    "patient",
+    "patient_name",
+    "state",
+    "cycle",
+    "ruleset",
+    "prescriber",
+    "prescriber_name",
+    "enrolled_on",
+]
 MIGRATE_COLUMNS = ["patient", "state", "from", "to", "result", "prescribe"]
 
 
@@ -474,5 +486,51 @@ def status(state: Context, patient: str, as_json: bool) -> None:
 @pass_ctx
 def due(state: Context, within: int, as_json: bool) -> None:
     """The worklist: tests due, windows closing, reversals owed, overdue tests, pregnancies."""
-    flags = state.app().due(state.who(), within, state.on_behalf_of)
-    show_rows([f.to_dict() for f in flags], FLAG_COLUMNS, as_json, title="Due")
+    app = state.app()
+    flags = [f.to_dict() for f in app.due(state.who(), within, state.on_behalf_of)]
+    if as_json or not flags:
+        empty = f"nothing due within {within} days: no tests, windows, reversals or pregnancies"
+        show_rows(flags, FLAG_COLUMNS, as_json, title="Due", empty=empty)
+        return
+    courses = app.list_courses(state.who(), limit=10_000, on_behalf_of=state.on_behalf_of)
+    names = {c.patient: c.patient_name for c in courses}
+    rows = [{**f, "name": names.get(f["patient"])} for f in flags]
+    show_rows(rows, DUE_COLUMNS, False, title="Due")
+
+
+@course.command("list")
+@click.option(
+    "--state",
+    "state_name",
+    type=click.Choice([s.value for s in CourseState]),
+    help="Only courses in this state.",
+)
+@click.option("--prescriber", metavar="PRESCRIBER", help="Only this prescriber's courses.")
+@click.option(
+    "--programme",
+    metavar="PROGRAMME",
+    shell_complete=vocab.completer(vocab.programmes),
+    help="Only this programme (e.g. ipledge) or ruleset (e.g. ipledge/2026-mod).",
+)
+@click.option("--limit", default=500, show_default=True, type=click.IntRange(1, 10_000))
+@json_option
+@pass_ctx
+def course_list(
+    state: Context,
+    state_name: str | None,
+    prescriber: str | None,
+    programme: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """The overview: courses with patient and prescriber names, newest enrolment first."""
+    courses = state.app().list_courses(
+        state.who(), state_name, prescriber, programme, limit, state.on_behalf_of
+    )
+    show_rows(
+        [c.to_dict() for c in courses],
+        LIST_COLUMNS,
+        as_json,
+        title="Courses",
+        empty="no course matches",
+    )

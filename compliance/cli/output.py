@@ -82,11 +82,17 @@ def show_rows(
     as_json: bool,
     title: str | None = None,
     document: Any = None,
+    empty: str | None = None,
 ) -> None:
-    """A list of records; ``document`` replaces the rows as the JSON document when given."""
+    """A list of records; ``document`` replaces the rows as the JSON document when given. An
+    empty list says so on stderr (``empty``), so a pipe still gets just the header line."""
     if as_json:
         click.echo(to_json(list(rows) if document is None else document))
         return
+    if not rows:
+        note(empty or f"{(title or 'list').lower()}: nothing to show")
+        if _terminal():
+            return
     if not _terminal():
         click.echo("\t".join(columns))
         for row in rows:
@@ -108,6 +114,11 @@ def show_rows(
 def say(message: str) -> None:
     """A human line on stdout (never used together with ``--json``)."""
     click.echo(message)
+
+
+def note(message: str) -> None:
+    """A line for the person reading, on stderr so it never mixes with the data."""
+    click.echo(message, err=True)
 
 
 def warn(message: str) -> None:

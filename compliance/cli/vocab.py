@@ -43,6 +43,11 @@ def schedules() -> list[str]:
     return sorted({s for r in _rulesets() for s in r.testing.schedules})
 
 
+def programmes() -> list[str]:
+    ids = [r.id for r in _rulesets()]
+    return sorted({i.partition("/")[0] for i in ids} | set(ids))
+
+
 def scopes() -> list[str]:
     from compliance.domain.roles import DELEGABLE
 
