@@ -401,3 +401,60 @@ def test_overview_typos_and_newest_first_on_postgresql(pg_url: str) -> None:
     events = sh.json("audit", "log", "--limit", "2")
     assert events[0]["id"] > events[1]["id"]
     assert "showing the newest 2" in sh.run("audit", "log", "--limit", "2").stderr
+
+
+def test_a_patients_name_and_birth_date_are_corrected_as_audited_changes(clinic: Clinic) -> None:
+    sh, ids = clinic
+    pat = ids["pat"]
+    fixed = sh.json("patient", "correct", pat, "--name", "Anna", "--dob", "2001-01-10",
+                    "--reason", "misspelt at registration")
+    assert (fixed["name"], fixed["date_of_birth"]) == ("Anna", "2001-01-10")
+    assert sh.json("patient", "show", pat)["name"] == "Anna"
+    assert [p["id"] for p in sh.json("patient", "find", "--name", "anna")] == [pat]
+    (event,) = sh.json("audit", "log", "--action", "patient.correct")
+    assert event["subjects"] == [pat] and event["actor"] == ids["admin"]
+    assert event["payload"] == {
+        "changes": {"name": {"from": "Ana", "to": "Anna"},
+                    "date_of_birth": {"from": "2001-01-01", "to": "2001-01-10"}},
+        "reason": "misspelt at registration"}
+    registered = sh.json("audit", "log", "--action", "patient.register", "--subject", pat)
+    assert registered[0]["payload"]["name"] == "Ana"  # history is not rewritten
+    same = sh.run("patient", "correct", pat, "--name", "Anna", "--reason", "again", expect=6)
+    assert "already" in same.stderr
+    nothing = sh.run("patient", "correct", pat, "--reason", "x", "--json", expect=2)
+    assert json.loads(nothing.stderr)["field"] == "--name"
+    bad = sh.run("patient", "correct", pat, "--dob", "2001-02-30", "--reason", "x", expect=2)
+    assert bad.stderr.startswith("error: --dob: ")
+    sh.run("patient", "correct", pat, "--name", "X", "--reason", "x", actor=ids["rph"], expect=4)
+    assert sh.json("audit", "verify")["ok"] is True
+
+
+def test_a_grants_scope_and_expiry_are_corrected_as_audited_changes(clinic: Clinic) -> None:
+    sh, ids = clinic
+    prs = ids["prs"]
+    dsg = sh.json("designee", "register", "--name", "Dee")["id"]
+    sh.run("designee", "grant", dsg, "--prescriber", prs, "--expires", "2027-01-31",
+           actor=prs)
+    amended = sh.json("designee", "amend", dsg, "--prescriber", prs, "--scope",
+                      "patient.register", "--expires", "2027-02-28", "--reason", "typo",
+                      actor=prs)
+    assert amended["scopes"] == ["patient.register"]
+    assert amended["expires_at"] == "2027-02-28T23:59:59.999999+00:00"
+    (event,) = sh.json("audit", "log", "--action", "grant.amend")
+    assert event["subjects"] == [dsg, prs]
+    assert event["payload"]["changes"]["expires_at"] == {
+        "from": "2027-01-31T23:59:59.999999+00:00", "to": "2027-02-28T23:59:59.999999+00:00"}
+    assert "patient.register" in event["payload"]["changes"]["scopes"]["to"]
+    open_ended = sh.json("designee", "amend", dsg, "--prescriber", prs, "--no-expiry",
+                         "--reason", "no end", actor=prs)
+    assert open_ended["expires_at"] is None and open_ended["active"] is True
+    both = sh.run("designee", "amend", dsg, "--prescriber", prs, "--no-expiry", "--expires",
+                  "2027-03-01", "--reason", "x", "--json", actor=prs, expect=2)
+    assert json.loads(both.stderr)["field"] == "--expires"
+    other = sh.json("prescriber", "register", "--name", "Dr O", "--npi", next_npi())["id"]
+    sh.run("prescriber", "activate", other)
+    missing = sh.run("designee", "amend", dsg, "--prescriber", other, "--no-expiry",
+                     "--reason", "x", expect=5)
+    assert "live grant" in missing.stderr
+    sh.run("designee", "amend", dsg, "--prescriber", prs, "--no-expiry", "--reason", "x",
+           actor=other, expect=4)  # another prescriber's grant is out of scope

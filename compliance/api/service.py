@@ -364,6 +364,33 @@ class Compliance:
             about=(designee, prescriber),
         )
 
+    def amend_grant(
+        self,
+        actor: str,
+        designee: str,
+        prescriber: str,
+        reason: str,
+        scopes: list[str] | None = None,
+        expires_at: datetime | None = None,
+        clear_expiry: bool = False,
+    ) -> GrantInfo:
+        """Correct a live grant's scopes or expiry (``clear_expiry``: no expiry), with the
+        reason; the audit event keeps the values before and after."""
+        if expires_at is not None and not isinstance(expires_at, datetime):
+            raise InvalidInput("expires_at", "must be an instant (a datetime with its zone)")
+        expiry = ensure_utc(expires_at, "expires_at") if expires_at is not None else None
+        clear = bool(clear_expiry) if isinstance(clear_expiry, bool) else None
+        if clear is None:
+            raise InvalidInput("clear_expiry", "must be true or false")
+        return self._call(
+            Acting(actor),
+            Action.GRANT_AMEND,
+            lambda s, a, now: parties.amend_grant(
+                s, a, now, designee, prescriber, reason, scopes, expiry, clear
+            ),
+            about=(designee, prescriber),
+        )
+
     def revoke_grant(self, actor: str, designee: str, prescriber: str) -> GrantInfo:
         return self._call(
             Acting(actor),
@@ -503,6 +530,24 @@ class Compliance:
             Acting(actor, on_behalf_of),
             Action.PATIENT_UPDATE,
             lambda s, a, now: patients.add_external_id(s, a, now, patient, system, value),
+            about=(patient,),
+        )
+
+    def correct_patient(
+        self,
+        actor: str,
+        patient: str,
+        reason: str,
+        name: str | None = None,
+        date_of_birth: str | date | None = None,
+        on_behalf_of: str | None = None,
+    ) -> PatientInfo:
+        """Correct a misspelt name or a wrong date of birth, with the reason; the audit event
+        keeps the values before and after."""
+        return self._call(
+            Acting(actor, on_behalf_of),
+            Action.PATIENT_CORRECT,
+            lambda s, a, now: patients.correct(s, a, now, patient, reason, name, date_of_birth),
             about=(patient,),
         )
 

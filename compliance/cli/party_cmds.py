@@ -264,6 +264,49 @@ def designee_grant(
     show_record(grant.to_dict(), as_json)
 
 
+@designee.command("amend", cls=ValuesCommand, values={"--scope": vocab.scopes})
+@click.argument("designee_id", metavar="DESIGNEE")
+@click.option("--prescriber", "prescriber_id", required=True, metavar="PRESCRIBER")
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    metavar="ACTION",
+    shell_complete=vocab.completer(vocab.scopes),
+    help="The corrected scope: every action the grant covers (repeat); default: unchanged.",
+)
+@click.option(
+    "--expires",
+    help="The corrected end: an ISO 8601 instant with offset, or a date (the end of that day "
+    "in your zone).",
+)
+@click.option("--no-expiry", is_flag=True, help="The grant no longer expires.")
+@click.option("--reason", required=True, help="Why (kept in the audit trail with the old value).")
+@json_option
+@pass_ctx
+def designee_amend(
+    state: Context,
+    designee_id: str,
+    prescriber_id: str,
+    scopes: tuple[str, ...],
+    expires: str | None,
+    no_expiry: bool,
+    reason: str,
+    as_json: bool,
+) -> None:
+    """Correct a live grant's scope or expiry; the audit trail keeps the old values."""
+    grant = state.app().amend_grant(
+        state.who(),
+        designee_id,
+        prescriber_id,
+        reason,
+        list(scopes) or None,
+        parse_instant("--expires", expires, "end"),
+        no_expiry,
+    )
+    show_record(grant.to_dict(), as_json)
+
+
 @designee.command("revoke")
 @click.argument("designee_id", metavar="DESIGNEE")
 @click.option("--prescriber", "prescriber_id", required=True, metavar="PRESCRIBER")

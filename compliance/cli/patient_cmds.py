@@ -110,3 +110,25 @@ def patient_add_id(
         system, value = external_id("SYSTEM:VALUE", identifier)
     info = state.app().add_patient_external_id(state.who(), ref, system, value, state.on_behalf_of)
     show_record(info.to_dict(), as_json)
+
+
+@patient.command("correct")
+@click.argument("ref", metavar="PATIENT")
+@click.option("--name", help="The corrected name.")
+@click.option("--dob", "date_of_birth", help="The corrected date of birth, YYYY-MM-DD.")
+@click.option("--reason", required=True, help="Why (kept in the audit trail with the old value).")
+@json_option
+@pass_ctx
+def patient_correct(
+    state: Context,
+    ref: str,
+    name: str | None,
+    date_of_birth: str | None,
+    reason: str,
+    as_json: bool,
+) -> None:
+    """Correct a misspelt name or a wrong date of birth; the audit trail keeps the old value."""
+    info = state.app().correct_patient(
+        state.who(), ref, reason, name, date_of_birth, state.on_behalf_of
+    )
+    show_record(info.to_dict(), as_json, title="Patient corrected")
