@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from compliance.cli.main import cli
 from compliance.cli.timefmt import human_instant
@@ -458,3 +460,11 @@ def test_a_grants_scope_and_expiry_are_corrected_as_audited_changes(clinic: Clin
     assert "live grant" in missing.stderr
     sh.run("designee", "amend", dsg, "--prescriber", prs, "--no-expiry", "--reason", "x",
            actor=other, expect=4)  # another prescriber's grant is out of scope
+
+
+def test_simulate_errors_keep_the_timeline_files_keys(tmp_path: Path) -> None:
+    timeline = tmp_path / "t.toml"
+    timeline.write_text('ruleset = "ipledge/1999"\n[[event]]\nat = 2026-12-01T09:00:00\n'
+                        'op = "enrol"\npatient = "ana"\n')
+    result = CliRunner().invoke(cli, ["simulate", str(timeline), "--json"])
+    assert result.exit_code == 2 and json.loads(result.stderr)["field"] == "ruleset"

@@ -97,7 +97,10 @@ def as_typed(
     error: InvalidInput, command: click.Command | None, root: click.Command
 ) -> InvalidInput:
     """The error naming the option as the user typed it (``--npi``, ``--dob``) rather than the
-    API's field (``external_id``, ``date_of_birth``); a field no option carries stays as is."""
+    API's field (``external_id``, ``date_of_birth``); a field no option carries stays as is,
+    and so do the fields of ``simulate``, which name keys of the timeline file."""
+    if command is simulate:
+        return error
     head, dot, tail = error.field.partition(".")
     name = _FIELD_ALIASES.get(head, head)
     for candidate in (command, root):
