@@ -137,6 +137,10 @@ class ExpectationFailed(ComplianceError):
         return {"error": self.code, "message": self.message, "events": list(self.events)}
 
 
+#: Exit code of a check command (``course check``, ``dispense check``) whose answer is REFUSE.
+#: The check itself succeeded and wrote nothing, so it is not ``Refused`` (3); scripts branch on it.
+CHECK_REFUSE_EXIT = 11
+
 EXIT_CODES: tuple[tuple[int, str, str], ...] = (
     (0, "OK", "success"),
     (1, ComplianceError.code, "unexpected internal error"),
@@ -153,5 +157,11 @@ EXIT_CODES: tuple[tuple[int, str, str], ...] = (
         ExpectationFailed.code,
         "a simulated timeline ran, but an expectation written in it did not hold (the events "
         "are named)",
+    ),
+    (
+        CHECK_REFUSE_EXIT,
+        "CHECK_REFUSE",
+        "a check command (`course check`, `dispense check`) answered REFUSE; it changed nothing "
+        "and printed every reason (ALLOW exits 0)",
     ),
 )

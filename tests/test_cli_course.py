@@ -77,7 +77,7 @@ def test_a_course_through_the_cli(clinic: tuple[Shell, dict[str, str]]) -> None:
         "enrolled", "ipledge/2026-mod")
     sh.json(*at("2026-12-01", "course", "category", pat, "cannot_get_pregnant", "NO_UTERUS"),
             actor=prs)
-    check = sh.json(*at("2026-12-01", "course", "check", pat), actor=prs)
+    check = sh.json(*at("2026-12-01", "course", "check", pat), actor=prs, expect=11)
     assert set(check) == DECISION_KEYS and check["outcome"] == "REFUSE"
     # writing needs the consent; counselling is judged at the pharmacy's request (iPLEDGE), and a
     # patient who cannot get pregnant answers no comprehension questions (workflows.md 2)
@@ -144,7 +144,7 @@ def test_a_course_through_the_cli(clinic: tuple[Shell, dict[str, str]]) -> None:
                     actor=prs)
     assert ended["course"]["state"] == "completed" and ended["course"]["open"] is False
 
-    records = sh.json("audit", "log", "--action", "dispense.record")
+    records = sh.json("audit", "log", "--action", "dispense.record", "--oldest-first")
     assert [(e["outcome"], e["reasons"]) for e in records] == [
         ("refused", ["AUTHORIZATION_REVERSED"]), ("ok", [])]
     assert records[1]["payload"]["simulated_now"] == "2026-12-03T15:00:00+00:00"
@@ -194,12 +194,12 @@ def test_course_input_errors(clinic: tuple[Shell, dict[str, str]]) -> None:
     future = sh.run(*at("2026-12-01", "course", "test", pat, "--kind", "screening",
                         "--specimen-date", "2026-12-30", "--setting", "clinic",
                         "--result", "negative"), actor=prs, expect=2)
-    assert "specimen_date" in future.stderr and "future" in future.stderr
+    assert "--specimen-date" in future.stderr and "future" in future.stderr
     bad_method = sh.run(*at("2026-12-01", "course", "contraception", pat, "--method",
                             "hope=2026-11-01"), actor=prs, expect=2)
-    assert "methods" in bad_method.stderr and "hope" in bad_method.stderr
+    assert "--method" in bad_method.stderr and "hope" in bad_method.stderr
     assert "--now" in sh.run("--now", "2026-12-01T15:00:00", "due", expect=2).stderr
-    assert "days_supply" in sh.run("course", "prescribe", pat, "--days-supply", "0",
+    assert "--days-supply" in sh.run("course", "prescribe", pat, "--days-supply", "0",
                                    actor=prs, expect=2).stderr
 
 

@@ -42,6 +42,7 @@ from sqlalchemy.orm import Session
 
 from compliance import Compliance, FixedClock
 from compliance.api import dispensing, service
+from compliance.api.service import UNKNOWN_ACTOR
 from compliance.audit import store as audit
 from compliance.audit.store import LogFilter
 from compliance.db import models as m
@@ -601,7 +602,7 @@ def test_authorization_number_collision_is_retried_with_a_fresh_number(
     assert_audit_verifies(app, ward.admin)
 
 
-# --- refusals filed under a chain that does not exist yet -------------------------------------
+# --- concurrent refusals of an unknown actor, all appended to the system chain ------------------
 
 
 
@@ -628,7 +629,10 @@ def test_concurrent_refusals_of_an_unknown_actor_are_all_recorded(
         )
         where = f"round {rnd}: {results}"
         assert all(r.get("error") == "NOT_PERMITTED" for r in results), where
-        assert app.audit_count(ward.admin, LogFilter(subject=ghost)) == WORKERS, where
+        # recorded as UNKNOWN_ACTOR, never as the id typed, all in the one system chain
+        assert app.audit_count(ward.admin, LogFilter(subject=ghost)) == 0, where
+        refused = app.audit_count(ward.admin, LogFilter(actor=UNKNOWN_ACTOR))
+        assert refused == rnd * WORKERS, where
     assert authorizations(app, prescription_id=_rx_uuid(app, rx.id)) == []
     assert_audit_verifies(app, ward.admin)
 

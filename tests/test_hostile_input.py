@@ -928,6 +928,7 @@ ROLE_CALLS: dict[Action, Callable[[Env, str], object]] = {
     Action.DESIGNEE_DEACTIVATE: lambda e, a: e.app.deactivate_designee(a, e.dsg),
     Action.GRANT_CREATE: lambda e, a: e.app.grant_designee(a, e.dsg, e.prs),
     Action.GRANT_REVOKE: lambda e, a: e.app.revoke_grant(a, e.dsg, e.prs),
+    Action.GRANT_AMEND: lambda e, a: e.app.amend_grant(a, e.dsg, e.prs, "why", ["patient.read"]),
     Action.PHARMACY_REGISTER: lambda e, a: e.app.register_pharmacy(a, "P", "7654321", "UTC"),
     Action.PHARMACY_ACTIVATE: lambda e, a: e.app.activate_pharmacy(a, e.pharmacy),
     Action.PHARMACY_DEACTIVATE: lambda e, a: e.app.deactivate_pharmacy(a, e.pharmacy),
@@ -935,6 +936,7 @@ ROLE_CALLS: dict[Action, Callable[[Env, str], object]] = {
     Action.PHARMACIST_DEACTIVATE: lambda e, a: e.app.deactivate_pharmacist(a, e.rph),
     Action.PATIENT_REGISTER: lambda e, a: e.app.register_patient(a, "Pat New", "2000-01-01"),
     Action.PATIENT_UPDATE: lambda e, a: e.app.add_patient_external_id(a, e.pat2, "MRN", "99"),
+    Action.PATIENT_CORRECT: lambda e, a: e.app.correct_patient(a, e.pat2, "why", name="P Two"),
     Action.PATIENT_READ: lambda e, a: e.app.get_patient(a, e.pat2),
     Action.PARTY_READ: lambda e, a: e.app.get_person(a, e.prs),
     Action.AUDIT_READ: lambda e, a: e.app.audit_log(a),
@@ -1423,12 +1425,12 @@ AHEAD = (TODAY + timedelta(days=3)).isoformat()
 LONG_AGO = (TODAY - timedelta(days=200)).isoformat()
 CLI_CASES = [
     CliCase("name-201", "prs", lambda i: ["patient", "register", "--name", "x" * 201, "--dob",
-                                          "2000-01-01"], 2, "name"),
+                                          "2000-01-01"], 2, "--name"),
     CliCase("name-rtl", "prs", lambda i: ["patient", "register", "--name", "Ana\u200f", "--dob",
-                                          "2000-01-01"], 2, "name"),
+                                          "2000-01-01"], 2, "--name"),
     CliCase("name-escape", "prs", lambda i: ["designee", "register", "--name", "\x1b[2Jx"], 2,
-            "name"),
-    *[CliCase(f"dob-{d}", "prs", _dob(d), 2, "date_of_birth")
+            "--name"),
+    *[CliCase(f"dob-{d}", "prs", _dob(d), 2, "--dob")
       for d in ("2027-02-30", "2026-13-01", "", "yesterday", "20261301",
                 "2026-11-02T10:00:00+00:00", AHEAD, "1899-12-31")],
     CliCase("external-id-no-value", "prs", lambda i: ["patient", "register", "--name", "Ana",
@@ -1437,7 +1439,7 @@ CLI_CASES = [
     CliCase("external-id-sql", "prs", lambda i: ["patient", "register", "--name", "Ana", "--dob",
                                                  "2000-01-01", "--external-id",
                                                  "MRN='; DROP TABLE patients;--"], 2,
-            "external_ids.MRN"),
+            "--external-id MRN"),
     CliCase("enrol-sql", "prs", lambda i: ["course", "enrol", "PAT-'; DROP TABLE patients;--"],
             2, "patient"),
     CliCase("enrol-wrong-check", "prs", lambda i: ["course", "enrol", wrong_check(i["pat_free"])],
@@ -1448,7 +1450,7 @@ CLI_CASES = [
     CliCase("enrol-twice", "prs", lambda i: ["course", "enrol", i["pat"]], 6, "open course"),
     CliCase("enrol-impossible-date", "prs", lambda i: ["course", "enrol", i["pat_free"],
                                                        "--enrolled-on", "2027-02-30"], 2,
-            "enrolled_on"),
+            "--enrolled-on"),
     CliCase("status-rx", "prs", lambda i: ["status", i["rx"]], 2, "patient"),
     CliCase("category-unknown", "prs", lambda i: ["course", "category", i["pat"], "bogus",
                                                   "REPRODUCTIVE_POTENTIAL"], 2, "category"),
@@ -1460,91 +1462,91 @@ CLI_CASES = [
             "form"),
     CliCase("consent-impossible-date", "prs", lambda i: [
         "course", "consent", i["pat"], "PATIENT_INFORMATION_CONSENT", "--signed-on",
-        "2027-02-30"], 2, "signed_on"),
+        "2027-02-30"], 2, "--signed-on"),
     CliCase("method-no-date", "prs", lambda i: ["course", "contraception", i["pat"], "--method",
                                                 "iud"], 2, "--method"),
     CliCase("method-unknown", "prs", lambda i: ["course", "contraception", i["pat"], "--method",
-                                                "bogus=2026-10-01"], 2, "methods"),
+                                                "bogus=2026-10-01"], 2, "--method"),
     CliCase("method-impossible-date", "prs", lambda i: [
-        "course", "contraception", i["pat"], "--method", "iud=2026-13-01"], 2, "methods.iud"),
+        "course", "contraception", i["pat"], "--method", "iud=2026-13-01"], 2, "--method iud"),
     CliCase("method-before-birth", "prs", lambda i: [
-        "course", "contraception", i["pat"], "--method", "iud=1800-01-01"], 2, "methods.iud"),
+        "course", "contraception", i["pat"], "--method", "iud=1800-01-01"], 2, "--method iud"),
     CliCase("confirm-unknown", "pat", lambda i: ["course", "confirm", i["pat"], "--method",
-                                                 "bogus"], 2, "methods"),
+                                                 "bogus"], 2, "--method"),
     CliCase("specimen-impossible", "prs", lambda i: _test_args(
-        i, **{"--specimen-date": "2027-02-30"}), 2, "specimen_date"),
+        i, **{"--specimen-date": "2027-02-30"}), 2, "--specimen-date"),
     CliCase("specimen-future", "prs", lambda i: _test_args(i, **{"--specimen-date": AHEAD}), 2,
-            "specimen_date"),
+            "--specimen-date"),
     CliCase("specimen-before-enrolment", "prs", lambda i: _test_args(
-        i, **{"--specimen-date": LONG_AGO}), 2, "specimen_date"),
+        i, **{"--specimen-date": LONG_AGO}), 2, "--specimen-date"),
     *[CliCase(f"sensitivity-{v}", "prs", lambda i, v=v: _test_args(i, **{"--sensitivity": v}), 2,
-              "sensitivity_miu_ml") for v in ("0", "-1", "1001", "nan", "inf")],
+              "--sensitivity") for v in ("0", "-1", "1001", "nan", "inf")],
     CliCase("kind-unknown", "prs", lambda i: _test_args(i, **{"--kind": "bogus"}), 2, "--kind"),
-    *[CliCase(f"days-supply-{v}", "prs", _rx("--days-supply", v), 2, "days_supply")
+    *[CliCase(f"days-supply-{v}", "prs", _rx("--days-supply", v), 2, "--days-supply")
       for v in ("0", "-1", "367", "1000000000", str(2**63))],
-    *[CliCase(f"refills-{v}", "prs", _rx("--days-supply", "30", "--refills", v), 2, "refills")
+    *[CliCase(f"refills-{v}", "prs", _rx("--days-supply", "30", "--refills", v), 2, "--refills")
       for v in ("-1", "100", str(2**63))],
     CliCase("days-supply-text", "prs", _rx("--days-supply", "abc"), 2, "--days-supply"),
     CliCase("refills-fraction", "prs", _rx("--days-supply", "30", "--refills", "1.5"), 2,
             "--refills"),
     CliCase("days-supply-missing", "prs", _rx(), 2, "--days-supply"),
     CliCase("written-future", "prs", _rx("--days-supply", "30", "--written-on", AHEAD), 2,
-            "written_on"),
+            "--written-on"),
     CliCase("written-impossible", "prs", _rx("--days-supply", "30", "--written-on", "2027-02-30"),
-            2, "written_on"),
+            2, "--written-on"),
     CliCase("written-before-enrolment", "prs", _rx("--days-supply", "30", "--written-on",
-                                                   LONG_AGO), 2, "written_on"),
+                                                   LONG_AGO), 2, "--written-on"),
     CliCase("visit-future", "prs", _rx("--days-supply", "30", "--office-visit-on", AHEAD), 2,
-            "office_visit_on"),
+            "--office-visit-on"),
     CliCase("check-negative-supply", "prs", lambda i: ["course", "check", i["pat"],
-                                                       "--days-supply", "-5"], 2, "days_supply"),
+                                                       "--days-supply", "-5"], 2, "--days-supply"),
     CliCase("end-yesterday", "prs", lambda i: ["course", "end", i["pat"], "--last-dose-on",
-                                               "yesterday"], 2, "last_dose_on"),
+                                               "yesterday"], 2, "--last-dose-on"),
     CliCase("pregnancy-impossible", "prs", lambda i: ["course", "pregnancy", i["pat"],
                                                       "--reported-on", "2026-02-30"], 2,
-            "reported_on"),
+            "--reported-on"),
     CliCase("resume-empty-note", "prs", lambda i: ["course", "resume", i["pat"], "--note", ""], 2,
-            "note"),
+            "--note"),
     CliCase("withdraw-bell-note", "prs", lambda i: ["course", "withdraw", i["pat"], "--note",
-                                                    "\x07"], 2, "note"),
-    *[CliCase(f"due-{v}", "prs", lambda i, v=v: ["due", "--within", v], 2, "within")
+                                                    "\x07"], 2, "--note"),
+    *[CliCase(f"due-{v}", "prs", lambda i, v=v: ["due", "--within", v], 2, "--within")
       for v in ("-1", "367", str(2**63))],
     CliCase("due-text", "prs", lambda i: ["due", "--within", "week"], 2, "--within"),
-    CliCase("find-limit-0", "prs", lambda i: ["patient", "find", "--limit", "0"], 2, "limit"),
+    CliCase("find-limit-0", "prs", lambda i: ["patient", "find", "--limit", "0"], 2, "--limit"),
     CliCase("find-dob", "prs", lambda i: ["patient", "find", "--dob", "2027-02-30"], 2,
-            "date_of_birth"),
-    CliCase("find-name-rtl", "prs", lambda i: ["patient", "find", "--name", "\u202e"], 2, "name"),
+            "--dob"),
+    CliCase("find-name-rtl", "prs", lambda i: ["patient", "find", "--name", "\u202e"], 2, "--name"),
     CliCase("show-sql", "prs", lambda i: ["patient", "show", "'; DROP TABLE patients;--"], 2,
             "patient"),
     CliCase("show-external-sql", "prs", lambda i: ["patient", "show",
                                                    "MRN:'; DROP TABLE patients;--"], 2,
             "patient"),
-    CliCase("add-id-space", "prs", lambda i: ["patient", "add-id", i["pat"], "MRN", "a b"], 2,
+    CliCase("add-id-space", "prs", lambda i: ["patient", "add-id", i["pat"], "MRN:a b"], 2,
             "external_ids.MRN"),
     CliCase("zone-mars", "adm", lambda i: ["pharmacy", "register", "--name", "P", "--ncpdp",
                                            "7654321", "--time-zone", "Mars/Olympus"], 2,
-            "time_zone"),
+            "--time-zone"),
     CliCase("zone-empty", "adm", lambda i: ["pharmacy", "register", "--name", "P", "--ncpdp",
-                                            "7654321", "--time-zone", ""], 2, "time_zone"),
+                                            "7654321", "--time-zone", ""], 2, "--time-zone"),
     CliCase("zone-folder", "adm", lambda i: ["pharmacy", "register", "--name", "P", "--ncpdp",
-                                             "7654321", "--time-zone", "America"], 2, "time_zone"),
+                                             "7654321", "--time-zone", "America"], 2, "--time-zone"),
     *[CliCase(f"ncpdp-{v}", "adm", lambda i, v=v: ["pharmacy", "register", "--name", "P",
                                                    "--ncpdp", v, "--time-zone", "UTC"], 2,
-              "external_id")
+              "--ncpdp")
       for v in ("123", "abcdefg", "\uff11\uff12\uff13\uff14\uff15\uff16\uff17")],
     *[CliCase(f"npi-{v}", "adm", lambda i, v=v: ["prescriber", "register", "--name", "Dr N",
-                                                 "--npi", v], 2, "external_id")
+                                                 "--npi", v], 2, "--npi")
       for v in (wrong_digit(npi_with_check_digit("123456789")), "12345", "abcdefghij")],
     CliCase("expires-on-impossible", "adm", lambda i: ["pharmacy", "activate", i["pha"],
                                                        "--expires-on", "2027-02-30"], 2,
-            "expires_on"),
+            "--expires-on"),
     CliCase("expires-on-past", "adm", lambda i: ["pharmacy", "activate", i["pha"],
-                                                 "--expires-on", LONG_AGO], 2, "expires_on"),
+                                                 "--expires-on", LONG_AGO], 2, "--expires-on"),
     CliCase("scope-unknown", "adm", lambda i: ["designee", "grant", i["dsg"], "--prescriber",
-                                               i["prs"], "--scope", "bogus.action"], 2, "scopes"),
+                                               i["prs"], "--scope", "bogus.action"], 2, "--scope"),
     CliCase("grant-expired", "adm", lambda i: ["designee", "grant", i["dsg"], "--prescriber",
                                                i["prs"], "--expires", "2020-01-01"], 2,
-            "expires_at"),
+            "--expires"),
     CliCase("grant-impossible", "adm", lambda i: ["designee", "grant", i["dsg"], "--prescriber",
                                                   i["prs"], "--expires", "2027-02-30"], 2,
             "--expires"),
@@ -1598,7 +1600,7 @@ CLI_CASES = [
     CliCase("empty-actor", "=", lambda i: ["status", i["pat"]], 2, "--as"),
     CliCase("no-actor", None, lambda i: ["status", i["pat"]], 2, "--as"),
     CliCase("on-behalf-for-prescriber", "prs", lambda i: [
-        "--on-behalf-of", i["prs"], "status", i["pat"]], 2, "on_behalf_of"),
+        "--on-behalf-of", i["prs"], "status", i["pat"]], 2, "--on-behalf-of"),
     CliCase("now-yesterday", "prs", lambda i: ["--now", "yesterday", "status", i["pat"]], 2,
             "--now"),
     CliCase("now-impossible", "prs", lambda i: ["--now", "2027-13-01", "status", i["pat"]], 2,
@@ -1687,7 +1689,7 @@ def test_cli_property_names(cli_env: CliEnv, name: str) -> None:
                                    f"--name={name}", "--json"])
     expected = _expected_name(name)
     if expected is None:
-        check_cli_failure(result, 2, "name", as_json=True)
+        check_cli_failure(result, 2, "--name", as_json=True)
         return
     assert result.exit_code == 0, (result.exit_code, result.stderr)
     assert json.loads(result.stdout)["name"] == expected
@@ -1705,7 +1707,7 @@ def test_cli_property_dates(cli_env: CliEnv, dob: str) -> None:
         assert result.exit_code == 0, (result.exit_code, result.stderr)
         assert isinstance(json.loads(result.stdout), list)
     else:
-        check_cli_failure(result, 2, "date_of_birth", as_json=True)
+        check_cli_failure(result, 2, "--dob", as_json=True)
     assert_nothing_written(cli_env.app, before, snapshot(cli_env.app, cli_env.tables),
                            refused=False)
 
@@ -1821,13 +1823,13 @@ def check_process(
     ("label", "argv", "exits", "needle", "as_json", "bug"),
     [
         ("impossible-dob", lambda i: ["--as", i["prs"], "patient", "register", "--name", "Ana",
-                                      "--dob", "2027-02-30", "--json"], (2,), "date_of_birth",
+                                      "--dob", "2027-02-30", "--json"], (2,), "--dob",
          True, None),
         ("sql-patient", lambda i: ["--as", i["prs"], "course", "enrol",
                                    "PAT-'; DROP TABLE patients;--"], (2,), "patient", False, None),
         ("zone-folder", lambda i: ["--as", i["adm"], "pharmacy", "register", "--name", "P",
                                    "--ncpdp", "7654321", "--time-zone", "Etc", "--json"], (2,),
-         "time_zone", True, None),
+         "--time-zone", True, None),
         ("usage-json", lambda i: ["--as", i["prs"], "course", "prescribe", i["pat"],
                                   "--days-supply", "thirty", "--json"], (2,), "--days-supply",
          True, None),

@@ -801,9 +801,9 @@ def test_cli_rules_impact(cli_population: tuple[Shell, Population]) -> None:
         in table
     )
     bad = sh.run("rules", "impact", MOD, "--as-of", "soon", "--json", expect=2)
-    assert json.loads(bad.stderr)["field"] == "as_of"
+    assert json.loads(bad.stderr)["field"] == "--as-of"  # the option as typed
     assert (
-        "pharmacy_zone"
+        "--pharmacy-zone"
         in sh.run("rules", "impact", MOD, "--pharmacy-zone", "Nowhere", expect=2).stderr
     )
     refused = sh.run("rules", "impact", MOD, "--json", actor=p.world.pharmacist.id, expect=4)
@@ -836,7 +836,7 @@ def test_cli_course_migrate(cli_population: tuple[Shell, Population]) -> None:
     )
     assert json.loads(closed.stderr)["field"] == "patients"
     unknown = sh.run("course", "migrate", p.non_clia, "--to", "ipledge/2099", "--json", expect=2)
-    assert json.loads(unknown.stderr)["field"] == "to"
+    assert json.loads(unknown.stderr)["field"] == "--to"
     assert "patients" in sh.run("course", "migrate", "--to", MOD, expect=2).stderr
     assert "--to" in sh.run("course", "migrate", p.non_clia, expect=2).stderr
     sh.run("course", "migrate", p.non_clia, "--to", MOD, actor=p.prs, expect=4)
@@ -844,7 +844,7 @@ def test_cli_course_migrate(cli_population: tuple[Shell, Population]) -> None:
 
     rest = sh.json(*NOW_30, "course", "migrate", "--to", MOD, "--all-from", LEGACY)
     assert rest["migrated"] == 3
-    events = sh.json("audit", "log", "--action", "course.migrate")
+    events = sh.json("audit", "log", "--action", "course.migrate", "--oldest-first")
     assert [e["outcome"] for e in events] == ["ok", "ok", "refused", "ok", "ok", "ok"]
     assert all(e["payload"]["to"] == MOD for e in events if e["outcome"] == "ok")
     assert sh.json("audit", "verify")["ok"] is True

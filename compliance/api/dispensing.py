@@ -89,7 +89,7 @@ class Prescribed:
 
 
 def _prescription(session: Session, ref: object) -> Prescribed:
-    short = checked_ref(Kind.PRESCRIPTION, ref, "prescription")
+    short = checked_ref(Kind.PRESCRIPTION, ref, "prescription", session)
     row = session.execute(_PRESCRIPTION, {"ref": short}).one_or_none()
     if row is None:
         raise NotFound("prescription", short)

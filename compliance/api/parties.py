@@ -20,7 +20,14 @@ from compliance.audit.store import EventDraft, append
 from compliance.db import models as m
 from compliance.domain import reasons as rc
 from compliance.domain import validate as v
-from compliance.domain.ids import Kind, kind_of, new_short_id, normalise
+from compliance.domain.ids import (
+    Kind,
+    check_mismatch,
+    kind_of,
+    near_misses,
+    new_short_id,
+    normalise,
+)
 from compliance.domain.lifecycle import (
     PHARMACY_LIFECYCLE,
     PRESCRIBER_LIFECYCLE,
@@ -68,19 +75,38 @@ def record(session: Session, actor: Actor, now: datetime, action: Action, **fiel
     )
 
 
-def checked_ref(kind: Kind, ref: object, field: str) -> str:
-    """``ref`` as a well-formed short id of ``kind``; the field name goes into the error."""
+def checked_ref(kind: Kind, ref: object, field: str, session: Session | None = None) -> str:
+    """``ref`` as a well-formed short id of ``kind``; the field name goes into the error. A wrong
+    check symbol is reported as a typo, with the ids on record one typo away when ``session``
+    is given to look them up."""
     if not isinstance(ref, str) or not ref.strip():
         raise InvalidInput(field, f"must be a {_LABEL[kind]} id such as {kind.value}-XXXXXXXX")
     short = normalise(ref)
     if kind_of(short) is not kind:
+        if short.startswith(f"{kind.value}-") and check_mismatch(short):
+            raise InvalidInput(field, _typo(session, kind, short))
         raise InvalidInput(field, f"{ref!r} is not a {_LABEL[kind]} id ({kind.value}-XXXXXXXX)")
     return short
 
 
+def _typo(session: Session | None, kind: Kind, short: str) -> str:
+    said = f"{short}: the check character does not match (a typo?)"
+    if session is None:
+        return said
+    model = _KIND_MODEL[kind]
+    candidates = near_misses(short)
+    known = session.execute(
+        select(model.short_id).where(model.short_id.in_(candidates)).order_by(model.short_id)
+    ).scalars()
+    close = list(known)
+    if not close:
+        return f"{said}; no {_LABEL[kind]} id one typo away is on record"
+    return f"{said}; did you mean {' or '.join(close)}?"
+
+
 def load(session: Session, kind: Kind, ref: object, field: str, *, lock: bool = False) -> Any:
     """Fetch a row by its short id; the field name goes into the error when ``ref`` is bad."""
-    short = checked_ref(kind, ref, field)
+    short = checked_ref(kind, ref, field, session)
     model = _KIND_MODEL[kind]
     stmt = select(model).where(model.short_id == short)
     if lock:
@@ -354,6 +380,23 @@ def _live_grant(
     return next((g for g in grants if grant_active(g, now)), None)
 
 
+def _chosen_scopes(scopes: list[str] | None) -> list[str]:
+    """The delegable actions a grant covers (all of them when ``scopes`` is None)."""
+    delegable = sorted(a.value for a in DELEGABLE)
+    if scopes is not None and (
+        isinstance(scopes, str) or not all(isinstance(x, str) for x in scopes)
+    ):
+        raise InvalidInput("scopes", "must be a list of action names")
+    chosen = delegable if scopes is None else sorted(set(scopes))
+    unknown = [s for s in chosen if s not in delegable]
+    if unknown or not chosen:
+        raise InvalidInput(
+            "scopes",
+            f"choose from {', '.join(delegable)}" + (f"; unknown: {unknown}" if unknown else ""),
+        )
+    return chosen
+
+
 def grant_designee(
     session: Session,
     actor: Actor,
@@ -368,18 +411,7 @@ def grant_designee(
     designee = load(session, Kind.DESIGNEE, designee_ref, "designee")
     if designee.status != StaffStatus.ACTIVE:
         raise Conflict(f"designee {designee.short_id} is {designee.status}")
-    delegable = sorted(a.value for a in DELEGABLE)
-    if scopes is not None and (
-        isinstance(scopes, str) or not all(isinstance(x, str) for x in scopes)
-    ):
-        raise InvalidInput("scopes", "must be a list of action names")
-    chosen = delegable if scopes is None else sorted(set(scopes))
-    unknown = [s for s in chosen if s not in delegable]
-    if unknown or not chosen:
-        raise InvalidInput(
-            "scopes",
-            f"choose from {', '.join(delegable)}" + (f"; unknown: {unknown}" if unknown else ""),
-        )
+    chosen = _chosen_scopes(scopes)
     if expires_at is not None and expires_at <= now:
         raise InvalidInput("expires_at", "must be in the future")
     if _live_grant(session, designee, prescriber, now) is not None:
@@ -403,6 +435,58 @@ def grant_designee(
         Action.GRANT_CREATE,
         subjects=[designee.short_id, prescriber.short_id],
         payload={"scopes": chosen, "expires_at": expires_at.isoformat() if expires_at else None},
+    )
+    return grant_info(grant, designee.short_id, prescriber.short_id, now)
+
+
+def amend_grant(
+    session: Session,
+    actor: Actor,
+    now: datetime,
+    designee_ref: object,
+    prescriber_ref: object,
+    reason: object,
+    scopes: list[str] | None = None,
+    expires_at: datetime | None = None,
+    clear_expiry: bool = False,
+) -> GrantInfo:
+    """Correct a live grant's scope or expiry. The grant keeps when and by whom it was given;
+    the audit event records what changed, from what, and why."""
+    why = v.text("reason", reason, max_len=500)
+    if scopes is None and expires_at is None and not clear_expiry:
+        raise InvalidInput("scopes", "give the corrected scopes, expiry, or both")
+    if clear_expiry and expires_at is not None:
+        raise InvalidInput("expires_at", "give an expiry or clear it, not both")
+    prescriber = load(session, Kind.PRESCRIBER, prescriber_ref, "prescriber")
+    _own_prescriber_only(actor, Action.GRANT_AMEND, prescriber)
+    designee = load(session, Kind.DESIGNEE, designee_ref, "designee")
+    grant = _live_grant(session, designee, prescriber, now)
+    if grant is None:
+        raise NotFound("live grant", f"{designee.short_id} from {prescriber.short_id}")
+    changes: dict[str, dict[str, object]] = {}
+    if scopes is not None:
+        chosen = _chosen_scopes(scopes)
+        if chosen != sorted(grant.scopes):
+            changes["scopes"] = {"from": sorted(grant.scopes), "to": chosen}
+            grant.scopes = chosen
+    if expires_at is not None or clear_expiry:
+        if expires_at is not None and expires_at <= now:
+            raise InvalidInput("expires_at", "must be in the future")
+        if expires_at != grant.expires_at:
+            before = grant.expires_at.isoformat() if grant.expires_at else None
+            after = expires_at.isoformat() if expires_at else None
+            changes["expires_at"] = {"from": before, "to": after}
+            grant.expires_at = expires_at
+    if not changes:
+        raise Conflict("the grant already has that scope and expiry")
+    session.flush()
+    record(
+        session,
+        actor,
+        now,
+        Action.GRANT_AMEND,
+        subjects=[designee.short_id, prescriber.short_id],
+        payload={"changes": changes, "reason": why},
     )
     return grant_info(grant, designee.short_id, prescriber.short_id, now)
 

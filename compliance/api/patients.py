@@ -173,3 +173,47 @@ def search(
             m.Patient.date_of_birth == v.calendar_date("date_of_birth", date_of_birth)
         )
     return [info(session, row) for row in session.execute(stmt).scalars()]
+
+
+def correct(
+    session: Session,
+    actor: Actor,
+    now: datetime,
+    ref: object,
+    reason: object,
+    name: object = None,
+    date_of_birth: object = None,
+) -> PatientInfo:
+    """Correct a misspelt name or a wrong date of birth. The record changes; the audit event
+    keeps what it was, what it became and why, so history is never rewritten."""
+    why = v.text("reason", reason, max_len=500)
+    if name is None and date_of_birth is None:
+        raise InvalidInput("name", "give the corrected name or date of birth (or both)")
+    row = load(session, Kind.PATIENT, ref, "patient", lock=True)
+    changes: dict[str, dict[str, str]] = {}
+    if name is not None:
+        new_name = v.text("name", name)
+        if new_name != row.name:
+            changes["name"] = {"from": row.name, "to": new_name}
+            row.name, row.name_key = new_name, v.name_key(new_name)
+    if date_of_birth is not None:
+        today = now.astimezone(_EARLIEST_ZONE).date()
+        born = v.birth_date("date_of_birth", date_of_birth, today)
+        if born != row.date_of_birth:
+            changes["date_of_birth"] = {
+                "from": row.date_of_birth.isoformat(),
+                "to": born.isoformat(),
+            }
+            row.date_of_birth = born
+    if not changes:
+        raise Conflict(f"patient {row.short_id} already has that name and date of birth")
+    session.flush()
+    record(
+        session,
+        actor,
+        now,
+        Action.PATIENT_CORRECT,
+        subjects=[row.short_id],
+        payload={"changes": changes, "reason": why},
+    )
+    return info(session, row)

@@ -19,6 +19,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, Program
 from sqlalchemy.orm import Session, sessionmaker
 
 from compliance.api import (
+    course_list,
     course_status,
     courses,
     dispensing,
@@ -28,6 +29,7 @@ from compliance.api import (
     settings,
 )
 from compliance.api.authz import Acting, Actor, authorize, refuse
+from compliance.api.course_list import CourseListing
 from compliance.api.results import (
     GrantInfo,
     PatientInfo,
@@ -63,6 +65,9 @@ from compliance.programs.diff import RulesetDiff, diff
 from compliance.programs.model import Ruleset
 
 T = TypeVar("T")
+
+#: The audit trail's actor for a refusal of someone the database does not know.
+UNKNOWN_ACTOR = "UNKNOWN_ACTOR"
 RETRIES = 5  # attempts for an operation that meets a transient lock or a lost race
 
 
@@ -245,8 +250,12 @@ class Compliance:
         now: datetime,
         about: tuple[object, ...],
     ) -> None:
-        """File the refusal under what it was about, else under the person who tried."""
+        """File the refusal under what it was about, else under the person who tried. An actor
+        the database does not know is recorded as ``UNKNOWN_ACTOR``, never as what was typed:
+        that text could be anything, and the audit trail keeps it for ever."""
         actor_ref = safe_ref(acting.actor)
+        if reasons.ACTOR_UNKNOWN in refusal.reasons:
+            actor_ref = UNKNOWN_ACTOR
         subjects = refusal.subjects or _short_ids(about) or _short_ids((actor_ref,))
         on_behalf_of = refusal.on_behalf_of or safe_ref(acting.on_behalf_of)
         payload: dict[str, object] = {"message": refusal.message}
@@ -362,6 +371,33 @@ class Compliance:
             Action.GRANT_CREATE,
             lambda s, a, now: parties.grant_designee(
                 s, a, now, designee, prescriber, scopes, expiry
+            ),
+            about=(designee, prescriber),
+        )
+
+    def amend_grant(
+        self,
+        actor: str,
+        designee: str,
+        prescriber: str,
+        reason: str,
+        scopes: list[str] | None = None,
+        expires_at: datetime | None = None,
+        clear_expiry: bool = False,
+    ) -> GrantInfo:
+        """Correct a live grant's scopes or expiry (``clear_expiry``: no expiry), with the
+        reason; the audit event keeps the values before and after."""
+        if expires_at is not None and not isinstance(expires_at, datetime):
+            raise InvalidInput("expires_at", "must be an instant (a datetime with its zone)")
+        expiry = ensure_utc(expires_at, "expires_at") if expires_at is not None else None
+        clear = bool(clear_expiry) if isinstance(clear_expiry, bool) else None
+        if clear is None:
+            raise InvalidInput("clear_expiry", "must be true or false")
+        return self._call(
+            Acting(actor),
+            Action.GRANT_AMEND,
+            lambda s, a, now: parties.amend_grant(
+                s, a, now, designee, prescriber, reason, scopes, expiry, clear
             ),
             about=(designee, prescriber),
         )
@@ -505,6 +541,24 @@ class Compliance:
             Acting(actor, on_behalf_of),
             Action.PATIENT_UPDATE,
             lambda s, a, now: patients.add_external_id(s, a, now, patient, system, value),
+            about=(patient,),
+        )
+
+    def correct_patient(
+        self,
+        actor: str,
+        patient: str,
+        reason: str,
+        name: str | None = None,
+        date_of_birth: str | date | None = None,
+        on_behalf_of: str | None = None,
+    ) -> PatientInfo:
+        """Correct a misspelt name or a wrong date of birth, with the reason; the audit event
+        keeps the values before and after."""
+        return self._call(
+            Acting(actor, on_behalf_of),
+            Action.PATIENT_CORRECT,
+            lambda s, a, now: patients.correct(s, a, now, patient, reason, name, date_of_birth),
             about=(patient,),
         )
 
@@ -889,6 +943,33 @@ class Compliance:
 
         return self._call(Acting(actor, on_behalf_of), Action.COURSE_READ, body)
 
+    def list_courses(
+        self,
+        actor: str,
+        state: str | None = None,
+        prescriber: str | None = None,
+        programme: str | None = None,
+        limit: int = 500,
+        on_behalf_of: str | None = None,
+    ) -> list[CourseListing]:
+        """Courses with patient and prescriber names, newest enrolment first; a prescriber (or
+        their designee) sees only their own courses, as in ``due``."""
+
+        def body(s: Session, a: Actor, now: datetime) -> list[CourseListing]:
+            if a.role is Role.PATIENT:
+                raise refuse(Action.COURSE_READ, [reasons.OUT_OF_SCOPE])
+            mine = a.prescriber_uuid if a.role in {Role.PRESCRIBER, Role.DESIGNEE} else None
+            return course_list.list_courses(
+                s,
+                scope_prescriber=mine,
+                state=state,
+                prescriber=prescriber,
+                programme=programme,
+                limit=limit,
+            )
+
+        return self._call(Acting(actor, on_behalf_of), Action.COURSE_READ, body)
+
     # --- dispensing -------------------------------------------------------------------------
 
     def check_dispense(
@@ -1043,6 +1124,8 @@ def _checked_filter(log_filter: audit.LogFilter | None) -> audit.LogFilter:
         return ensure_utc(value, field)
 
     limit = None if f.limit is None else whole_number("limit", f.limit, 1, 100_000)
+    if not isinstance(f.newest_first, bool):
+        raise InvalidInput("newest_first", "must be true or false")
     return audit.LogFilter(
         subject=ref("subject", f.subject),
         actor=ref("actor", f.actor),
@@ -1050,6 +1133,7 @@ def _checked_filter(log_filter: audit.LogFilter | None) -> audit.LogFilter:
         since=instant("since", f.since),
         until=instant("until", f.until),
         limit=limit,
+        newest_first=f.newest_first,
     )
 
 

@@ -627,6 +627,7 @@ class LogFilter:
     since: datetime | None = None
     until: datetime | None = None
     limit: int | None = None
+    newest_first: bool = False  # with ``limit``: the latest events rather than the earliest
 
 
 def query(f: LogFilter) -> Select[AuditEvent]:
@@ -643,7 +644,7 @@ def query(f: LogFilter) -> Select[AuditEvent]:
         stmt = stmt.where(AuditEvent.occurred_at >= f.since)
     if f.until is not None:
         stmt = stmt.where(AuditEvent.occurred_at < f.until)
-    stmt = stmt.order_by(AuditEvent.id)
+    stmt = stmt.order_by(AuditEvent.id.desc() if f.newest_first else AuditEvent.id)
     if f.limit is not None:
         stmt = stmt.limit(f.limit)
     return stmt

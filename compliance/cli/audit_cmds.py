@@ -15,7 +15,7 @@ from typing import IO, Any
 import click
 
 from compliance.cli.context import Context, pass_ctx
-from compliance.cli.output import json_option, say, show_record, show_rows
+from compliance.cli.output import json_option, note, say, show_record, show_rows
 from compliance.cli.party_cmds import parse_instant
 from compliance.errors import AuditVerificationFailed
 
@@ -46,15 +46,21 @@ def _filters(fn: Any) -> Any:
             click.option("--subject", help="Only events about this id (patient, prescriber...)."),
             click.option("--actor", help="Only events by this person."),
             click.option("--action", help="Only this action, e.g. patient.register."),
-            click.option("--since", help="From this instant (ISO 8601; a date means 00:00 UTC)."),
-            click.option("--until", help="Before this instant (ISO 8601)."),
+            click.option(
+                "--since",
+                help="From this instant (ISO 8601; a date: its start in your zone).",
+            ),
+            click.option(
+                "--until",
+                help="Before this instant (ISO 8601; a date: its start in your zone).",
+            ),
         ]
     ):
         fn = option(fn)
     return fn
 
 
-def _log_filter(limit: int | None = None, **kw: Any) -> Any:
+def _log_filter(limit: int | None = None, newest_first: bool = False, **kw: Any) -> Any:
     from compliance.audit.store import LogFilter
     from compliance.domain.ids import normalise
     from compliance.domain.validate import text
@@ -68,9 +74,10 @@ def _log_filter(limit: int | None = None, **kw: Any) -> Any:
         subject=normalise(subject) if subject else None,
         actor=normalise(actor) if actor else None,
         action=option("action"),
-        since=parse_instant("--since", kw.get("since")),
-        until=parse_instant("--until", kw.get("until")),
+        since=parse_instant("--since", kw.get("since"), "start"),
+        until=parse_instant("--until", kw.get("until"), "start"),
         limit=limit,
+        newest_first=newest_first,
     )
 
 
@@ -192,13 +199,23 @@ def keygen(out: str) -> None:
 @audit.command()
 @_filters
 @click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 100_000))
+@click.option(
+    "--oldest-first", is_flag=True, help="The earliest events first (default: the newest first)."
+)
 @json_option
 @pass_ctx
-def log(state: Context, /, limit: int, as_json: bool, **filters: Any) -> None:
-    """Show audit events, oldest first."""
-    events = state.app().audit_log(state.who(), _log_filter(limit, **filters))
+def log(state: Context, /, limit: int, oldest_first: bool, as_json: bool, **filters: Any) -> None:
+    """Show audit events, newest first; says so when more events match than were shown."""
+    app = state.app()
+    chosen = _log_filter(limit, not oldest_first, **filters)
+    events = app.audit_log(state.who(), chosen)
     rows = [e.to_dict() for e in events]
-    show_rows(rows, LOG_COLUMNS, as_json, title="Audit log")
+    show_rows(rows, LOG_COLUMNS, as_json, title="Audit log", empty="no audit events match")
+    if not as_json and len(rows) == limit:
+        total = app.audit_count(state.who(), chosen)
+        if total > limit:
+            which = "earliest" if oldest_first else "newest"
+            note(f"showing the {which} {limit} of {total} matching events (see --limit, filters)")
 
 
 #: A cell starting with one of these is a formula to a spreadsheet.

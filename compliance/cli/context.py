@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, tzinfo
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -20,6 +20,7 @@ class Context:
     actor: str | None = None
     on_behalf_of: str | None = None
     now: datetime | None = None
+    tz: tzinfo | None = None  # --tz / COMPLIANCE_TZ: the zone instants are shown in
     _app: Any = field(default=None, repr=False)
 
     def app(self, *, create: bool = False) -> Compliance:

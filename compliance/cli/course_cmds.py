@@ -6,17 +6,47 @@ from typing import Any
 
 import click
 
+from compliance.cli import vocab
 from compliance.cli.context import Context, pass_ctx
-from compliance.cli.output import json_option, say, show_record, show_rows
-from compliance.errors import InvalidInput
+from compliance.cli.output import (
+    json_option,
+    pregnancy_alert,
+    say,
+    shout_alert,
+    show_record,
+    show_rows,
+)
+from compliance.cli.timefmt import deadline, when
+from compliance.cli.vocab import ValuesCommand
+from compliance.domain.course import CourseState
+from compliance.errors import CHECK_REFUSE_EXIT, InvalidInput
 
 REASON_COLUMNS = ["code", "message", "next_step", "earliest"]
 CHECKLIST_COLUMNS = ["item", "status", "detail", "next_step", "due_by"]
 FLAG_COLUMNS = ["due", "patient", "code", "message", "reference"]
+DUE_COLUMNS = ["due", "patient", "name", "code", "message", "reference"]
+LIST_COLUMNS = [
+    "patient",
+    "patient_name",
+    "state",
+    "cycle",
+    "ruleset",
+    "prescriber",
+    "prescriber_name",
+    "enrolled_on",
+]
 MIGRATE_COLUMNS = ["patient", "state", "from", "to", "result", "prescribe"]
 
 
 def show_decision(decision: dict[str, Any], as_json: bool) -> None:
+    """A check's answer; REFUSE ends the command with exit 11 (``CHECK_REFUSE``) so scripts can
+    branch, after printing the whole decision."""
+    _print_decision(decision, as_json)
+    if decision["outcome"] == "REFUSE":
+        click.get_current_context().exit(CHECK_REFUSE_EXIT)
+
+
+def _print_decision(decision: dict[str, Any], as_json: bool) -> None:
     if as_json:
         show_record(decision, True)
         return
@@ -30,11 +60,22 @@ def show_decision(decision: dict[str, Any], as_json: bool) -> None:
         show_rows(decision["reasons"], REASON_COLUMNS, False, title="Reasons")
 
 
-def show_outcome(result: Any, as_json: bool) -> None:
+def show_outcome(
+    result: Any, as_json: bool, *, alert_event: str | None = None, alert_key: bool = False
+) -> None:
+    """The outcome of a change. ``alert_event`` names a pregnancy event to announce loudly (a
+    block on stderr; an ``alert`` object in JSON); ``alert_key`` keeps the key, null, otherwise."""
     data = result.to_dict()
+    alert = None
+    if alert_event is not None:
+        alert = pregnancy_alert(alert_event, data["course"]["ruleset"])
+    if alert_key or alert is not None:
+        data["alert"] = alert
     if as_json:
         show_record(data, True)
         return
+    if alert is not None:
+        shout_alert(alert)
     course = data["course"]
     say(
         f"patient {course['patient']}: course {course['state']} (cycle {course['cycle']}, "
@@ -45,13 +86,13 @@ def show_outcome(result: Any, as_json: bool) -> None:
         say(f"prescription {rx['id']}: {rx['days_supply']} days, written {rx['written_on']}")
     if data.get("authorization"):
         a = data["authorization"]
-        after = a["do_not_dispense_after"] or "no time limit"
+        after = deadline(a["do_not_dispense_after"], course["ruleset"]) or "no time limit"
         what = a.get("kind", "authorization").replace("_", " ")
         say(f"{what} {a['formatted']} for {a['prescription']}: do not dispense after {after}")
         if a["reversed_at"]:
-            say(f"  reversed at {a['reversed_at']}: {a['reversal_reason']}")
+            say(f"  reversed at {when(a['reversed_at'])}: {a['reversal_reason']}")
         if a["dispensed_at"]:
-            say(f"  dispensed at {a['dispensed_at']}")
+            say(f"  dispensed at {when(a['dispensed_at'])}")
     if data.get("record"):
         problems = data["record"].get("problems")
         if problems:
@@ -99,10 +140,14 @@ def course_enrol(
     )
 
 
-@course.command("category")
+@course.command(
+    "category",
+    cls=ValuesCommand,
+    values={"CATEGORY": vocab.categories, "REASON": vocab.category_reasons},
+)
 @patient_argument
-@click.argument("category")
-@click.argument("reason")
+@click.argument("category", shell_complete=vocab.completer(vocab.categories))
+@click.argument("reason", shell_complete=vocab.completer(vocab.category_reasons))
 @json_option
 @pass_ctx
 def course_category(
@@ -115,9 +160,9 @@ def course_category(
     )
 
 
-@course.command("test-schedule")
+@course.command("test-schedule", cls=ValuesCommand, values={"SCHEDULE": vocab.schedules})
 @patient_argument
-@click.argument("schedule")
+@click.argument("schedule", shell_complete=vocab.completer(vocab.schedules))
 @json_option
 @pass_ctx
 def course_test_schedule(state: Context, patient: str, schedule: str, as_json: bool) -> None:
@@ -128,9 +173,9 @@ def course_test_schedule(state: Context, patient: str, schedule: str, as_json: b
     )
 
 
-@course.command("consent")
+@course.command("consent", cls=ValuesCommand, values={"FORM": vocab.consent_forms})
 @patient_argument
-@click.argument("form")
+@click.argument("form", shell_complete=vocab.completer(vocab.consent_forms))
 @click.option("--signed-on", help="Date signed (default today).")
 @json_option
 @pass_ctx
@@ -177,7 +222,7 @@ def course_comprehension(state: Context, patient: str, as_json: bool) -> None:
     show_outcome(state.app().record_comprehension(state.who(), patient), as_json)
 
 
-@course.command("contraception")
+@course.command("contraception", cls=ValuesCommand, values={"METHOD": vocab.methods})
 @patient_argument
 @click.option(
     "--method",
@@ -185,6 +230,7 @@ def course_comprehension(state: Context, patient: str, as_json: bool) -> None:
     multiple=True,
     required=True,
     metavar="METHOD=START",
+    shell_complete=vocab.completer(vocab.methods, "="),
     help="A method and the date it started, e.g. iud=2026-10-01 (repeat).",
 )
 @json_option
@@ -201,10 +247,16 @@ def course_contraception(
     )
 
 
-@course.command("confirm")
+@course.command("confirm", cls=ValuesCommand, values={"METHOD": vocab.methods})
 @patient_argument
 @click.option(
-    "--method", "methods", multiple=True, required=True, help="A method the patient uses (repeat)."
+    "--method",
+    "methods",
+    multiple=True,
+    required=True,
+    metavar="METHOD",
+    help="A method the patient uses (repeat).",
+    shell_complete=vocab.completer(vocab.methods),
 )
 @json_option
 @pass_ctx
@@ -260,6 +312,8 @@ def course_test(
             on_behalf_of=state.on_behalf_of,
         ),
         as_json,
+        alert_event="positive pregnancy test" if result == "positive" else None,
+        alert_key=True,
     )
 
 
@@ -326,6 +380,7 @@ def course_pregnancy(
     show_outcome(
         state.app().report_pregnancy(state.who(), patient, reported_on, note, state.on_behalf_of),
         as_json,
+        alert_event="pregnancy reported",
     )
 
 
@@ -412,14 +467,15 @@ def status(state: Context, patient: str, as_json: bool) -> None:
     )
     window = data["decision"]["window"]
     if window:
-        say(f"window {window['first_day']} to {window['last_day']} (closes {window['closes_at']})")
+        closes = deadline(window["closes_at"], c["ruleset"]) or window["closes_at"]
+        say(f"window {window['first_day']} to {window['last_day']} (closes {closes})")
     if data["current_prescription"]:
         say(f"current prescription {data['current_prescription']['id']}")
     if data["open_authorization"]:
         a = data["open_authorization"]
         say(
             f"open authorization {a['formatted']} (do not dispense after "
-            f"{a['do_not_dispense_after'] or '-'})"
+            f"{deadline(a['do_not_dispense_after'], c['ruleset']) or '-'})"
         )
     show_rows(data["checklist"], CHECKLIST_COLUMNS, False, title="Checklist")
     if data["flags"]:
@@ -439,5 +495,51 @@ def status(state: Context, patient: str, as_json: bool) -> None:
 @pass_ctx
 def due(state: Context, within: int, as_json: bool) -> None:
     """The worklist: tests due, windows closing, reversals owed, overdue tests, pregnancies."""
-    flags = state.app().due(state.who(), within, state.on_behalf_of)
-    show_rows([f.to_dict() for f in flags], FLAG_COLUMNS, as_json, title="Due")
+    app = state.app()
+    flags = [f.to_dict() for f in app.due(state.who(), within, state.on_behalf_of)]
+    if as_json or not flags:
+        empty = f"nothing due within {within} days: no tests, windows, reversals or pregnancies"
+        show_rows(flags, FLAG_COLUMNS, as_json, title="Due", empty=empty)
+        return
+    courses = app.list_courses(state.who(), limit=10_000, on_behalf_of=state.on_behalf_of)
+    names = {c.patient: c.patient_name for c in courses}
+    rows = [{**f, "name": names.get(f["patient"])} for f in flags]
+    show_rows(rows, DUE_COLUMNS, False, title="Due")
+
+
+@course.command("list")
+@click.option(
+    "--state",
+    "state_name",
+    type=click.Choice([s.value for s in CourseState]),
+    help="Only courses in this state.",
+)
+@click.option("--prescriber", metavar="PRESCRIBER", help="Only this prescriber's courses.")
+@click.option(
+    "--programme",
+    metavar="PROGRAMME",
+    shell_complete=vocab.completer(vocab.programmes),
+    help="Only this programme (e.g. ipledge) or ruleset (e.g. ipledge/2026-mod).",
+)
+@click.option("--limit", default=500, show_default=True, type=click.IntRange(1, 10_000))
+@json_option
+@pass_ctx
+def course_list(
+    state: Context,
+    state_name: str | None,
+    prescriber: str | None,
+    programme: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """The overview: courses with patient and prescriber names, newest enrolment first."""
+    courses = state.app().list_courses(
+        state.who(), state_name, prescriber, programme, limit, state.on_behalf_of
+    )
+    show_rows(
+        [c.to_dict() for c in courses],
+        LIST_COLUMNS,
+        as_json,
+        title="Courses",
+        empty="no course matches",
+    )

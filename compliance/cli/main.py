@@ -31,12 +31,93 @@ DISTRIBUTION = "compliance-ppp"
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
+#: The root's options that take a value; they may be typed before or after the subcommand.
+GLOBAL_OPTIONS = ("--db", "--as", "--on-behalf-of", "--now", "--tz")
+
+
+def _value_options(command: click.Command) -> set[str]:
+    return {
+        name
+        for param in command.params
+        if isinstance(param, click.Option) and not param.is_flag and not param.count
+        for name in param.opts
+    }
+
+
+def hoist_globals(root: click.Group, ctx: click.Context, args: list[str]) -> list[str]:
+    """One rule for the global options: anywhere on the line. ``--db``, ``--as``,
+    ``--on-behalf-of``, ``--now`` and ``--tz`` typed after the subcommand move before it;
+    ``--json`` typed before the subcommand moves after it. Values of the command's own options
+    and everything after ``--`` are left alone."""
+    front: list[str] = []
+    rest: list[str] = []
+    command: click.Command = root
+    json_early = False
+    tokens = iter(args)
+    for word in tokens:
+        if word == "--":
+            rest += [word, *tokens]
+            break
+        name = word.partition("=")[0]
+        if name in GLOBAL_OPTIONS:
+            front.append(word)
+            value = None if "=" in word else next(tokens, None)
+            if value is not None:
+                front.append(value)
+            continue
+        if word == "--json" and isinstance(command, click.Group):
+            json_early = True
+            continue
+        rest.append(word)
+        if name in _value_options(command) and "=" not in word:
+            following = next(tokens, None)
+            if following is not None:
+                rest.append(following)
+            continue
+        if isinstance(command, click.Group) and not word.startswith("-"):
+            sub = command.get_command(ctx, word)
+            if sub is not None:
+                command = sub
+    if json_early:
+        rest.append("--json")
+    ctx.meta["compliance.command"] = command
+    return front + rest
+
+
+#: API field names whose option is spelt differently from the parameter that carries it.
+_FIELD_ALIASES = {
+    "expires_at": "expires",
+    "sensitivity_miu_ml": "sensitivity",
+    "actor": "actor",
+    "on_behalf_of": "on_behalf_of",
+}
+
+
+def as_typed(
+    error: InvalidInput, command: click.Command | None, root: click.Command
+) -> InvalidInput:
+    """The error naming the option as the user typed it (``--npi``, ``--dob``) rather than the
+    API's field (``external_id``, ``date_of_birth``); a field no option carries stays as is,
+    and so do the fields of ``simulate``, which name keys of the timeline file."""
+    if command is simulate:
+        return error
+    head, dot, tail = error.field.partition(".")
+    name = _FIELD_ALIASES.get(head, head)
+    for candidate in (command, root):
+        for param in candidate.params if candidate is not None else ():
+            if isinstance(param, click.Option) and param.name == name:
+                option = max(param.opts, key=len)
+                field = f"{option} {tail}" if dot else option
+                return InvalidInput(field, error.problem)
+    return error
+
+
 class _Root(click.Group):
     """Turns library errors into a message on stderr and a documented exit code."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         ctx.meta["compliance.json"] = "--json" in args
-        return super().parse_args(ctx, args)
+        return super().parse_args(ctx, hoist_globals(self, ctx, args))
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -53,6 +134,8 @@ class _Root(click.Group):
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
         except ComplianceError as exc:
+            if isinstance(exc, InvalidInput):
+                exc = as_typed(exc, ctx.meta.get("compliance.command"), self)
             _report(exc, bool(ctx.meta.get("compliance.json")))
             ctx.exit(exc.exit_code)
         except BrokenPipeError:
@@ -91,6 +174,13 @@ class _Root(click.Group):
     metavar="INSTANT",
     help="Simulate this instant (ISO 8601 with offset) for training; recorded in every event.",
 )
+@click.option(
+    "--tz",
+    "tz",
+    envvar="COMPLIANCE_TZ",
+    metavar="ZONE",
+    help="Show instants in this IANA zone too [env COMPLIANCE_TZ; default TZ or the system's].",
+)
 @click.version_option(
     package_name=DISTRIBUTION,
     message="compliance %(version)s",
@@ -103,9 +193,11 @@ def cli(
     actor: str | None,
     on_behalf_of: str | None,
     now: str | None,
+    tz: str | None,
 ) -> None:
     """Pregnancy-prevention programme engine: treatment courses, gates, authorizations."""
     from compliance.cli.party_cmds import parse_instant
+    from compliance.cli.timefmt import zone_named
     from compliance.clock import within_calendar
 
     instant = parse_instant("--now", now)
@@ -114,6 +206,7 @@ def cli(
         actor=actor,
         on_behalf_of=on_behalf_of,
         now=None if instant is None else within_calendar(instant, "--now"),
+        tz=zone_named("--tz", tz) if tz else None,
     )
     ctx.obj = state
     ctx.call_on_close(state.close)

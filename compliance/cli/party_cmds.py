@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 import click
 
+from compliance.cli import vocab
 from compliance.cli.context import Context, pass_ctx
 from compliance.cli.output import json_option, show_record, show_rows
+from compliance.cli.vocab import ValuesCommand
 from compliance.errors import InvalidInput
 
 PERSON_COLUMNS = ["id", "name", "status", "external_id", "pharmacy", "created_at"]
@@ -15,18 +18,35 @@ PHARMACY_COLUMNS = ["id", "name", "external_id", "time_zone", "status", "activat
 GRANT_COLUMNS = ["designee", "prescriber", "active", "scopes", "expires_at", "revoked_at"]
 
 
-def parse_instant(field: str, value: str | None) -> datetime | None:
-    """An ISO 8601 instant with its offset; a bare date means midnight UTC."""
+def parse_instant(
+    field: str, value: str | None, bare_date: Literal["refuse", "start", "end"] = "refuse"
+) -> datetime | None:
+    """An ISO 8601 instant with its offset. A bare date is that day in the reader's zone
+    (``--tz``, ``TZ``, the system's): its first instant (``start``) or its last (``end``); with
+    ``refuse`` it is an error saying what to type, for options where a day is ambiguous."""
     if value is None:
         return None
+    typed = value.strip()
     try:
-        parsed = datetime.fromisoformat(value.strip())
+        parsed = datetime.fromisoformat(typed)
     except ValueError:
         raise InvalidInput(field, f"{value!r} is not an ISO 8601 date or instant") from None
-    if len(value.strip()) == 10:
-        from datetime import UTC
+    if len(typed) == 10:
+        if bare_date == "refuse":
+            raise InvalidInput(
+                field,
+                f"{value!r} is a date, not an instant: type the time and its offset, e.g. "
+                f"{typed}T09:00:00-05:00 or {typed}T14:00:00Z",
+            )
+        from compliance.cli.timefmt import user_zone
 
-        return parsed.replace(tzinfo=UTC)
+        zone = user_zone()
+        day = parsed.date()
+        if bare_date == "start":
+            local = datetime(day.year, day.month, day.day, tzinfo=zone)
+        else:
+            local = datetime(day.year, day.month, day.day, 23, 59, 59, 999999, tzinfo=zone)
+        parsed = local
     if parsed.tzinfo is None:
         raise InvalidInput(field, "give the UTC offset, e.g. 2026-12-01T09:00:00-05:00")
     from compliance.clock import ensure_utc
@@ -207,16 +227,22 @@ def designee_deactivate(state: Context, designee_id: str, as_json: bool) -> None
     show_record(state.app().deactivate_designee(state.who(), designee_id).to_dict(), as_json)
 
 
-@designee.command("grant")
+@designee.command("grant", cls=ValuesCommand, values={"--scope": vocab.scopes})
 @click.argument("designee_id", metavar="DESIGNEE")
 @click.option("--prescriber", "prescriber_id", required=True, metavar="PRESCRIBER")
 @click.option(
     "--scope",
     "scopes",
     multiple=True,
+    metavar="ACTION",
+    shell_complete=vocab.completer(vocab.scopes),
     help="An action the grant covers (repeat); default: every delegable action.",
 )
-@click.option("--expires", help="When the grant ends (ISO 8601 instant with offset, or a date).")
+@click.option(
+    "--expires",
+    help="When the grant ends: an ISO 8601 instant with offset, or a date (the end of that day "
+    "in your zone: --tz, TZ or the system's).",
+)
 @json_option
 @pass_ctx
 def designee_grant(
@@ -233,7 +259,50 @@ def designee_grant(
         designee_id,
         prescriber_id,
         list(scopes) or None,
-        parse_instant("--expires", expires),
+        parse_instant("--expires", expires, "end"),
+    )
+    show_record(grant.to_dict(), as_json)
+
+
+@designee.command("amend", cls=ValuesCommand, values={"--scope": vocab.scopes})
+@click.argument("designee_id", metavar="DESIGNEE")
+@click.option("--prescriber", "prescriber_id", required=True, metavar="PRESCRIBER")
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    metavar="ACTION",
+    shell_complete=vocab.completer(vocab.scopes),
+    help="The corrected scope: every action the grant covers (repeat); default: unchanged.",
+)
+@click.option(
+    "--expires",
+    help="The corrected end: an ISO 8601 instant with offset, or a date (the end of that day "
+    "in your zone).",
+)
+@click.option("--no-expiry", is_flag=True, help="The grant no longer expires.")
+@click.option("--reason", required=True, help="Why (kept in the audit trail with the old value).")
+@json_option
+@pass_ctx
+def designee_amend(
+    state: Context,
+    designee_id: str,
+    prescriber_id: str,
+    scopes: tuple[str, ...],
+    expires: str | None,
+    no_expiry: bool,
+    reason: str,
+    as_json: bool,
+) -> None:
+    """Correct a live grant's scope or expiry; the audit trail keeps the old values."""
+    grant = state.app().amend_grant(
+        state.who(),
+        designee_id,
+        prescriber_id,
+        reason,
+        list(scopes) or None,
+        parse_instant("--expires", expires, "end"),
+        no_expiry,
     )
     show_record(grant.to_dict(), as_json)
 

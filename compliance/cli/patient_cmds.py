@@ -5,20 +5,31 @@ from __future__ import annotations
 import click
 
 from compliance.cli.context import Context, pass_ctx
-from compliance.cli.output import json_option, show_record, show_rows, warn
+from compliance.cli.output import deprecated, json_option, show_record, show_rows, warn
 from compliance.errors import InvalidInput
 
 PATIENT_COLUMNS = ["id", "name", "date_of_birth", "external_ids", "created_at"]
 
 
+def external_id(field: str, raw: str) -> tuple[str, str]:
+    """``SYSTEM:VALUE``, the one spelling of an external id everywhere (as ``patient show``
+    takes it). The old ``SYSTEM=VALUE`` is still read, with a warning naming the new form."""
+    colon, equals = raw.find(":"), raw.find("=")
+    if colon > 0 and (equals < 0 or colon < equals):
+        system, value = raw[:colon], raw[colon + 1 :]
+    elif equals > 0:
+        system, value = raw[:equals], raw[equals + 1 :]
+        new = f"{system.strip()}:{value.strip()}"
+        deprecated(f"{field} {raw}: write {new} (SYSTEM=VALUE is deprecated)")
+    else:
+        system, value = "", ""
+    if not system.strip() or not value.strip():
+        raise InvalidInput(field, f"{raw!r} is not SYSTEM:VALUE (e.g. MRN:12345)")
+    return system.strip(), value.strip()
+
+
 def _pairs(values: tuple[str, ...]) -> dict[str, str]:
-    pairs: dict[str, str] = {}
-    for raw in values:
-        system, sep, value = raw.partition("=")
-        if not sep or not system.strip() or not value.strip():
-            raise InvalidInput("--external-id", f"{raw!r} is not SYSTEM=VALUE (e.g. MRN=12345)")
-        pairs[system.strip()] = value.strip()
-    return pairs
+    return dict(external_id("--external-id", raw) for raw in values)
 
 
 @click.group()
@@ -33,8 +44,8 @@ def patient() -> None:
     "--external-id",
     "external_ids",
     multiple=True,
-    metavar="SYSTEM=VALUE",
-    help="An identifier from another system, e.g. MRN=12345 (repeatable).",
+    metavar="SYSTEM:VALUE",
+    help="An identifier from another system, e.g. MRN:12345 (repeatable).",
 )
 @json_option
 @pass_ctx
@@ -82,11 +93,42 @@ def patient_find(
 
 @patient.command("add-id")
 @click.argument("ref", metavar="PATIENT")
-@click.argument("system")
-@click.argument("value")
+@click.argument("identifier", metavar="SYSTEM:VALUE")
+@click.argument("old_value", metavar="[VALUE]", required=False)
 @json_option
 @pass_ctx
-def patient_add_id(state: Context, ref: str, system: str, value: str, as_json: bool) -> None:
-    """Attach an external identifier (SYSTEM VALUE) to a patient."""
+def patient_add_id(
+    state: Context, ref: str, identifier: str, old_value: str | None, as_json: bool
+) -> None:
+    """Attach an external identifier written SYSTEM:VALUE (as in MRN:12345).
+
+    The old spelling, SYSTEM and VALUE as two words, still works with a warning."""
+    if old_value is not None:  # the old spelling: SYSTEM VALUE as two words
+        deprecated(f"write {identifier}:{old_value} (SYSTEM VALUE as two words is deprecated)")
+        system, value = identifier, old_value
+    else:
+        system, value = external_id("SYSTEM:VALUE", identifier)
     info = state.app().add_patient_external_id(state.who(), ref, system, value, state.on_behalf_of)
     show_record(info.to_dict(), as_json)
+
+
+@patient.command("correct")
+@click.argument("ref", metavar="PATIENT")
+@click.option("--name", help="The corrected name.")
+@click.option("--dob", "date_of_birth", help="The corrected date of birth, YYYY-MM-DD.")
+@click.option("--reason", required=True, help="Why (kept in the audit trail with the old value).")
+@json_option
+@pass_ctx
+def patient_correct(
+    state: Context,
+    ref: str,
+    name: str | None,
+    date_of_birth: str | None,
+    reason: str,
+    as_json: bool,
+) -> None:
+    """Correct a misspelt name or a wrong date of birth; the audit trail keeps the old value."""
+    info = state.app().correct_patient(
+        state.who(), ref, reason, name, date_of_birth, state.on_behalf_of
+    )
+    show_record(info.to_dict(), as_json, title="Patient corrected")

@@ -50,9 +50,9 @@ def _cell(text: str) -> str:
 
 def _argument_name(argument: click.Argument) -> str:
     name = (argument.metavar or argument.name or "").upper()
-    if argument.nargs != 1:
+    if argument.nargs != 1 and not name.endswith("..."):
         name += "..."
-    return name if argument.required else f"[{name}]"
+    return name if argument.required or name.startswith("[") else f"[{name}]"
 
 
 def _value_of(param: click.Parameter) -> str:
@@ -85,6 +85,8 @@ def _command_section(path: list[str], command: click.Command) -> str:
     ]
     rows.append("| `-h`, `--help` | flag | Show this message and exit. |")
     lines += ["| option | value | meaning |", "|---|---|---|", *rows, ""]
+    for name, listed in getattr(command, "values_text", list)():
+        lines += [f"Valid {name}: " + ", ".join(f"`{v}`" for v in listed) + ".", ""]
     if isinstance(command, click.Group):
         lines += ["| command | what it does |", "|---|---|"]
         for name in sorted(command.commands):

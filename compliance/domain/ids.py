@@ -60,3 +60,32 @@ def kind_of(ref: str) -> Kind | None:
     if any(ch not in _ALPHABET for ch in body) or _check_symbol(body) != check:
         return None
     return kind
+
+
+def check_mismatch(ref: str) -> bool:
+    """True when ``ref`` is shaped like a short id of a known kind but its check symbol is
+    wrong: a typo, not a format error."""
+    prefix, sep, rest = ref.partition("-")
+    if not sep or len(rest) != _BODY_LEN + 1 or prefix not in {k.value for k in Kind}:
+        return False
+    if any(ch not in _ALPHABET for ch in rest):
+        return False
+    return _check_symbol(rest[:-1]) != rest[-1]
+
+
+def near_misses(ref: str) -> list[str]:
+    """The well-formed ids one typo from ``ref``: one symbol changed (the check symbol too) or
+    two neighbours swapped. These are the ids a mistyped ``ref`` most likely meant."""
+    prefix, _, rest = ref.partition("-")
+    found: set[str] = set()
+
+    def consider(symbols: str) -> None:
+        if symbols != rest and _check_symbol(symbols[:-1]) == symbols[-1]:
+            found.add(f"{prefix}-{symbols}")
+
+    for i in range(len(rest)):
+        for ch in _ALPHABET:
+            consider(rest[:i] + ch + rest[i + 1 :])
+        if i + 1 < len(rest):
+            consider(rest[:i] + rest[i + 1] + rest[i] + rest[i + 2 :])
+    return sorted(found)

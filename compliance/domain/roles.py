@@ -30,6 +30,7 @@ class Action(enum.StrEnum):
     DESIGNEE_DEACTIVATE = "designee.deactivate"
     GRANT_CREATE = "grant.create"
     GRANT_REVOKE = "grant.revoke"
+    GRANT_AMEND = "grant.amend"
     PHARMACY_REGISTER = "pharmacy.register"
     PHARMACY_ACTIVATE = "pharmacy.activate"
     PHARMACY_DEACTIVATE = "pharmacy.deactivate"
@@ -37,6 +38,7 @@ class Action(enum.StrEnum):
     PHARMACIST_DEACTIVATE = "pharmacist.deactivate"
     PATIENT_REGISTER = "patient.register"
     PATIENT_UPDATE = "patient.update"
+    PATIENT_CORRECT = "patient.correct"
     PATIENT_READ = "patient.read"
     PARTY_READ = "party.read"
     AUDIT_READ = "audit.read"
@@ -86,6 +88,7 @@ PERMISSIONS: MappingProxyType[Action, frozenset[Role]] = MappingProxyType(
         Action.DESIGNEE_DEACTIVATE: frozenset({_A}),
         Action.GRANT_CREATE: frozenset({_A, _P}),
         Action.GRANT_REVOKE: frozenset({_A, _P}),
+        Action.GRANT_AMEND: frozenset({_A, _P}),
         Action.PHARMACY_REGISTER: frozenset({_A}),
         Action.PHARMACY_ACTIVATE: frozenset({_A}),
         Action.PHARMACY_DEACTIVATE: frozenset({_A}),
@@ -93,6 +96,7 @@ PERMISSIONS: MappingProxyType[Action, frozenset[Role]] = MappingProxyType(
         Action.PHARMACIST_DEACTIVATE: frozenset({_A}),
         Action.PATIENT_REGISTER: frozenset({_A, _P, _D}),
         Action.PATIENT_UPDATE: frozenset({_A, _P, _D}),
+        Action.PATIENT_CORRECT: frozenset({_A, _P, _D}),
         Action.PATIENT_READ: frozenset({_A, _P, _D, _R}),
         Action.PARTY_READ: frozenset({_A, _P, _D, _R}),
         Action.AUDIT_READ: frozenset({_A}),
