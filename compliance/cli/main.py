@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from compliance.cli.audit_cmds import audit
+from compliance.cli.client_cmds import client
 from compliance.cli.context import Context, pass_ctx
 from compliance.cli.course_cmds import course, due, status
 from compliance.cli.db_cmds import db, init
@@ -165,6 +166,7 @@ for command in (
     dispense,
     rules,
     simulate,
+    client,
 ):
     cli.add_command(command)
 
