@@ -480,6 +480,11 @@ def _a_client(s: Scene) -> str:
     return s.app.add_client(admin, "EHR", "prescriber-system", s.by, pepper=_PEPPER).client.id
 
 
+def _get_authorization(s: Scene) -> Act:
+    number = _authorized(s)
+    return lambda a: s.app.get_authorization(a.actor, number, a.on_behalf_of)
+
+
 def _get_client(s: Scene) -> Act:
     client = _a_client(s)
     return lambda a: s.app.get_client(a.actor, client)
@@ -570,6 +575,10 @@ def _check_dispense(s: Scene) -> Act:
 
 # The other public entry points that perform an action already covered above.
 OTHER_ENTRY_POINTS: dict[str, tuple[Action, Setup]] = {
+    "get_authorization": (
+        Action.COURSE_READ,
+        _get_authorization,
+    ),
     "get_client": (
         Action.CLIENT_READ,
         _get_client,

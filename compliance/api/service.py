@@ -22,6 +22,7 @@ from compliance.api import (
     clients,
     course_status,
     courses,
+    dispense_read,
     dispensing,
     parties,
     patients,
@@ -38,7 +39,7 @@ from compliance.api.results import (
     SchemaStatus,
 )
 from compliance.api.results_clients import Caller, ClientInfo, IssuedKey
-from compliance.api.results_course import CourseStatus, Flag, Outcome
+from compliance.api.results_course import AuthorizationInfo, CourseStatus, Flag, Outcome
 from compliance.api.rule_changes import ImpactReport, MigrationReport
 from compliance.audit import store as audit
 from compliance.audit.chain import AuditRecord
@@ -1032,6 +1033,16 @@ class Compliance:
                 return clients.authenticate(session, now, secret, key, acting_person, on_behalf_of)
 
         return _with_retries(attempt)
+
+    def get_authorization(
+        self, actor: str, number: str, on_behalf_of: str | None = None
+    ) -> AuthorizationInfo:
+        """One authorization with its reversal and pickup, for those who may see it."""
+        return self._call(
+            Acting(actor, on_behalf_of),
+            Action.COURSE_READ,
+            lambda s, a, now: dispense_read.get_authorization(s, a, number),
+        )
 
 
 def _short_ids(refs: tuple[object, ...]) -> tuple[str, ...]:

@@ -23,6 +23,7 @@ from compliance.cli.output import decision_lines, json_option, show_record, show
 from compliance.cli.party_cmds import admin, designee, pharmacist, pharmacy, prescriber
 from compliance.cli.patient_cmds import patient
 from compliance.cli.rules_cmds import rules
+from compliance.cli.serve_cmd import serve
 from compliance.cli.simulate_cmd import simulate
 from compliance.errors import EXIT_CODES, ComplianceError, InvalidInput
 
@@ -167,6 +168,7 @@ for command in (
     rules,
     simulate,
     client,
+    serve,
 ):
     cli.add_command(command)
 
