@@ -287,3 +287,14 @@ def test_migration_0006_over_a_database_at_0003_keeps_its_data(
         issued = app.add_client(w.admin.id, "Admin tool", "administrator", w.admin.id)
         assert app.authenticate(issued.key).actor == w.admin.id
         assert app.verify_audit(w.admin.id).ok
+
+
+def test_a_malformed_client_id_is_named(world: World) -> None:
+    for call in (
+        lambda: world.app.get_client(world.admin.id, "nonsense"),
+        lambda: world.app.rotate_client_key(world.admin.id, "PAT-1234", pepper=PEPPER),
+        lambda: world.app.revoke_client(world.admin.id, ""),
+    ):
+        with pytest.raises(InvalidInput) as exc:
+            call()
+        assert exc.value.field == "client"

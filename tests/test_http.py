@@ -635,3 +635,99 @@ def test_retries_racing_with_one_idempotency_key_get_one_authorization(running: 
     responses = _race(running, rx, [request_id] * 8)
     assert [r.status_code for r in responses] == [201] * 8, [r.text for r in responses]
     assert len({r.json()["authorization"]["number"] for r in responses}) == 1
+
+
+# --- the FHIR facade ------------------------------------------------------------------------------
+
+ETASU = "/fhir/r4/GuidanceResponse/$rems-etasu"
+
+
+def _validated(response: httpx.Response) -> dict[str, Any]:
+    """The answer, checked against the FHIR R4B models of a maintained library."""
+    pytest.importorskip("fhir.resources")
+    from fhir.resources.R4B.guidanceresponse import GuidanceResponse
+    from fhir.resources.R4B.parameters import Parameters
+
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("application/fhir+json")
+    body: dict[str, Any] = response.json()
+    Parameters.model_validate(body)
+    answer = next(p["resource"] for p in body["parameter"] if p["name"] == "rems-etasu")
+    GuidanceResponse.model_validate(answer)
+    for nested in answer["contained"][0]["parameter"]:
+        GuidanceResponse.model_validate(nested["resource"])
+    return answer
+
+
+def _patient(ref: str) -> dict[str, Any]:
+    return {"name": "patient", "resource": {"resourceType": "Patient", "id": ref}}
+
+
+def _medication() -> dict[str, Any]:
+    code = {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "6064"}]}
+    return {"name": "medication", "resource": {"resourceType": "Medication", "code": code}}
+
+
+def test_fhir_etasu_for_a_pharmacy_case_is_success(running: Running) -> None:
+    rx = prescription(running)
+    for name in ("case_number", "caseNumber"):
+        body = {"resourceType": "Parameters", "parameter": [{"name": name, "valueString": rx}]}
+        with running.terminal() as http:
+            answer = _validated(http.post(ETASU, json=body))
+        assert answer["status"] == "success"
+        assert answer["moduleUri"].startswith("urn:compliance-ppp:ruleset:ipledge/")
+
+
+def test_fhir_etasu_lists_each_unmet_requirement_with_our_reason_code(running: Running) -> None:
+    app, prs = running.app, running.w.prescriber.id
+    pat = app.register_patient(
+        prs,
+        f"Fhir Patient {uuid.uuid4().hex[:4]}",
+        "1999-09-09",
+        {"MRN": "F-" + uuid.uuid4().hex[:8]},
+    ).patient
+    app.enrol(prs, pat.id)
+    mrn = next(iter(pat.external_ids.items()))
+    by_identifier = {
+        "name": "patient",
+        "resource": {
+            "resourceType": "Patient",
+            "identifier": [{"system": mrn[0], "value": mrn[1]}],
+        },
+    }
+    for patient in (_patient(pat.id), by_identifier):
+        body = {"resourceType": "Parameters", "parameter": [patient, _medication()]}
+        with running.ehr() as http:
+            answer = _validated(http.post(ETASU, json=body))
+        assert answer["status"] == "data-required"
+        assert answer["subject"] == {"reference": f"Patient/{pat.id}"}
+        requirements = [p["resource"] for p in answer["contained"][0]["parameter"]]
+        codes = {r["reasonCode"][0]["coding"][0]["code"] for r in requirements}
+        assert rc.CATEGORY_NOT_ASSIGNED in codes
+        assert all(r["status"] == "data-required" and r["note"][0]["text"] for r in requirements)
+    # The pharmacy asking by patient gets the dispense gate of the current prescription.
+    ready = ready_patient(running)
+    rx = running.app.prescribe(prs, ready, 30).prescription
+    assert rx is not None
+    body = {"resourceType": "Parameters", "parameter": [_patient(ready)]}
+    with running.terminal() as http:
+        response = http.post(ETASU, json=body)
+    assert _validated(response)["status"] == "success"
+    assert response.json()["parameter"][1] == {"name": "case_number", "valueString": rx.id}
+
+
+def test_fhir_etasu_unknown_case_is_failure_and_bad_input_an_operation_outcome(
+    running: Running,
+) -> None:
+    unknown = {
+        "resourceType": "Parameters",
+        "parameter": [{"name": "case_number", "valueString": new_short_id(Kind.PRESCRIPTION)}],
+    }
+    with running.terminal() as http:
+        assert _validated(http.post(ETASU, json=unknown))["status"] == "failure"
+        for bad in ({"resourceType": "Patient"}, {"resourceType": "Parameters", "parameter": []}):
+            response = http.post(ETASU, json=bad)
+            assert response.status_code == 422
+            assert response.json()["resourceType"] == "OperationOutcome"
+    with running.client() as http:
+        assert_problem(http.post(ETASU, json=unknown), 401, "UNAUTHENTICATED")

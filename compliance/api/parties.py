@@ -51,6 +51,7 @@ _LABEL = {
     Kind.PHARMACY: "pharmacy",
     Kind.PATIENT: "patient",
     Kind.PRESCRIPTION: "prescription",
+    Kind.CLIENT: "API client",
 }
 
 

@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from compliance.api.clients import load_pepper
 from compliance.api.service import Compliance
 from compliance.http import (
+    fhir,
     problems,
     routes_admin,
     routes_common,
@@ -70,4 +71,5 @@ def create_app(
         routes_admin.router,
     ):
         app.include_router(router, prefix="/v1", responses=_ERRORS)
+    app.include_router(fhir.router, prefix="/fhir/r4", responses=_ERRORS)
     return app

@@ -6,6 +6,7 @@ the decision when the rules refuse it (as NCPDP's REMSResponse Approved / Denied
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Annotated, Any, cast
 
@@ -15,7 +16,7 @@ from fastapi.responses import JSONResponse
 from compliance.api.results_clients import Caller
 from compliance.api.results_course import Outcome
 from compliance.domain.gates import Decision
-from compliance.errors import NotPermitted, Refused
+from compliance.errors import InvalidInput, NotPermitted, Refused
 from compliance.http.auth import ServiceDep, act, requires
 from compliance.http.models import AuthorizationRequest, DispenseCheck, Reversal
 from compliance.http.problems import refusal_body
@@ -23,9 +24,14 @@ from compliance.http.problems import refusal_body
 router = APIRouter(tags=["pharmacy"])
 
 
-def days(value: int | None) -> dict[str, int]:
-    """``days_supply`` passed on only when the caller gave it."""
-    return {} if value is None else {"days_supply": value}
+def days(method: Callable[..., object], value: int | None) -> dict[str, int]:
+    """``days_supply`` passed on only when the caller gave it, and only to an engine whose
+    method takes it; otherwise a clear 422 rather than a silently ignored value."""
+    if value is None:
+        return {}
+    if "days_supply" not in inspect.signature(method).parameters:
+        raise InvalidInput("days_supply", "this engine version does not take a days' supply here")
+    return {"days_supply": value}
 
 
 def approved(outcome: Outcome) -> dict[str, Any]:
@@ -68,7 +74,7 @@ def dispense_check(
     decision = act(
         caller,
         lambda: check(
-            caller.actor, body.prescription, caller.on_behalf_of, **days(body.days_supply)
+            caller.actor, body.prescription, caller.on_behalf_of, **days(check, body.days_supply)
         ),
     )
     return decision.to_dict()
@@ -96,7 +102,7 @@ def request_authorization(
         outcome = act(
             caller,
             lambda: request(
-                caller.actor, body.prescription, idempotency_key, **days(body.days_supply)
+                caller.actor, body.prescription, idempotency_key, **days(request, body.days_supply)
             ),
         )
     except NotPermitted:
