@@ -731,3 +731,72 @@ def test_fhir_etasu_unknown_case_is_failure_and_bad_input_an_operation_outcome(
             assert response.json()["resourceType"] == "OperationOutcome"
     with running.client() as http:
         assert_problem(http.post(ETASU, json=unknown), 401, "UNAUTHENTICATED")
+
+
+# --- the command ----------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.slow
+def test_compliance_serve_runs_the_service(sqlite_url: str, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    with Compliance.open(sqlite_url, FixedClock(T0)) as app:
+        w = build_world(app)
+        key = app.add_client(w.admin.id, "Admin", "administrator", w.admin.id, pepper=PEPPER).key
+    pepper_file = tmp_path / "pepper"
+    pepper_file.write_bytes(PEPPER)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COMPLIANCE_")}
+    command = [sys.executable, "-m", "compliance", "--db", sqlite_url, "serve"]
+    no_pepper = subprocess.run(
+        [*command, "--port", "1"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert no_pepper.returncode == 2 and "COMPLIANCE_API_PEPPER" in no_pepper.stderr
+    env["COMPLIANCE_API_PEPPER_FILE"] = str(pepper_file)
+    simulated = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "compliance",
+            "--db",
+            sqlite_url,
+            "--now",
+            "2026-11-02T00:00:00+00:00",
+            "serve",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert simulated.returncode == 2 and "--now" in simulated.stderr
+    port = _free_port()
+    process = subprocess.Popen(
+        [*command, "--port", str(port)], env=env, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            assert process.poll() is None, process.stderr.read() if process.stderr else ""
+            try:
+                health = httpx.get(f"{base}/v1/health", timeout=5)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "compliance serve did not answer"
+                time.sleep(0.05)
+        assert health.json()["status"] == "ok" and "server" not in health.headers
+        listed = httpx.get(
+            f"{base}/v1/clients", headers={"Authorization": f"Bearer {key}"}, timeout=5
+        )
+        assert listed.status_code == 200 and listed.json()["clients"][0]["kind"] == "administrator"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
