@@ -19,8 +19,16 @@ from compliance.errors import DatabaseNotReady, InvalidInput
     help="A reverse proxy whose X-Forwarded-For/-Proto headers are believed (repeatable; "
     "default: none).",
 )
+@click.option(
+    "--access-log/--no-access-log",
+    default=True,
+    show_default=True,
+    help="Log one line per request (a proxy in front may already do so).",
+)
 @pass_ctx
-def serve(state: Context, host: str, port: int, trusted_proxies: tuple[str, ...]) -> None:
+def serve(
+    state: Context, host: str, port: int, trusted_proxies: tuple[str, ...], access_log: bool
+) -> None:
     """Run the HTTP service (JSON under /v1) until interrupted.
 
     Callers authenticate with API keys (see 'compliance client'); keys are checked with the pepper
@@ -55,6 +63,7 @@ def serve(state: Context, host: str, port: int, trusted_proxies: tuple[str, ...]
         proxy_headers=bool(trusted_proxies),
         forwarded_allow_ips=list(trusted_proxies) or None,
         server_header=False,
+        access_log=access_log,
         log_level="info",
     )
     click.echo(
