@@ -40,7 +40,7 @@ def test_readme_opens_with_a_two_command_quickstart() -> None:
     assert len(blocks) == 2
     assert all(len(b.splitlines()) == 1 for b in blocks)
     assert "compliance demo" in blocks[0] and "pip install" in blocks[0]
-    assert "pytest" in blocks[1] and "[test" in blocks[1]
+    assert "pytest" in blocks[1] and "[test]" in blocks[1]
 
 
 def test_readme_is_a_front_page() -> None:
