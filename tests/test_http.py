@@ -217,7 +217,7 @@ def test_openapi_31_describes_every_endpoint(running: Running) -> None:
     } <= paths
     assert "HTTPBearer" in spec["components"]["securitySchemes"]
     responses = spec["paths"]["/v1/authorizations"]["post"]["responses"]
-    assert {"201", "401", "403", "404", "409", "422", "503"} <= set(responses)
+    assert {"200", "201", "401", "403", "404", "409", "422", "503"} <= set(responses)
     assert PROBLEM in responses["403"]["content"]
 
 

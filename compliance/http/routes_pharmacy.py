@@ -84,6 +84,7 @@ def dispense_check(
     "/authorizations",
     status_code=201,
     summary="Request a dispense authorization (201 approved, 200 denied with the decision)",
+    responses={200: {"description": "Denied by the programme rules: every reason, the decision"}},
 )
 def request_authorization(
     body: AuthorizationRequest,
