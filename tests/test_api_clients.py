@@ -298,3 +298,16 @@ def test_a_malformed_client_id_is_named(world: World) -> None:
         with pytest.raises(InvalidInput) as exc:
             call()
         assert exc.value.field == "client"
+
+
+def test_a_key_revoked_after_authentication_commits_nothing(world: World) -> None:
+    from compliance.api.clients import calling_as
+
+    app, admin = world.app, world.admin.id
+    issued = app.add_client(admin, "Admin tool", "administrator", admin)
+    caller = app.authenticate(issued.key)
+    app.revoke_client(admin, issued.client.id)
+    with calling_as(caller), pytest.raises(Unauthenticated) as exc:
+        app.register_designee(caller.actor, "Dana Late")
+    assert _codes(exc) == (rc.CREDENTIAL_REVOKED,)
+    assert [p.name for p in app.list_people(admin, "designee")] == [world.designee.name]

@@ -57,6 +57,23 @@ def audit_notes() -> dict[str, Any]:
     return {"client": caller.client, "key_id": caller.key_id}
 
 
+def recheck(session: Session, now: datetime) -> None:
+    """Inside every transaction of a request through the service: its key is still live, so a
+    key revoked after the request was authenticated cannot commit anything."""
+    caller = _CALLER.get()
+    if caller is None:
+        return
+    row = session.execute(
+        select(m.ApiKey.expires_at, m.ApiKey.revoked_at, m.ApiClient.revoked_at)
+        .join(m.ApiClient, m.ApiClient.id == m.ApiKey.client_id)
+        .where(m.ApiKey.key_id == caller.key_id)
+    ).one_or_none()
+    if row is None or row[2] is not None or (row[1] is not None and row[1] <= now):
+        raise _unauthenticated(rc.CREDENTIAL_REVOKED)
+    if row[0] <= now:
+        raise _unauthenticated(rc.CREDENTIAL_EXPIRED)
+
+
 def load_pepper(value: bytes | None = None) -> bytes:
     """The server pepper: given, else from ``COMPLIANCE_API_PEPPER`` or the file named by
     ``COMPLIANCE_API_PEPPER_FILE``. It is never stored in the database."""

@@ -207,6 +207,7 @@ class Compliance:
                 }
             if notes:
                 session.info[audit.ANNOTATIONS] = notes
+                clients.recheck(session, ensure_utc(self.clock.now(), "clock"))
             yield session
 
     def _call(
