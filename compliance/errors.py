@@ -83,6 +83,20 @@ class NotPermitted(Refused):
     code = "NOT_PERMITTED"
 
 
+class Unauthenticated(ComplianceError):
+    """No credential, or one that is unknown, expired or revoked (the HTTP service's 401)."""
+
+    exit_code = 4
+    code = "UNAUTHENTICATED"
+
+    def __init__(self, message: str, reasons: Sequence[str]) -> None:
+        super().__init__(message)
+        self.reasons = tuple(reasons)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"error": self.code, "message": self.message, "reasons": list(self.reasons)}
+
+
 class NotFound(ComplianceError):
     """A referenced record does not exist."""
 

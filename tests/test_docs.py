@@ -138,7 +138,8 @@ def test_relative_links_in_the_docs_resolve() -> None:
 
 def _declared() -> list[Requirement]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-    return [Requirement(r) for r in [*project["dependencies"], *project["optional-dependencies"]["test"]]]
+    extras = project["optional-dependencies"]
+    return [Requirement(r) for r in [*project["dependencies"], *extras["test"], *extras["http"]]]
 
 
 def test_constraints_pin_every_declared_dependency_within_its_range() -> None:

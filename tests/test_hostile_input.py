@@ -46,7 +46,7 @@ from compliance.db.base import Base
 from compliance.domain import reasons as rc
 from compliance.domain.authorization_number import is_valid, new_number
 from compliance.domain.authorization_number import normalise as normalise_number
-from compliance.domain.ids import Kind, kind_of, normalise
+from compliance.domain.ids import Kind, kind_of, new_short_id, normalise
 from compliance.domain.roles import PERMISSIONS, Action, Role
 from compliance.domain.validate import npi_with_check_digit
 from compliance.errors import ComplianceError, InvalidInput, Refused
@@ -973,6 +973,12 @@ ROLE_CALLS: dict[Action, Callable[[Env, str], object]] = {
     Action.AUTHORIZATION_REQUEST: lambda e, a: e.app.request_authorization(a, e.rx),
     Action.AUTHORIZATION_REVERSE: lambda e, a: e.app.reverse_authorization(a, e.auth, "no show"),
     Action.DISPENSE_RECORD: lambda e, a: e.app.record_dispense(a, e.auth),
+    Action.CLIENT_ADD: lambda e, a: e.app.add_client(
+        a, "T", "pharmacy-terminal", e.pharmacy, pepper=b"x" * 32),
+    Action.CLIENT_READ: lambda e, a: e.app.list_clients(a),
+    Action.CLIENT_ROTATE: lambda e, a: e.app.rotate_client_key(
+        a, new_short_id(Kind.CLIENT), pepper=b"x" * 32),
+    Action.CLIENT_REVOKE: lambda e, a: e.app.revoke_client(a, new_short_id(Kind.CLIENT)),
 }
 if hasattr(Compliance, "set_clock_override") and hasattr(Action, "CLOCK_OVERRIDE_SET"):
     ROLE_CALLS[Action.CLOCK_OVERRIDE_SET] = lambda e, a: e.app.set_clock_override(a, True)

@@ -460,7 +460,7 @@ def test_0005_upgrades_a_0003_database_with_data_and_stops_replacing(empty_url: 
             assert _attempt(engine, REPLACING[0])
         before = snapshot(engine)
         migrate.upgrade(engine)
-        assert migrate.current_revision(engine) == "0005"
+        assert migrate.current_revision(engine) == migrate.head_revision()
         assert snapshot(engine) == before
         assert AUDIT_TRIGGERS[engine.dialect.name] <= trigger_names(engine)
         for statement in REPLACING if engine.dialect.name == "sqlite" else REPLACING[3:4]:

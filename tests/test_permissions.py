@@ -499,6 +499,40 @@ def _record_dispense(s: Scene) -> Act:
     return lambda a: s.app.record_dispense(a.actor, number)
 
 
+_PEPPER = b"permissions-test-pepper-000000000"
+
+
+def _add_client(s: Scene) -> Act:
+    return lambda a: s.app.add_client(
+        a.actor, "Terminal", "pharmacy-terminal", s.w.pharmacy.id, pepper=_PEPPER
+    )
+
+
+def _a_client(s: Scene) -> str:
+    admin = s.w.admin.id
+    return s.app.add_client(admin, "EHR", "prescriber-system", s.by, pepper=_PEPPER).client.id
+
+
+def _get_authorization(s: Scene) -> Act:
+    number = _authorized(s)
+    return lambda a: s.app.get_authorization(a.actor, number, a.on_behalf_of)
+
+
+def _get_client(s: Scene) -> Act:
+    client = _a_client(s)
+    return lambda a: s.app.get_client(a.actor, client)
+
+
+def _rotate_client_key(s: Scene) -> Act:
+    client = _a_client(s)
+    return lambda a: s.app.rotate_client_key(a.actor, client, pepper=_PEPPER)
+
+
+def _revoke_client(s: Scene) -> Act:
+    client = _a_client(s)
+    return lambda a: s.app.revoke_client(a.actor, client)
+
+
 ACTION_CALLS: dict[Action, Case] = {
     Action.ADMINISTRATOR_CREATE: Case("add_administrator", _add_administrator),
     Action.ADMINISTRATOR_DEACTIVATE: Case("deactivate_administrator", _deactivate_administrator),
@@ -551,6 +585,10 @@ ACTION_CALLS: dict[Action, Case] = {
     Action.AUTHORIZATION_REQUEST: Case("request_authorization", _request_authorization),
     Action.AUTHORIZATION_REVERSE: Case("reverse_authorization", _reverse_authorization),
     Action.DISPENSE_RECORD: Case("record_dispense", _record_dispense),
+    Action.CLIENT_ADD: Case("add_client", _add_client),
+    Action.CLIENT_READ: Case("list_clients", lambda s: lambda a: s.app.list_clients(a.actor)),
+    Action.CLIENT_ROTATE: Case("rotate_client_key", _rotate_client_key),
+    Action.CLIENT_REVOKE: Case("revoke_client", _revoke_client),
 }
 
 
@@ -574,6 +612,14 @@ def _check_dispense(s: Scene) -> Act:
 
 # The other public entry points that perform an action already covered above.
 OTHER_ENTRY_POINTS: dict[str, tuple[Action, Setup]] = {
+    "get_authorization": (
+        Action.COURSE_READ,
+        _get_authorization,
+    ),
+    "get_client": (
+        Action.CLIENT_READ,
+        _get_client,
+    ),
     "list_grants": (
         Action.PARTY_READ,
         lambda s: lambda a: s.app.list_grants(a.actor, on_behalf_of=a.on_behalf_of),

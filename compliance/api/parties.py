@@ -58,6 +58,7 @@ _LABEL = {
     Kind.PHARMACY: "pharmacy",
     Kind.PATIENT: "patient",
     Kind.PRESCRIPTION: "prescription",
+    Kind.CLIENT: "API client",
 }
 
 

@@ -19,9 +19,11 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, Program
 from sqlalchemy.orm import Session, sessionmaker
 
 from compliance.api import (
+    clients,
     course_list,
     course_status,
     courses,
+    dispense_read,
     dispensing,
     parties,
     patients,
@@ -38,7 +40,14 @@ from compliance.api.results import (
     PharmacyInfo,
     SchemaStatus,
 )
-from compliance.api.results_course import CourseStatus, Flag, Outcome, PrescriptionInfo
+from compliance.api.results_clients import Caller, ClientInfo, IssuedKey
+from compliance.api.results_course import (
+    AuthorizationInfo,
+    CourseStatus,
+    Flag,
+    Outcome,
+    PrescriptionInfo,
+)
 from compliance.api.rule_changes import ImpactReport, MigrationReport
 from compliance.audit import store as audit
 from compliance.audit.chain import AuditRecord
@@ -210,11 +219,15 @@ class Compliance:
     def _transaction(self, *, read_only: bool = False, snapshot: bool = False) -> Iterator[Session]:
         factory = self._snapshots if snapshot else self._reads if read_only else self._sessions
         with _database_errors(), factory() as session, session.begin():
+            notes = clients.audit_notes()  # the HTTP client a request came through, if any
             if self.simulated:
-                session.info[audit.ANNOTATIONS] = {
+                notes |= {
                     "simulated_now": self.clock.now().isoformat(),
                     "recorded_at": SystemClock().now().isoformat(),
                 }
+            if notes:
+                session.info[audit.ANNOTATIONS] = notes
+                clients.recheck(session, ensure_utc(self.clock.now(), "clock"))
             yield session
 
     def _call(
@@ -1099,6 +1112,102 @@ class Compliance:
         self._call(Acting(actor), Action.AUDIT_READ, lambda s, a, now: None)
         with self._transaction(read_only=True, snapshot=True) as session:
             yield audit.stream(session, f)
+
+    # --- API clients (the HTTP service's callers) -------------------------------------------
+
+    def add_client(
+        self,
+        actor: str,
+        name: str,
+        kind: str,
+        party: str,
+        scopes: list[str] | None = None,
+        lifetime_days: int = 365,
+        *,
+        pepper: bytes | None = None,
+    ) -> IssuedKey:
+        """Register a client bound to ``party`` and issue its first key (shown only here)."""
+        secret = clients.load_pepper(pepper)
+        return self._call(
+            Acting(actor),
+            Action.CLIENT_ADD,
+            lambda s, a, now: clients.add_client(
+                s, a, now, secret, name, kind, party, scopes, lifetime_days
+            ),
+            about=(party,),
+        )
+
+    def list_clients(self, actor: str) -> list[ClientInfo]:
+        return self._call(
+            Acting(actor), Action.CLIENT_READ, lambda s, a, now: clients.list_clients(s, now)
+        )
+
+    def get_client(self, actor: str, client: str) -> ClientInfo:
+        return self._call(
+            Acting(actor),
+            Action.CLIENT_READ,
+            lambda s, a, now: clients.show_client(s, now, client),
+            about=(client,),
+        )
+
+    def rotate_client_key(
+        self,
+        actor: str,
+        client: str,
+        overlap_days: int = 7,
+        lifetime_days: int = 365,
+        *,
+        pepper: bytes | None = None,
+    ) -> IssuedKey:
+        """A new key; the previous one keeps working for ``overlap_days``, older ones stop."""
+        secret = clients.load_pepper(pepper)
+        return self._call(
+            Acting(actor),
+            Action.CLIENT_ROTATE,
+            lambda s, a, now: clients.rotate(
+                s, a, now, secret, client, overlap_days, lifetime_days
+            ),
+            about=(client,),
+        )
+
+    def revoke_client(self, actor: str, client: str, key_id: str | None = None) -> ClientInfo:
+        """End one key now, or (without ``key_id``) the client and all its keys."""
+        return self._call(
+            Acting(actor),
+            Action.CLIENT_REVOKE,
+            lambda s, a, now: clients.revoke(s, a, now, client, key_id),
+            about=(client,),
+        )
+
+    def authenticate(
+        self,
+        key: str | None,
+        acting_person: str | None = None,
+        on_behalf_of: str | None = None,
+        *,
+        pepper: bytes | None = None,
+    ) -> Caller:
+        """The client a presented key belongs to and the person it acts as; raises
+        ``Unauthenticated`` (no, unknown, expired or revoked key) or ``NotPermitted``."""
+        secret = clients.load_pepper(pepper)
+        self._require_schema()
+        now = ensure_utc(self.clock.now(), "clock")
+
+        def attempt() -> Caller:
+            with self._transaction(read_only=True) as session:
+                return clients.authenticate(session, now, secret, key, acting_person, on_behalf_of)
+
+        return _with_retries(attempt)
+
+    def get_authorization(
+        self, actor: str, number: str, on_behalf_of: str | None = None
+    ) -> AuthorizationInfo:
+        """One authorization with its reversal and pickup, for those who may see it."""
+        return self._call(
+            Acting(actor, on_behalf_of),
+            Action.COURSE_READ,
+            lambda s, a, now: dispense_read.get_authorization(s, a, number),
+        )
 
 
 def _short_ids(refs: tuple[object, ...]) -> tuple[str, ...]:

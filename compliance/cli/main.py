@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from compliance.cli.audit_cmds import audit
+from compliance.cli.client_cmds import client
 from compliance.cli.context import Context, pass_ctx
 from compliance.cli.course_cmds import course, due, status
 from compliance.cli.db_cmds import db, init
@@ -22,6 +23,7 @@ from compliance.cli.output import decision_lines, json_option, show_record, show
 from compliance.cli.party_cmds import admin, designee, pharmacist, pharmacy, prescriber
 from compliance.cli.patient_cmds import patient
 from compliance.cli.rules_cmds import rules
+from compliance.cli.serve_cmd import serve
 from compliance.cli.simulate_cmd import simulate
 from compliance.errors import EXIT_CODES, ComplianceError, InvalidInput
 
@@ -258,6 +260,8 @@ for command in (
     dispense,
     rules,
     simulate,
+    client,
+    serve,
 ):
     cli.add_command(command)
 

@@ -13,6 +13,7 @@ and the scripts' own ``revision`` lines directly, and Alembic is imported only t
 from __future__ import annotations
 
 import ast
+import io
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -40,7 +41,10 @@ def migrations_dir() -> Path:
 def alembic_config(connection: Connection | None = None) -> Config:
     from alembic.config import Config
 
-    config = Config()
+    # Alembic's default stdout is whatever sys.stdout was when Alembic was first imported
+    # (perhaps a stream closed since, as under a test runner's capture). Its messages are not
+    # ours to print: every result is returned or raised.
+    config = Config(stdout=io.StringIO())
     config.set_main_option("script_location", str(migrations_dir()))
     if connection is not None:
         config.attributes["connection"] = connection

@@ -329,3 +329,35 @@ class Authorization(Base):
     dispensed_by: Mapped[str | None] = mapped_column(String(16))
     # A pharmacy's own request id: a retried request returns the authorization it produced.
     idempotency_key: Mapped[str | None] = mapped_column(String(64))
+
+
+class ApiClient(Base):
+    """A calling system (pharmacy terminal, prescriber's system, administrator's tool), bound to
+    one party by its short id; ``scopes`` narrow what that party's role allows."""
+
+    __tablename__ = "api_clients"
+
+    id: Mapped[UUIDPk]
+    short_id: Mapped[ShortId]
+    name: Mapped[Name]
+    kind: Mapped[str] = mapped_column(String(32))
+    party: Mapped[str] = mapped_column(String(16))
+    scopes: Mapped[list[str]]
+    created_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(String(16))
+    revoked_at: Mapped[datetime | None]
+
+
+class ApiKey(Base):
+    """One key of a client: only the keyed hash of its secret is stored."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[UUIDPk]
+    key_id: Mapped[str] = mapped_column(String(32), unique=True)
+    client_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("api_clients.id"), index=True)
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    pepper_id: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]

@@ -21,6 +21,7 @@ class Kind(enum.StrEnum):
     PHARMACIST = "RPH"
     PATIENT = "PAT"
     PRESCRIPTION = "RX"
+    CLIENT = "CLI"
 
 
 def _check_symbol(body: str) -> str:

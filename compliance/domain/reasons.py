@@ -18,6 +18,13 @@ DESIGNEE_GRANT_EXPIRED = "DESIGNEE_GRANT_EXPIRED"
 DESIGNEE_GRANT_SCOPE = "DESIGNEE_GRANT_SCOPE"
 OUT_OF_SCOPE = "OUT_OF_SCOPE"
 CLOCK_OVERRIDE_NOT_ALLOWED = "CLOCK_OVERRIDE_NOT_ALLOWED"
+# Callers of the HTTP service: their credential and the person they assert.
+CREDENTIAL_MISSING = "CREDENTIAL_MISSING"
+CREDENTIAL_INVALID = "CREDENTIAL_INVALID"
+CREDENTIAL_EXPIRED = "CREDENTIAL_EXPIRED"
+CREDENTIAL_REVOKED = "CREDENTIAL_REVOKED"
+SCOPE_NOT_GRANTED = "SCOPE_NOT_GRANTED"
+ACTING_PERSON_NOT_OF_CLIENT = "ACTING_PERSON_NOT_OF_CLIENT"
 
 # The course gates (reason-codes.md), plus CONTRACEPTION_NOT_CONFIRMED,
 # PRESCRIBER_CONFIRMATION_MISSING and SUPPLY_EXCEEDS_PRESCRIPTION.
@@ -76,6 +83,13 @@ MESSAGES: MappingProxyType[str, str] = MappingProxyType(
         OUT_OF_SCOPE: "the acting person may act only for themselves here",
         CLOCK_OVERRIDE_NOT_ALLOWED: "a simulated clock (--now) is refused on this database: it is "
         "not a training database and no administrator enabled it",
+        CREDENTIAL_MISSING: "no API key was presented (Authorization: Bearer <key>)",
+        CREDENTIAL_INVALID: "the API key is not one this service issued",
+        CREDENTIAL_EXPIRED: "the API key has expired: ask an administrator to rotate it",
+        CREDENTIAL_REVOKED: "the API key or its client was revoked",
+        SCOPE_NOT_GRANTED: "the API key's scopes do not include this action",
+        ACTING_PERSON_NOT_OF_CLIENT: "the asserted person does not belong to the key's pharmacy "
+        "or prescriber",
         NO_ACTIVE_COURSE: "no open treatment course (never enrolled, ended, completed, withdrawn)",
         COURSE_SUSPENDED: "the course is suspended: no prescribing or dispensing",
         CATEGORY_NOT_ASSIGNED: "the patient has no reproductive-potential category",

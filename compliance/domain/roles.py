@@ -70,6 +70,10 @@ class Action(enum.StrEnum):
     AUTHORIZATION_REQUEST = "dispense.authorize"
     AUTHORIZATION_REVERSE = "dispense.reverse"
     DISPENSE_RECORD = "dispense.record"
+    CLIENT_ADD = "client.add"
+    CLIENT_ROTATE = "client.rotate"
+    CLIENT_REVOKE = "client.revoke"
+    CLIENT_READ = "client.read"
 
 
 _A, _P, _D, _R = Role.ADMINISTRATOR, Role.PRESCRIBER, Role.DESIGNEE, Role.PHARMACIST
@@ -128,6 +132,10 @@ PERMISSIONS: MappingProxyType[Action, frozenset[Role]] = MappingProxyType(
         Action.AUTHORIZATION_REQUEST: frozenset({_R}),
         Action.AUTHORIZATION_REVERSE: frozenset({_R}),
         Action.DISPENSE_RECORD: frozenset({_R}),
+        Action.CLIENT_ADD: frozenset({_A}),
+        Action.CLIENT_ROTATE: frozenset({_A}),
+        Action.CLIENT_REVOKE: frozenset({_A}),
+        Action.CLIENT_READ: frozenset({_A}),
     }
 )
 
@@ -144,6 +152,7 @@ READ_ONLY: frozenset[Action] = frozenset(
         Action.COURSE_READ,
         Action.RULES_IMPACT,
         Action.PRESCRIPTION_FIND,
+        Action.CLIENT_READ,
     }
 )
 

@@ -1,0 +1,163 @@
+"""Dispense authorization over HTTP beside the same call in process, in the same run.
+
+One SQLite database (or PostgreSQL with ``--db``) holds patients whose prescriptions wait for an
+authorization. ``compliance serve`` runs in its own process; one client authorizes half the
+prescriptions through it with a keep-alive connection (``httpx``), and the same pharmacist
+authorizes the other half in process, in alternating rounds so both see the same machine. The
+ratio is HTTP throughput over in-process throughput (goal: at least 0.5). Nothing here asserts.
+
+    python -m benchmarks.http [--patients 200] [--rounds 4] [--db URL | --postgres]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import httpx
+
+from benchmarks.common import pg_create, pg_drop, scratch_pg_url
+from compliance import Compliance
+
+GOAL = 0.5
+
+
+def _ready(app: Compliance, count: int) -> tuple[str, str, list[str]]:
+    """An administrator, a pharmacist, and ``count`` prescriptions ready to authorize."""
+    admin = app.initialize("Bench Admin").id
+    prs = app.register_prescriber(admin, "Dr Bench", "1234567893").id
+    app.activate_prescriber(admin, prs)
+    pharmacy = app.register_pharmacy(admin, "Bench Pharmacy", "1234567", "America/Chicago").id
+    app.activate_pharmacy(admin, pharmacy)
+    rph = app.register_pharmacist(admin, "Bench Pharmacist", pharmacy).id
+    prescriptions = []
+    for i in range(count):
+        pat = app.register_patient(prs, f"Bench Patient {i}", "1990-05-05").patient.id
+        app.enrol(prs, pat)
+        app.assign_category(prs, pat, "cannot_get_pregnant", "NO_UTERUS")
+        app.record_consent(prs, pat, "PATIENT_INFORMATION_CONSENT")
+        app.record_counselling(prs, pat)
+        app.record_comprehension(pat, pat)
+        rx = app.prescribe(prs, pat, 30).prescription
+        assert rx is not None
+        prescriptions.append(rx.id)
+    return admin, rph, prescriptions
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _timed(calls: Sequence[Callable[[], object]]) -> float:
+    start = time.perf_counter()
+    for call in calls:
+        call()
+    return time.perf_counter() - start
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--patients", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--db", help="database URL (default: a new SQLite file)")
+    parser.add_argument(
+        "--postgres", action="store_true", help="a scratch PostgreSQL database (BENCH_PG_URL)"
+    )
+    parser.add_argument(
+        "--access-log", action="store_true", help="keep the service's access log on"
+    )
+    args = parser.parse_args(argv)
+    work = Path(tempfile.mkdtemp(prefix="bench-http-"))
+    url = args.db or f"sqlite:///{work / 'bench.db'}"
+    scratch = None
+    if args.postgres:
+        scratch = url = scratch_pg_url("http")
+        pg_create(url)
+    try:
+        return _run(args, url)
+    finally:
+        if scratch is not None:
+            pg_drop(scratch)
+
+
+def _run(args: argparse.Namespace, url: str) -> int:
+    pepper = secrets.token_hex(32)
+    env = {**os.environ, "COMPLIANCE_API_PEPPER": pepper}
+    env.pop("COMPLIANCE_ACTOR", None)
+    with Compliance.open(url) as app:
+        admin, rph, prescriptions = _ready(app, args.patients)
+        pharmacy = app.get_person(admin, rph).pharmacy
+        assert pharmacy is not None
+        key = app.add_client(
+            admin, "Bench terminal", "pharmacy-terminal", pharmacy, pepper=pepper.encode()
+        ).key
+        port = _free_port()
+        command = [sys.executable, "-m", "compliance", "--db", url, "serve", "--port", str(port)]
+        if not args.access_log:
+            command.append("--no-access-log")
+        server = subprocess.Popen(  # noqa: S603 - our own command line
+            command,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            headers = {"Authorization": f"Bearer {key}", "X-Acting-Person": rph}
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers) as http:
+                for _ in range(600):
+                    try:
+                        http.get("/v1/health")
+                        break
+                    except httpx.TransportError:
+                        time.sleep(0.05)
+                half = len(prescriptions) // 2
+                over_http, in_process = prescriptions[:half], prescriptions[half:]
+                per = max(1, half // args.rounds)
+                http_time = local_time = 0.0
+                done_http = done_local = 0
+                for r in range(args.rounds):
+                    batch_h = over_http[r * per : (r + 1) * per]
+                    batch_l = in_process[r * per : (r + 1) * per]
+
+                    def post(rx: str) -> Callable[[], object]:
+                        return lambda: http.post("/v1/authorizations", json={"prescription": rx})
+
+                    def local(rx: str) -> Callable[[], object]:
+                        return lambda: app.request_authorization(rph, rx)
+
+                    http_time += _timed([post(rx) for rx in batch_h])
+                    local_time += _timed([local(rx) for rx in batch_l])
+                    done_http += len(batch_h)
+                    done_local += len(batch_l)
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    http_rate, local_rate = done_http / http_time, done_local / local_time
+    ratio = http_rate / local_rate
+    result = {
+        "database": url.split(":", 1)[0],
+        "access_log": args.access_log,
+        "authorizations_per_kind": done_http,
+        "http_per_second": round(http_rate, 1),
+        "in_process_per_second": round(local_rate, 1),
+        "ratio": round(ratio, 3),
+        "goal": f">= {GOAL}",
+        "met": ratio >= GOAL,
+    }
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

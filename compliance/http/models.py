@@ -1,0 +1,97 @@
+"""Request bodies. Unknown fields are refused, so nobody slips an ``actor`` into a body; values
+are checked again by the engine, which names the field in a 422."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+Ref = Field(min_length=1, max_length=64)
+
+
+class DispenseCheck(Body):
+    prescription: str = Ref
+    days_supply: int | None = Field(default=None, description="The days' supply to dispense.")
+
+
+class AuthorizationRequest(DispenseCheck):
+    pass
+
+
+class Reversal(Body):
+    reason: str = Field(min_length=1, max_length=200)
+
+
+class PrescriptionCheck(Body):
+    patient: str = Ref
+    days_supply: int | None = None
+    refills: int = 0
+
+
+class Prescription(Body):
+    patient: str = Ref
+    days_supply: int
+    refills: int = 0
+    written_on: date | None = None
+    office_visit_on: date | None = None
+
+
+class Enrolment(Body):
+    patient: str = Ref
+    programme: str = Field(default="ipledge", max_length=64)
+    enrolled_on: date | None = None
+
+
+class Category(Body):
+    category: str = Field(max_length=64)
+    reason: str = Field(max_length=64)
+
+
+class Consent(Body):
+    form: str = Field(max_length=64)
+    signed_on: date | None = None
+
+
+class TestResult(Body):
+    kind: str = Field(max_length=32)
+    specimen_date: date
+    setting: str = Field(max_length=32)
+    result: str = Field(max_length=32)
+    sensitivity_miu_ml: float = 25
+    clia: bool = False
+
+
+class Counselling(Body):
+    counselled_on: date | None = None
+
+
+class Contraception(Body):
+    methods: dict[str, date] = Field(description="Each method with the date it started.")
+
+
+class NewClient(Body):
+    name: str = Field(min_length=1, max_length=200)
+    kind: str = Field(description="pharmacy-terminal, prescriber-system or administrator")
+    party: str = Ref
+    scopes: list[str] | None = None
+    lifetime_days: int = 365
+
+
+class Rotation(Body):
+    overlap_days: int = 7
+    lifetime_days: int = 365
+
+
+class ClockOverride(Body):
+    enabled: bool
+
+
+class RulesSchedule(Body):
+    ruleset: str = Field(max_length=64)
+    effective: date

@@ -1,0 +1,151 @@
+"""The pharmacy's calls: the dispense check, authorizations, reversal and pickup.
+
+An authorization request answers 201 with the authorization when approved, 200 ``denied`` with
+the decision when the rules refuse it (as NCPDP's REMSResponse Approved / Denied).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Annotated, Any, cast
+
+from fastapi import APIRouter, Depends, Header
+from fastapi.responses import JSONResponse
+
+from compliance.api.results_clients import Caller
+from compliance.api.results_course import Outcome
+from compliance.domain.gates import Decision
+from compliance.errors import InvalidInput, NotPermitted, Refused
+from compliance.http.auth import ServiceDep, act, requires
+from compliance.http.models import AuthorizationRequest, DispenseCheck, Reversal
+from compliance.http.problems import refusal_body
+
+router = APIRouter(tags=["pharmacy"])
+
+
+def days(method: Callable[..., object], value: int | None) -> dict[str, int]:
+    """``days_supply`` passed on only when the caller gave it, and only to an engine whose
+    method takes it; otherwise a clear 422 rather than a silently ignored value."""
+    if value is None:
+        return {}
+    if "days_supply" not in inspect.signature(method).parameters:
+        raise InvalidInput("days_supply", "this engine version does not take a days' supply here")
+    return {"days_supply": value}
+
+
+def approved(outcome: Outcome) -> dict[str, Any]:
+    data = outcome.to_dict()
+    auth = outcome.authorization
+    period = None
+    if auth is not None:
+        period = {
+            "effective": auth.issued_at.isoformat(),
+            "expiration": (
+                auth.do_not_dispense_after.isoformat() if auth.do_not_dispense_after else None
+            ),
+        }
+    return {"status": "approved", "authorization_period": period, **data}
+
+
+def denied(refusal: Refused) -> JSONResponse:
+    body = refusal_body(refusal)
+    body["status"] = "denied"
+    return JSONResponse(body)
+
+
+def answer(call: Callable[[], Outcome]) -> Any:
+    """An outcome, or the rules' refusal as a 200 answer; not-permitted stays a 403."""
+    try:
+        return {"status": "ok", **call().to_dict()}
+    except NotPermitted:
+        raise
+    except Refused as refusal:
+        return JSONResponse(refusal_body(refusal))
+
+
+@router.post("/dispense-checks", summary="May this prescription be dispensed now? Changes nothing")
+def dispense_check(
+    body: DispenseCheck,
+    svc: ServiceDep,
+    caller: Annotated[Caller, Depends(requires("dispense:check"))],
+) -> dict[str, Any]:
+    check = cast(Callable[..., Decision], svc.compliance.check_dispense)
+    decision = act(
+        caller,
+        lambda: check(
+            caller.actor, body.prescription, caller.on_behalf_of, **days(check, body.days_supply)
+        ),
+    )
+    return decision.to_dict()
+
+
+@router.post(
+    "/authorizations",
+    status_code=201,
+    summary="Request a dispense authorization (201 approved, 200 denied with the decision)",
+    responses={200: {"description": "Denied by the programme rules: every reason, the decision"}},
+)
+def request_authorization(
+    body: AuthorizationRequest,
+    svc: ServiceDep,
+    caller: Annotated[Caller, Depends(requires("dispense:authorize"))],
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            max_length=64,
+            description="The terminal's own request id: a retry returns the same authorization.",
+        ),
+    ] = None,
+) -> Any:
+    request = cast(Callable[..., Outcome], svc.compliance.request_authorization)
+    try:
+        outcome = act(
+            caller,
+            lambda: request(
+                caller.actor, body.prescription, idempotency_key, **days(request, body.days_supply)
+            ),
+        )
+    except NotPermitted:
+        raise
+    except Refused as refusal:
+        return denied(refusal)
+    # A replay answers exactly like the first request (``record.replayed`` tells them apart).
+    return JSONResponse(approved(outcome), status_code=201)
+
+
+@router.get("/authorizations/{number}", summary="An authorization, with reversal and pickup")
+def get_authorization(
+    number: str,
+    svc: ServiceDep,
+    caller: Annotated[Caller, Depends(requires("dispense:check"))],
+) -> dict[str, Any]:
+    found = act(
+        caller,
+        lambda: svc.compliance.get_authorization(caller.actor, number, caller.on_behalf_of),
+    )
+    return found.to_dict()
+
+
+@router.post("/authorizations/{number}/reversal", summary="Reverse an authorization")
+def reverse(
+    number: str,
+    body: Reversal,
+    svc: ServiceDep,
+    caller: Annotated[Caller, Depends(requires("dispense:reverse"))],
+) -> Any:
+    return act(
+        caller,
+        lambda: answer(
+            lambda: svc.compliance.reverse_authorization(caller.actor, number, body.reason)
+        ),
+    )
+
+
+@router.post("/authorizations/{number}/dispense", summary="Record the patient's pickup")
+def record_pickup(
+    number: str,
+    svc: ServiceDep,
+    caller: Annotated[Caller, Depends(requires("dispense:record"))],
+) -> Any:
+    return act(caller, lambda: answer(lambda: svc.compliance.record_dispense(caller.actor, number)))
