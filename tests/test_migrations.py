@@ -95,10 +95,14 @@ def pg_leftovers(engine: Engine) -> set[str]:
 
 
 def snapshot(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
-    """Every row of every model table, in primary-key order, as comparable tuples."""
+    """Every row of every model table the schema has (an older revision lacks later tables), in
+    primary-key order, as comparable tuples."""
     out: dict[str, list[tuple[Any, ...]]] = {}
     with engine.connect() as conn:
+        present = set(inspect(conn).get_table_names())
         for name, table in Base.metadata.tables.items():
+            if name not in present:
+                continue
             rows = conn.execute(select(table).order_by(*table.primary_key.columns)).all()
             out[name] = [tuple(repr(v) for v in row) for row in rows]
     return out
