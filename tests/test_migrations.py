@@ -108,6 +108,14 @@ def snapshot(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
     return out
 
 
+def same_rows(
+    after: dict[str, list[tuple[Any, ...]]], before: dict[str, list[tuple[Any, ...]]]
+) -> bool:
+    """The tables ``before`` had keep their rows; tables added since are empty."""
+    kept = {k: v for k, v in after.items() if k in before}
+    return kept == before and not any(rows for k, rows in after.items() if k not in before)
+
+
 def populate(app: Compliance, clock: FixedClock) -> str:
     """Parties, patients, a refusal and a checkpoint through the public API; returns admin id."""
     world = build_world(app)
@@ -465,11 +473,11 @@ def test_0005_upgrades_a_0003_database_with_data_and_stops_replacing(empty_url: 
         before = snapshot(engine)
         migrate.upgrade(engine)
         assert migrate.current_revision(engine) == migrate.head_revision()
-        assert snapshot(engine) == before
+        assert same_rows(snapshot(engine), before)
         assert AUDIT_TRIGGERS[engine.dialect.name] <= trigger_names(engine)
         for statement in REPLACING if engine.dialect.name == "sqlite" else REPLACING[3:4]:
             assert not _attempt(engine, statement), statement
-        assert snapshot(engine) == before
+        assert same_rows(snapshot(engine), before)
     with Compliance.open(empty_url, clock) as app:
         report = app.verify_audit(admin)
         assert report.ok, report.first_break
