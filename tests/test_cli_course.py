@@ -103,7 +103,7 @@ def test_a_course_through_the_cli(clinic: tuple[Shell, dict[str, str]]) -> None:
     ok = sh.json(*at("2026-12-02", "dispense", "check", rx_id), actor=rph)
     assert ok["outcome"] == "ALLOW" and ok["window"] is None
     over = sh.json(*at("2026-12-02", "dispense", "check", rx_id, "--days-supply", "31"),
-                   actor=rph)
+                   actor=rph, expect=11)
     assert [r["code"] for r in over["reasons"]] == [
         "SUPPLY_EXCEEDS_MAX", "SUPPLY_EXCEEDS_PRESCRIPTION"]
     npi = sh.json("prescriber", "show", prs)["external_id"]

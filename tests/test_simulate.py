@@ -188,7 +188,7 @@ def test_missed_window_decisions() -> None:
 def test_pregnancy_decisions() -> None:
     results = by_index(replay(SHIPPED / "ipledge-pregnancy.toml"))
     assert (results[14]["by"], results[14]["state"]) == ("eve", "suspended")
-    assert results[15]["codes"] == ["AUTHORIZATION_REVERSED"]
+    assert results[15]["codes"] == ["COURSE_SUSPENDED"]
     assert results[18]["by"] == "pharmacist" and results[18]["codes"] == ["ACTOR_NOT_PERMITTED"]
     assert results[19]["state"] == "pre_treatment"
 
@@ -206,14 +206,15 @@ def _failed_events(stderr: str) -> list[int]:
 def test_lockout_disappears_under_the_2026_modification() -> None:
     path = SHIPPED / "ipledge-lockout.toml"
     legacy = by_index(replay(path))
-    # The missed first window: WINDOW_EXPIRED names the earliest date of a new specimen.
-    assert legacy[13]["codes"] == ["WINDOW_EXPIRED"]
-    assert legacy[13]["reasons"][0]["earliest"] == "2026-10-10"
+    # The missed first window: WINDOW_EXPIRED, with the lockout that now runs, names the
+    # earliest date of a new specimen.
+    assert legacy[13]["codes"] == ["LOCKOUT_19D", "WINDOW_EXPIRED"]
+    assert {r["earliest"] for r in legacy[13]["reasons"]} == {"2026-10-10"}
     assert legacy[16]["codes"] == ["LOCKOUT_19D"]
     assert legacy[16]["reasons"][0]["earliest"] == "2026-10-10"
     assert legacy[20]["prescription"] == legacy[12]["prescription"]
     result = simulate(path, "--json", "--ruleset", "ipledge/2026-mod", expect=10)
-    assert _failed_events(result.stderr) == [16, 18, 20, 21]
+    assert _failed_events(result.stderr) == [13, 16, 18, 20, 21]  # 13: no lockout to name
     modified = by_index(json.loads(result.stdout))
     assert {r["ruleset"] for r in modified.values()} == {"ipledge/2026-mod"}
     assert modified[13]["codes"] == ["WINDOW_EXPIRED"]
@@ -242,8 +243,8 @@ def test_missed_window_under_2023_meets_the_lockout() -> None:
     path = SHIPPED / "ipledge-missed-window.toml"
     result = simulate(path, "--json", "--ruleset", "ipledge/2023-03", expect=10)
     results = by_index(json.loads(result.stdout))
-    assert results[16]["codes"] == ["WINDOW_EXPIRED"]
-    assert results[16]["reasons"][0]["earliest"] == "2027-01-09"
+    assert results[16]["codes"] == ["LOCKOUT_19D", "WINDOW_EXPIRED"]
+    assert {r["earliest"] for r in results[16]["reasons"]} == {"2027-01-09"}
     assert results[21]["codes"] == ["LOCKOUT_19D"]
 
 
@@ -256,10 +257,10 @@ def test_text_output_names_failed_expectations() -> None:
     assert any(line.startswith("[16] 2026-10-01 11:00  cleo  dispense by pharmacist: ALLOW")
                for line in lines)
     assert "EXPECTED REFUSE LOCKOUT_19D: not met" in result.stdout
-    assert lines[-1] == "21 events: 17 ALLOW, 4 REFUSE. 6 expectations: 4 not met."
+    assert lines[-1] == "21 events: 17 ALLOW, 4 REFUSE. 6 expectations: 5 not met."
     assert result.stderr == (
-        "error: 4 expectation(s) not met: [16] dispense, [18] dispense, [20] dispense, "
-        "[21] pickup\n"
+        "error: 5 expectation(s) not met: [13] check, [16] dispense, [18] dispense, "
+        "[20] dispense, [21] pickup\n"
     )
 
 

@@ -123,7 +123,7 @@ def test_prescription_written_before_the_result_is_back(t: Timeline) -> None:
     assert decision.allowed
     assert decision.window is not None and decision.window.last_day == day_of(t, 26)
     t.day(27)
-    assert codes(t, rx) == (rc.WINDOW_EXPIRED,)
+    assert codes(t, rx) == missed(t)
 
 
 @BOTH
@@ -247,7 +247,7 @@ def test_day_7_ends_at_eastern_midnight_for_a_western_pharmacy(t: Timeline, zone
     t.app.confirm_patient(t.prs, pat)
     patient_steps(t, pat)
     at_eastern(t, 27, 0, 0)  # 00:00 Eastern on Day 8: still Day 7 in the pharmacy's zone
-    assert t.app.check_dispense(pharmacist, rx).codes == (rc.WINDOW_EXPIRED,)
+    assert t.app.check_dispense(pharmacist, rx).codes == missed(t)
     at_eastern(t, 26, 23, 59, 59)  # the last second of Day 7 in Eastern time
     auth = t.app.request_authorization(pharmacist, rx).authorization
     assert auth is not None
@@ -307,13 +307,22 @@ def missed_first_window(t: Timeline) -> tuple[str, str]:
     return pat, rx
 
 
+def missed(t: Timeline) -> tuple[str, ...]:
+    """A closed first window at the request: WINDOW_EXPIRED, and under 2023-03 the 19-day
+    lockout that then runs (workflows.md 1.3), a failing requirement of its own."""
+    if t.start == STARTS[LEGACY]:
+        return (rc.LOCKOUT_19D, rc.WINDOW_EXPIRED)
+    return (rc.WINDOW_EXPIRED,)
+
+
 @BOTH
 def test_a_request_after_the_window_is_window_expired_alone(t: Timeline) -> None:
     _, rx = missed_first_window(t)
     t.day(28)
     decision = t.app.check_dispense(t.rph, rx)
-    assert decision.codes == (rc.WINDOW_EXPIRED,)
-    (reason,) = decision.reasons
+    # never with NO_NEGATIVE_TEST_IN_WINDOW; under 2023-03 the running lockout is listed too
+    assert decision.codes == missed(t)
+    reason = next(r for r in decision.reasons if r.code == rc.WINDOW_EXPIRED)
     assert reason.next_step is not None and "test" in reason.next_step
     # 2023-03: after a missed first window the next specimen waits 19 days from day 20.
     lockout = t.start == STARTS[LEGACY]

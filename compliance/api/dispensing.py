@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from compliance.api.authz import Actor, pharmacy_problems, refuse
 from compliance.api.courses import (
+    RuleRefusal,
     audit,
     authorization_info,
     authorization_kind,
@@ -40,6 +41,7 @@ from compliance.domain.authorization_number import formatted, is_valid, new_numb
 from compliance.domain.course import CourseState
 from compliance.domain.gates import Decision, DispenseRequest, dispense_gate
 from compliance.domain.ids import Kind
+from compliance.domain.pregnancy_tests import suspending_test
 from compliance.domain.roles import Action
 from compliance.domain.timing import today_in, zone_for
 from compliance.errors import Conflict, InvalidInput, NotFound
@@ -345,6 +347,27 @@ def reverse_authorization(
     return outcome(session, course, authorization=info)
 
 
+def _suspended(session: Session, course: m.Course, patient: str) -> RuleRefusal:
+    cause = suspending_test(facts(session, course))
+    codes = (
+        (rc.COURSE_SUSPENDED,)
+        if cause is None
+        else (rc.COURSE_SUSPENDED, rc.PREGNANCY_TEST_POSITIVE)
+    )
+    detail = (
+        "a pregnancy was reported"
+        if cause is None
+        else f"positive test of {cause.specimen_date.isoformat()}"
+    )
+    return RuleRefusal(
+        f"{rc.MESSAGES[rc.COURSE_SUSPENDED]}: {detail}; do not dispense",
+        codes,
+        subjects=(patient,),
+        ruleset_id=course.ruleset_id,
+        state=course.state,
+    )
+
+
 def record_dispense(session: Session, actor: Actor, now: datetime, number: object) -> Outcome:
     found, course, patient = _authorization(session, actor, Action.DISPENSE_RECORD, number)
     if found.dispensed_at is not None:
@@ -352,6 +375,10 @@ def record_dispense(session: Session, actor: Actor, now: datetime, number: objec
             f"authorization {found.number} was already dispensed at "
             f"{found.dispensed_at.isoformat()}"
         )
+    if course.state == CourseState.SUSPENDED:
+        # A blocking state decides alone, with its cause (a pregnancy also reverses the
+        # authorization, but the suspension is what the pharmacist must act on).
+        raise _suspended(session, course, patient.short_id)
     if found.reversed_at is not None:
         raise rule_refusal(
             rc.AUTHORIZATION_REVERSED,

@@ -14,7 +14,7 @@ from datetime import date, datetime, timedelta
 from compliance.domain import reasons as rc
 from compliance.domain.course import TERMINAL, CourseState
 from compliance.domain.evaluation import Check, Decision, Evaluation, Outcome, Reason
-from compliance.domain.facts import CourseFacts, MethodRecord, PrescriptionRecord
+from compliance.domain.facts import CourseFacts, MethodRecord, PrescriptionRecord, TestResult
 from compliance.domain.pregnancy_tests import (
     pregnancy_tests,
     schedule_of,
@@ -213,16 +213,32 @@ def contraception_in_place(ev: Evaluation) -> None:
 
 def prescriber_confirmed(ev: Evaluation) -> None:
     """The prescriber confirmed the patient for the result relied on (iPLEDGE); a confirmation
-    counts for the result it confirmed only. Asked only while that result's window is open:
-    once it has closed, a new test is the next step, not a confirmation."""
+    counts for the result it confirmed only. Listed also while no usable result is on file
+    (every failing requirement is listed); not once the result's window has closed or the
+    lockout runs, where a new test, not a confirmation, is the next step."""
     assert ev.category is not None
     test = ev.test
     if not ev.ruleset.testing.prescriber_confirms_result or not ev.category.pregnancy_testing:
         return
-    if test is None or (ev.window is not None and not ev.window.contains(ev.now)):
+    if test is not None and ev.window is not None and not ev.window.contains(ev.now):
         return
     if any(r.code == rc.LOCKOUT_19D for r in ev.reasons):
         return  # the test cannot qualify the patient: a new one is the next step
+    if test is None:
+        on_file = [
+            t
+            for t in ev.facts.tests
+            if t.result is TestResult.NEGATIVE and t.cycle == ev.facts.cycle
+        ]
+        latest = max(on_file, key=lambda t: (t.specimen_date, t.seq), default=None)
+        if latest is not None and latest.id in ev.facts.confirmed_tests:
+            return  # confirmed; the test's own codes say why it cannot count
+        ev.add(
+            rc.PRESCRIBER_CONFIRMATION_MISSING,
+            "no negative result the rules accept has been confirmed for this step",
+            "once the negative result is in, the prescriber confirms the patient",
+        )
+        return
     if test.id not in ev.facts.confirmed_tests:
         ev.add(
             rc.PRESCRIBER_CONFIRMATION_MISSING,

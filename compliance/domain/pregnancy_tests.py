@@ -218,6 +218,8 @@ def pregnancy_tests(ev: Evaluation) -> None:
     test = _monthly(ev) if facts.treatment_started else _pretreatment(ev)
     if test is None:
         _scheduled(ev)
+        if any(r.code == rc.PRETREATMENT_TEST_SPACING for r in ev.reasons):
+            return  # a negative test is on file: the spacing code says why it cannot count
         ev.add(
             rc.NO_NEGATIVE_TEST_IN_WINDOW,
             None,
@@ -253,6 +255,14 @@ def pregnancy_tests(ev: Evaluation) -> None:
             f"{earliest.isoformat()} ({lockout} days after the missed specimen)"
         )
     ev.add(rc.WINDOW_EXPIRED, closed, step, earliest)
+    if lockout and not facts.treatment_started and earliest > ev.today:
+        # The waiting period is itself a requirement that fails today: listed with its end.
+        ev.add(
+            rc.LOCKOUT_19D,
+            f"the first window (test of {test.specimen_date.isoformat()}) was missed",
+            f"collect a new confirmation test on or after {earliest.isoformat()}",
+            earliest,
+        )
 
 
 def _test_age(ev: Evaluation, test: TestRecord) -> None:

@@ -12,6 +12,7 @@ from tests.acceptance.model import (
     MOD,
     PHARMACY_ZONES,
     Builder,
+    Expect,
     allow,
     refuse,
 )
@@ -339,11 +340,19 @@ def pharmacy_finds_the_paper_prescription(b: Builder) -> None:
 # --- time-zone edges (§1.1 step 6) --------------------------------------------------------------
 
 
+def _missed_first_window(b: Builder) -> Expect:
+    """The first window has just closed: under 2023-03 the 19-day lockout then runs too, and is
+    a failing requirement of its own (§1.3)."""
+    if b.ruleset == LEGACY:
+        return refuse(WINDOW_EXPIRED, "LOCKOUT_19D", earliest=b.d(21 + 19))
+    return refuse(WINDOW_EXPIRED)
+
+
 def _edge(b: Builder, pharmacy: str, eastern: str, ok: bool) -> None:
     enrol_pcgp(b)
     ipledge_month_one_without_rma(b)
     day, hhmm = in_zone(b, 27, eastern, pharmacy)
-    exp = allow(last_day=b.d(27), dnda_on=b.d(27)) if ok else refuse(WINDOW_EXPIRED)
+    exp = allow(last_day=b.d(27), dnda_on=b.d(27)) if ok else _missed_first_window(b)
     rma(b, day, hhmm, exp, pharmacy=pharmacy, pickup=False)
 
 
@@ -360,7 +369,7 @@ def los_angeles_pharmacy_after_eastern_midnight(b: Builder) -> None:
     enrol_pcgp(b)
     ipledge_month_one_without_rma(b)
     day, hhmm = in_zone(b, 28, "00:00", "la")
-    rma(b, day, hhmm, refuse(WINDOW_EXPIRED), pharmacy="la", pickup=False)
+    rma(b, day, hhmm, _missed_first_window(b), pharmacy="la", pickup=False)
 
 
 @timeline(IPLEDGE)
@@ -375,7 +384,7 @@ def honolulu_pharmacy_after_eastern_midnight(b: Builder) -> None:
     enrol_pcgp(b)
     ipledge_month_one_without_rma(b)
     day, hhmm = in_zone(b, 28, "00:01", "hnl")
-    rma(b, day, hhmm, refuse(WINDOW_EXPIRED), pharmacy="hnl", pickup=False)
+    rma(b, day, hhmm, _missed_first_window(b), pharmacy="hnl", pickup=False)
 
 
 @timeline(IPLEDGE)

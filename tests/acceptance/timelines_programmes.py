@@ -56,22 +56,16 @@ def pcngp_day_31_after_office_visit(b: Builder) -> None:
 @timeline([LEGACY])
 def pcngp_counselling_monthly_2023(b: Builder) -> None:
     """§2 2023-03: counselling is documented monthly for patients who cannot get pregnant too.
-    reading: rules.md §1.3 says counselling before each monthly prescription, so the prescribe
-    gate names it (workflows.md gives no other order for §2)."""
+    reading: rules.md §1.3 has the counselling "before each monthly Rx", while workflows.md §1.1
+    step 3 records counselling and prescription in any order at the visit and makes the
+    authorization request the step where everything must hold. The month's prescription may
+    be written first; the RMA is refused until that month's counselling is documented."""
     enrol_pcngp(b)
     b.add("prescriber", 0, "10:00", "prescribe", rx="rx", days=30)
     rma(b, 1, "10:00", allow(last_day=b.d(29)))
-    b.add(
-        "prescriber",
-        30,
-        "10:00",
-        "prescribe",
-        refuse("COUNSELING_NOT_DOCUMENTED"),
-        rx="rx2",
-        days=30,
-    )
-    b.add("prescriber", 30, "10:05", "counsel")
-    b.add("prescriber", 30, "10:10", "prescribe", rx="rx2", days=30)
+    b.add("prescriber", 30, "10:00", "prescribe", rx="rx2", days=30)
+    rma(b, 30, "11:00", refuse("COUNSELING_NOT_DOCUMENTED"), rx="rx2", auth="a2", pickup=False)
+    b.add("prescriber", 30, "12:05", "counsel")
     rma(b, 31, "10:00", allow(last_day=b.d(59)), rx="rx2", auth="a2")
 
 
