@@ -17,15 +17,57 @@ from compliance.cli.main import cli
 from compliance.errors import EXIT_CODES
 from tests.conftest import next_npi
 
-PERSON_KEYS = {"id", "uuid", "role", "name", "status", "created_at", "id_system", "external_id",
-               "pharmacy"}
-PHARMACY_KEYS = {"id", "uuid", "name", "id_system", "external_id", "time_zone", "status",
-                 "created_at", "activation_expires_on"}
-GRANT_KEYS = {"designee", "prescriber", "scopes", "granted_at", "granted_by", "expires_at",
-              "revoked_at", "active"}
+PERSON_KEYS = {
+    "id",
+    "uuid",
+    "role",
+    "name",
+    "status",
+    "created_at",
+    "id_system",
+    "external_id",
+    "pharmacy",
+}
+PHARMACY_KEYS = {
+    "id",
+    "uuid",
+    "name",
+    "id_system",
+    "external_id",
+    "time_zone",
+    "status",
+    "created_at",
+    "activation_expires_on",
+}
+GRANT_KEYS = {
+    "designee",
+    "prescriber",
+    "scopes",
+    "granted_at",
+    "granted_by",
+    "expires_at",
+    "revoked_at",
+    "active",
+}
 PATIENT_KEYS = {"id", "uuid", "name", "date_of_birth", "external_ids", "created_at", "created_by"}
-EVENT_KEYS = {"id", "chain", "seq", "at", "actor", "on_behalf_of", "action", "outcome", "subjects",
-              "state_before", "state_after", "reasons", "ruleset", "payload", "prev", "hash"}
+EVENT_KEYS = {
+    "id",
+    "chain",
+    "seq",
+    "at",
+    "actor",
+    "on_behalf_of",
+    "action",
+    "outcome",
+    "subjects",
+    "state_before",
+    "state_after",
+    "reasons",
+    "ruleset",
+    "payload",
+    "prev",
+    "hash",
+}
 
 
 class Shell:
@@ -97,24 +139,46 @@ def test_parties_json_shapes_and_lifecycle(shell: Shell) -> None:
     prs = shell.json("prescriber", "register", "--name", "Dr Okafor", "--npi", npi)
     assert set(prs) == PERSON_KEYS
     assert (prs["status"], prs["external_id"], prs["id_system"]) == ("registered", npi, "NPI")
-    for verb, status in [("activate", "activated"), ("suspend", "suspended"),
-                         ("reinstate", "activated")]:
+    for verb, status in [
+        ("activate", "activated"),
+        ("suspend", "suspended"),
+        ("reinstate", "activated"),
+    ]:
         assert shell.json("prescriber", verb, prs["id"], "--note", "ok")["status"] == status
     assert [p["id"] for p in shell.json("prescriber", "list")] == [prs["id"]]
     assert shell.json("prescriber", "show", prs["id"]) == {**prs, "status": "activated"}
 
     dsg = shell.json("designee", "register", "--name", "Sam Lee", actor=prs["id"])
     assert set(dsg) == PERSON_KEYS and dsg["role"] == "designee"
-    grant = shell.json("designee", "grant", dsg["id"], "--prescriber", prs["id"],
-                       "--scope", "patient.register", "--expires", "2099-01-01", actor=prs["id"])
+    grant = shell.json(
+        "designee",
+        "grant",
+        dsg["id"],
+        "--prescriber",
+        prs["id"],
+        "--scope",
+        "patient.register",
+        "--expires",
+        "2099-01-01",
+        actor=prs["id"],
+    )
     assert set(grant) == GRANT_KEYS
     assert grant["scopes"] == ["patient.register"] and grant["active"] is True
     assert grant["expires_at"] == "2099-01-01T00:00:00+00:00"
     grants = shell.json("designee", "grants", dsg["id"])
     assert [set(g) for g in grants] == [GRANT_KEYS]
 
-    reg = shell.json("patient", "register", "--name", "Jordan Smith", "--dob", "2004-05-17",
-                     "--external-id", "MRN=42", actor=dsg["id"])
+    reg = shell.json(
+        "patient",
+        "register",
+        "--name",
+        "Jordan Smith",
+        "--dob",
+        "2004-05-17",
+        "--external-id",
+        "MRN=42",
+        actor=dsg["id"],
+    )
     assert set(reg) == {"patient", "possible_duplicates"}
     assert set(reg["patient"]) == PATIENT_KEYS
     assert reg["patient"]["external_ids"] == {"MRN": "42"}
@@ -123,8 +187,16 @@ def test_parties_json_shapes_and_lifecycle(shell: Shell) -> None:
     revoked = shell.json("designee", "revoke", dsg["id"], "--prescriber", prs["id"])
     assert revoked["active"] is False and revoked["revoked_at"] is not None
 
-    pha = shell.json("pharmacy", "register", "--name", "Sunset", "--ncpdp", "1234567",
-                     "--time-zone", "America/Los_Angeles")
+    pha = shell.json(
+        "pharmacy",
+        "register",
+        "--name",
+        "Sunset",
+        "--ncpdp",
+        "1234567",
+        "--time-zone",
+        "America/Los_Angeles",
+    )
     assert set(pha) == PHARMACY_KEYS and pha["status"] == "registered"
     pha = shell.json("pharmacy", "activate", pha["id"], "--expires-on", "2027-12-31")
     assert (pha["status"], pha["activation_expires_on"]) == ("activated", "2027-12-31")
@@ -162,17 +234,34 @@ def test_duplicate_patient_warns_on_stderr_and_never_merges(shell: Shell) -> Non
 def test_error_exit_codes_and_messages(shell: Shell, tmp_path: Path) -> None:
     bad = shell.run("patient", "register", "--name", "X", "--dob", "2027-02-30", expect=2)
     assert bad.stdout == "" and "date_of_birth" in bad.stderr and "2027-02-30" in bad.stderr
-    as_json = shell.run("patient", "register", "--name", "X", "--dob", "2027-02-30", "--json",
-                        expect=2)
+    as_json = shell.run(
+        "patient", "register", "--name", "X", "--dob", "2027-02-30", "--json", expect=2
+    )
     assert json.loads(as_json.stderr) == {
         "error": "INVALID_INPUT",
         "field": "date_of_birth",
         "message": "date_of_birth: '2027-02-30' is not a valid date (YYYY-MM-DD)",
     }
-    assert "time_zone" in shell.run("pharmacy", "register", "--name", "P", "--ncpdp", "1234567",
-                                    "--time-zone", "Mars/Base", expect=2).stderr
-    assert "NPI" in shell.run("prescriber", "register", "--name", "P", "--npi", "1234567890",
-                              expect=2).stderr
+    assert (
+        "time_zone"
+        in shell.run(
+            "pharmacy",
+            "register",
+            "--name",
+            "P",
+            "--ncpdp",
+            "1234567",
+            "--time-zone",
+            "Mars/Base",
+            expect=2,
+        ).stderr
+    )
+    assert (
+        "NPI"
+        in shell.run(
+            "prescriber", "register", "--name", "P", "--npi", "1234567890", expect=2
+        ).stderr
+    )
     assert "--as" in shell.run("admin", "list", actor="", expect=2).stderr
 
     refused = shell.run("prescriber", "list", "--json", actor="PRS-00000000", expect=4)
@@ -195,8 +284,9 @@ def test_error_exit_codes_and_messages(shell: Shell, tmp_path: Path) -> None:
     assert not mistyped.exists(), "a read command must never create a database"
     (tmp_path / "blank.db").touch()
     blank = Shell(f"sqlite:///{tmp_path / 'blank.db'}")
-    assert "compliance db upgrade" in blank.run("admin", "list", actor="ADM-00000000",
-                                                expect=8).stderr
+    assert (
+        "compliance db upgrade" in blank.run("admin", "list", actor="ADM-00000000", expect=8).stderr
+    )
 
 
 def test_audit_commands(shell: Shell, tmp_path: Path) -> None:
@@ -204,18 +294,23 @@ def test_audit_commands(shell: Shell, tmp_path: Path) -> None:
     shell.run("prescriber", "list", actor="RPH-00000000", expect=4)
 
     verified = shell.json("audit", "verify")
-    assert verified == {"ok": True, "events": 3, "chains": 3, "checkpoints": 0,
-                        "first_break": None}
+    assert verified == {"ok": True, "events": 3, "chains": 3, "checkpoints": 0, "first_break": None}
     point = shell.json("audit", "checkpoint")
     assert set(point) == {"event_id", "chains", "digest", "at"} and point["chains"] == 3
 
     events = shell.json("audit", "log")
     assert [set(e) for e in events] == [EVENT_KEYS] * 4
-    assert [e["action"] for e in events] == ["administrator.create", "patient.register",
-                                             "party.read", "audit.checkpoint"]
+    assert [e["action"] for e in events] == [
+        "administrator.create",
+        "patient.register",
+        "party.read",
+        "audit.checkpoint",
+    ]
     refused = shell.json("audit", "log", "--actor", "RPH-00000000")
     assert [(e["outcome"], e["reasons"]) for e in refused] == [("refused", ["ACTOR_UNKNOWN"])]
-    assert shell.json("audit", "log", "--action", "patient.register")[0]["subjects"][0][:4] == "PAT-"
+    assert (
+        shell.json("audit", "log", "--action", "patient.register")[0]["subjects"][0][:4] == "PAT-"
+    )
     assert shell.json("audit", "log", "--since", "2999-01-01") == []
 
     out = tmp_path / "trail.jsonl"
@@ -265,11 +360,15 @@ def test_demo_refuses_a_database_not_made_for_training(shell: Shell, tmp_path: P
     assert database.exists()
 
 
-def test_demo_uses_its_own_database_by_default(tmp_path: Path,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_demo_uses_its_own_database_by_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
-    result = CliRunner().invoke(cli, ["demo"], env={"COMPLIANCE_DATABASE_URL": None,
-                                                    "COMPLIANCE_ACTOR": None, "NO_COLOR": "1"})
+    result = CliRunner().invoke(
+        cli,
+        ["demo"],
+        env={"COMPLIANCE_DATABASE_URL": None, "COMPLIANCE_ACTOR": None, "NO_COLOR": "1"},
+    )
     assert result.exit_code == 0, result.output
     assert (tmp_path / "compliance-demo.db").is_file()
     assert not (tmp_path / "compliance.db").exists()
@@ -287,10 +386,17 @@ def test_postgres_url_spellings_are_accepted() -> None:
 def test_a_closed_pipe_ends_the_command_quietly(shell: Shell, tmp_path: Path) -> None:
     for i in range(400):
         shell.run("patient", "register", "--name", f"Pat {i}", "--dob", "2000-01-01")
-    env = {**__import__("os").environ, "COMPLIANCE_DATABASE_URL": shell.url,
-           "COMPLIANCE_ACTOR": shell.actor or ""}
-    proc = subprocess.Popen([sys.executable, "-m", "compliance", "audit", "export"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    env = {
+        **__import__("os").environ,
+        "COMPLIANCE_DATABASE_URL": shell.url,
+        "COMPLIANCE_ACTOR": shell.actor or "",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "compliance", "audit", "export"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     assert proc.stdout is not None and proc.stderr is not None
     assert proc.stdout.readline().startswith(b"{")
     proc.stdout.close()

@@ -489,7 +489,6 @@ def test_reversal_races_dispense(workers: Pool, ward_app: tuple[Compliance, Ward
 # --- 3. idempotency keys ----------------------------------------------------------------------
 
 
-
 @pytest.mark.parametrize(
     "backend",
     [
@@ -602,7 +601,6 @@ def test_authorization_number_collision_is_retried_with_a_fresh_number(
 
 
 # --- refusals filed under a chain that does not exist yet -------------------------------------
-
 
 
 @pytest.mark.parametrize(

@@ -68,10 +68,12 @@ def qualified_pcgp(c: Clinic, name: str = "Ana") -> str:
         app.record_consent(prs, pat, form)
     start = (START.date() - timedelta(days=11)).isoformat()
     app.record_contraception(prs, pat, {"iud": start, "male_condom": start})
-    app.record_test(prs, pat, kind="screening", specimen_date=c.day(0), setting="clinic",
-                    result="negative")
-    app.record_test(prs, pat, kind="confirmation", specimen_date=c.day(19), setting="lab",
-                    result="negative")
+    app.record_test(
+        prs, pat, kind="screening", specimen_date=c.day(0), setting="clinic", result="negative"
+    )
+    app.record_test(
+        prs, pat, kind="confirmation", specimen_date=c.day(19), setting="lab", result="negative"
+    )
     app.confirm_patient(prs, pat)
     monthly_paperwork(c, pat)
     return pat
@@ -97,7 +99,9 @@ def test_a_whole_course_with_every_gate(clinic: Clinic) -> None:
     decision = app.check_dispense(c.rph, rx.id)
     assert decision.allowed and decision.window is not None
     assert (decision.window.first_day, decision.window.last_day) == (
-        date(2027, 1, 23), date(2027, 1, 29))
+        date(2027, 1, 23),
+        date(2027, 1, 29),
+    )
     auth = app.request_authorization(c.rph, rx.id).authorization
     assert auth is not None
     # do not dispense after the last instant of Day 7 in Eastern time
@@ -112,9 +116,11 @@ def test_a_whole_course_with_every_gate(clinic: Clinic) -> None:
     rx2 = app.prescribe(c.prs, pat, 30).prescription  # written at the visit, before the test
     assert rx2 is not None
     assert rc.NO_NEGATIVE_TEST_IN_WINDOW in refused(
-        lambda: app.request_authorization(c.rph, rx2.id))
-    app.record_test(c.prs, pat, kind="monthly", specimen_date=c.day(48), setting="clinic",
-                    result="negative")
+        lambda: app.request_authorization(c.rph, rx2.id)
+    )
+    app.record_test(
+        c.prs, pat, kind="monthly", specimen_date=c.day(48), setting="clinic", result="negative"
+    )
     app.confirm_patient(c.prs, pat)
     auth2 = app.request_authorization(c.rph, rx2.id).authorization
     assert auth2 is not None
@@ -122,17 +128,36 @@ def test_a_whole_course_with_every_gate(clinic: Clinic) -> None:
 
     ended = app.end_treatment(c.prs, pat, c.day(70)).course
     assert ended.state == "treatment_ended"
-    app.record_test(c.prs, pat, kind="end_of_treatment", specimen_date=c.day(70),
-                    setting="clinic", result="negative")
+    app.record_test(
+        c.prs,
+        pat,
+        kind="end_of_treatment",
+        specimen_date=c.day(70),
+        setting="clinic",
+        result="negative",
+    )
     assert app.status(c.prs, pat).course.state == "post_treatment"
-    early = app.record_test(c.prs, pat, kind="post_treatment", specimen_date=c.day(99),
-                            setting="clinic", result="negative").course
+    early = app.record_test(
+        c.prs,
+        pat,
+        kind="post_treatment",
+        specimen_date=c.day(99),
+        setting="clinic",
+        result="negative",
+    ).course
     assert early.state == "post_treatment"  # 29 days after the last dose is too early
     c.day(101)
     assert [f.code for f in app.due(c.prs, 7) if f.patient == pat] == [
-        rc.OVERDUE_POST_TREATMENT_TEST]
-    final = app.record_test(c.prs, pat, kind="post_treatment", specimen_date=c.day(101),
-                            setting="clinic", result="negative").course
+        rc.OVERDUE_POST_TREATMENT_TEST
+    ]
+    final = app.record_test(
+        c.prs,
+        pat,
+        kind="post_treatment",
+        specimen_date=c.day(101),
+        setting="clinic",
+        result="negative",
+    ).course
     assert (final.state, final.open) == ("completed", False)
     assert rc.NO_ACTIVE_COURSE in refused(lambda: app.prescribe(c.prs, pat, 30))
     events = app.audit_log(c.world.admin.id, LogFilter(subject=pat))
@@ -151,18 +176,18 @@ def test_second_authorization_reversal_and_expiry(clinic: Clinic) -> None:
     first = app.request_authorization(c.rph, rx.id).authorization
     assert first is not None
     assert refused(lambda: app.request_authorization(c.rph, rx.id)) == (
-        rc.AUTHORIZATION_ALREADY_ISSUED,)
+        rc.AUTHORIZATION_ALREADY_ISSUED,
+    )
     assert refused(lambda: app.request_authorization(c.honolulu, rx.id)) == (
-        rc.AUTHORIZATION_ALREADY_ISSUED,)
+        rc.AUTHORIZATION_ALREADY_ISSUED,
+    )
     app.reverse_authorization(c.rph, first.number, "wrong quantity")
-    assert refused(lambda: app.record_dispense(c.rph, first.number)) == (
-        rc.AUTHORIZATION_REVERSED,)
+    assert refused(lambda: app.record_dispense(c.rph, first.number)) == (rc.AUTHORIZATION_REVERSED,)
     second = app.request_authorization(c.rph, rx.id).authorization
     assert second is not None and second.number != first.number
     # Day 8 in Eastern time: the pickup is refused, and the pharmacy is told to reverse
     c.clock.set(datetime(2027, 1, 30, 5, 0, tzinfo=UTC))
-    assert refused(lambda: app.record_dispense(c.rph, second.number)) == (
-        rc.AUTHORIZATION_EXPIRED,)
+    assert refused(lambda: app.record_dispense(c.rph, second.number)) == (rc.AUTHORIZATION_EXPIRED,)
     flags = app.due(c.world.admin.id, 7)
     assert [(f.code, f.reference) for f in flags] == [(rc.RMA_REVERSAL_REQUIRED, second.number)]
     with pytest.raises(InvalidInput, match="authorization"):
@@ -189,11 +214,11 @@ def test_positive_test_mid_course_suspends_and_reverses(clinic: Clinic) -> None:
     assert rx is not None
     auth = app.request_authorization(c.rph, rx.id).authorization
     assert auth is not None
-    out = app.record_test(c.prs, pat, kind="monthly", specimen_date=c.day(20), setting="lab",
-                          result="positive").course
+    out = app.record_test(
+        c.prs, pat, kind="monthly", specimen_date=c.day(20), setting="lab", result="positive"
+    ).course
     assert (out.state, out.pregnancy_actions) == ("suspended", True)
-    assert refused(lambda: app.record_dispense(c.rph, auth.number)) == (
-        rc.AUTHORIZATION_REVERSED,)
+    assert refused(lambda: app.record_dispense(c.rph, auth.number)) == (rc.AUTHORIZATION_REVERSED,)
     assert rc.COURSE_SUSPENDED in refused(lambda: app.prescribe(c.prs, pat, 30))
     assert [f.code for f in app.due(c.prs, 7)] == [rc.PREGNANCY_ACTIONS]
     with pytest.raises(InvalidInput, match="note"):
@@ -224,8 +249,9 @@ def test_category_change_mid_course(clinic: Clinic) -> None:
     reasons = refused(lambda: app.request_authorization(c.rph, rx.id))
     assert rc.PRESCRIPTION_SUPERSEDED in reasons and rc.CONSENT_NOT_SIGNED in reasons
     assert rc.PRETREATMENT_TESTS_INCOMPLETE in reasons
-    assert refused(lambda: app.assign_category(
-        c.prs, pat, "cannot_get_pregnant", "TUBAL_LIGATION")) == (rc.INVALID_CATEGORY_REASON,)
+    assert refused(
+        lambda: app.assign_category(c.prs, pat, "cannot_get_pregnant", "TUBAL_LIGATION")
+    ) == (rc.INVALID_CATEGORY_REASON,)
 
 
 def test_new_course_after_completion_takes_the_ruleset_in_force(clinic: Clinic) -> None:
@@ -256,19 +282,22 @@ def test_home_tests_need_the_prescribers_opt_in(clinic: Clinic) -> None:
     app.record_dispense(c.rph, auth.number)
     c.day(48)
     monthly_paperwork(c, pat)
-    home = app.record_test(c.prs, pat, kind="monthly", specimen_date=c.day(48), setting="home",
-                           result="negative")
+    home = app.record_test(
+        c.prs, pat, kind="monthly", specimen_date=c.day(48), setting="home", result="negative"
+    )
     assert home.record["problems"] == [rc.TEST_SETTING_NOT_PERMITTED]
     rx2 = app.prescribe(c.prs, pat, 30).prescription  # writing does not judge the test
     assert rx2 is not None
     app.confirm_patient(c.prs, pat)  # the result is in; the test's setting is judged below
     assert rc.TEST_SETTING_NOT_PERMITTED in refused(
-        lambda: app.request_authorization(c.rph, rx2.id))
+        lambda: app.request_authorization(c.rph, rx2.id)
+    )
     with pytest.raises(InvalidInput, match="procedure"):
         app.set_home_testing(c.prs, True, "")
     app.set_home_testing(c.prs, True, "video-observed test, photo of the result", on=c.day(48))
-    home2 = app.record_test(c.prs, pat, kind="monthly", specimen_date=c.day(48),
-                            setting="home", result="negative")
+    home2 = app.record_test(
+        c.prs, pat, kind="monthly", specimen_date=c.day(48), setting="home", result="negative"
+    )
     assert home2.record["problems"] == [] and home2.record["home_opt_in"] is True
     app.confirm_patient(c.prs, pat)
     assert app.request_authorization(c.rph, rx2.id).authorization is not None
@@ -280,8 +309,9 @@ def test_home_tests_never_count_under_2023(clinic: Clinic) -> None:
     pat = app.register_patient(c.prs, "Old", "2000-01-01").patient.id
     app.enrol(c.prs, pat, enrolled_on="2026-06-01")
     app.assign_category(c.prs, pat, "can_get_pregnant", "REPRODUCTIVE_POTENTIAL")
-    out = app.record_test(c.prs, pat, kind="monthly", specimen_date=c.day(0), setting="home",
-                          result="negative")
+    out = app.record_test(
+        c.prs, pat, kind="monthly", specimen_date=c.day(0), setting="home", result="negative"
+    )
     assert out.record["problems"] == [rc.TEST_SETTING_NOT_PERMITTED]
 
 

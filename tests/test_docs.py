@@ -138,7 +138,10 @@ def test_relative_links_in_the_docs_resolve() -> None:
 
 def _declared() -> list[Requirement]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-    return [Requirement(r) for r in [*project["dependencies"], *project["optional-dependencies"]["test"]]]
+    return [
+        Requirement(r)
+        for r in [*project["dependencies"], *project["optional-dependencies"]["test"]]
+    ]
 
 
 def test_constraints_pin_every_declared_dependency_within_its_range() -> None:
@@ -150,7 +153,9 @@ def test_constraints_pin_every_declared_dependency_within_its_range() -> None:
             pins[canonicalize_name(name)] = version.strip()
     for requirement in _declared():
         name = canonicalize_name(requirement.name)
-        assert name in pins, f"constraints.txt does not pin {requirement.name}: run bash .ci/update-constraints"
+        assert name in pins, (
+            f"constraints.txt does not pin {requirement.name}: run bash .ci/update-constraints"
+        )
         assert requirement.specifier.contains(pins[name], prereleases=True), (
             f"constraints.txt pins {name}=={pins[name]}, outside {requirement}"
         )
@@ -158,8 +163,9 @@ def test_constraints_pin_every_declared_dependency_within_its_range() -> None:
         assert canonicalize_name(f"psycopg-{extra}") in pins
 
 
-def test_embedding_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_embedding_example_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     page = (ROOT / "docs" / "embedding.md").read_text(encoding="utf-8")
     code = re.search(r"```python\n(.*?)```", page, flags=re.S)
     assert code is not None
