@@ -676,7 +676,10 @@ def set_home_testing(
     on: object = None,
 ) -> dict[str, Any]:
     enabled = v.flag("enabled", enabled)
-    day = clinical_date("on", on, now, default=today_in(ZoneInfo("UTC"), now))
+    # The opt-in is the prescriber's, not a course's: dated in their own zone where configured.
+    own = session.get(m.Prescriber, actor.uuid)
+    zone = ZoneInfo(own.time_zone if own is not None and own.time_zone else "UTC")
+    day = clinical_date("on", on, now, default=today_in(zone, now))
     policies = (
         session.execute(
             select(m.HomeTestingPolicy)

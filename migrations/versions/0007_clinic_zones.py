@@ -22,10 +22,10 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("prescribers") as batch_op:
-        batch_op.add_column(sa.Column("time_zone", sa.String(length=64), nullable=True))
+    op.add_column("prescribers", sa.Column("time_zone", sa.String(length=64), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("prescribers") as batch_op:
-        batch_op.drop_column("time_zone")
+    # Both backends drop a plain column in place (SQLite since 3.35): a batch copy of the table
+    # would drop ``prescribers`` while courses and grants still refer to it.
+    op.execute("ALTER TABLE prescribers DROP COLUMN time_zone")
