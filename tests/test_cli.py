@@ -27,6 +27,7 @@ PERSON_KEYS = {
     "id_system",
     "external_id",
     "pharmacy",
+    "time_zone",
 }
 PHARMACY_KEYS = {
     "id",
@@ -229,6 +230,43 @@ def test_duplicate_patient_warns_on_stderr_and_never_merges(shell: Shell) -> Non
     again = shell.run("patient", "register", "--name", "ANA  LÓPEZ", "--dob", "1990-01-01")
     assert "possible duplicate" in again.stderr and first["patient"]["id"] in again.stderr
     assert len(shell.json("patient", "find", "--dob", "1990-01-01")) == 2
+
+
+def test_prescriber_zone_at_registration_and_changed_by_an_administrator(shell: Shell) -> None:
+    """The clinic's own zone: --zone on register, then set-zone / --clear; a bad zone is an
+    error naming the option."""
+    prs = shell.json(
+        "prescriber",
+        "register",
+        "--name",
+        "Dr Sousa",
+        "--npi",
+        next_npi(),
+        "--zone",
+        "Europe/Lisbon",
+    )
+    assert prs["time_zone"] == "Europe/Lisbon"
+    moved = shell.json("prescriber", "set-zone", prs["id"], "--zone", "Europe/Athens")
+    assert moved["time_zone"] == "Europe/Athens"
+    assert shell.json("prescriber", "show", prs["id"])["time_zone"] == "Europe/Athens"
+    assert shell.json("prescriber", "set-zone", prs["id"], "--clear")["time_zone"] is None
+    bad = shell.run("prescriber", "set-zone", prs["id"], "--zone", "Europe/Atlantis", expect=2)
+    assert "--zone" in bad.stderr and "Europe/Atlantis" in bad.stderr
+    bad = shell.run(
+        "prescriber",
+        "register",
+        "--name",
+        "Dr X",
+        "--npi",
+        next_npi(),
+        "--zone",
+        "Mars/Base",
+        expect=2,
+    )
+    assert "--zone" in bad.stderr and "Mars/Base" in bad.stderr
+    assert "--zone" in shell.run("prescriber", "set-zone", prs["id"], expect=2).stderr
+    events = shell.json("audit", "log", "--subject", prs["id"])
+    assert [e["action"] for e in events].count("prescriber.set_zone") == 2
 
 
 def test_error_exit_codes_and_messages(shell: Shell, tmp_path: Path) -> None:
