@@ -528,6 +528,12 @@ BAD: list[tuple[str, str, str, str]] = [
         "not a known key",
     ),
     (
+        "bad prescriber zone",
+        '[parties.prescribers]\nokafor = { zone = "Europe/Atlantis" }\n' + ENROL,
+        "parties.prescribers.okafor.zone",
+        "IANA",
+    ),
+    (
         "pharmacist of unknown pharmacy",
         '[parties.pharmacists]\nx = { pharmacy = "nowhere" }\n' + ENROL,
         "parties.pharmacists.x.pharmacy",
@@ -809,6 +815,17 @@ def test_uk_dispense_record_in_the_pharmacys_zone() -> None:
     assert record["kind"] == "dispense_record"
     assert record["do_not_dispense_after"] == "2026-03-11T23:59:59.999999+00:00"
     assert {r["ruleset"] for r in results.values()} == {"uk-iso/2026-01"}
+
+
+def test_eu_clinic_zone_dates_the_prescription_and_the_pharmacy_judges_validity() -> None:
+    """Written at 00:30 in Athens on 3 March (still 2 March in Brussels and Lisbon): Day 1 is 3
+    March, Day 7 9 March, which has ended in Athens at 01:30 on the 10th but not in Lisbon."""
+    results = by_index(replay(SHIPPED / "eu-isotretinoin-clinic-zone.toml"))
+    assert results[8]["codes"] == ["RX_EXPIRED"]
+    assert "2026-03-03 to 2026-03-09" in results[8]["reasons"][0]["message"]
+    assert results[9]["outcome"] == "ALLOW"
+    assert results[10]["outcome"] == "ALLOW"
+    assert {r["ruleset"] for r in results.values()} == {"eu-iso/2018"}
 
 
 def test_lenalidomide_schedule_decisions() -> None:
