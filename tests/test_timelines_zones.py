@@ -15,6 +15,7 @@ In winter (before 29 March 2026) Lisbon and London are UTC+0, Brussels UTC+1, At
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
+from importlib import resources
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -23,6 +24,7 @@ from compliance import Compliance, FixedClock
 from compliance.audit.store import LogFilter
 from compliance.domain import reasons as rc
 from compliance.errors import InvalidInput
+from compliance.programs import loader
 from tests.conftest import World, add_pharmacist, build_world, next_npi
 from tests.test_timelines_mechanics import STARTS, Timeline, refused
 from tests.test_timelines_request import LEGACY, enrolled
@@ -335,3 +337,38 @@ def test_eu_uk_pre_treatment_test_setting_sensitivity_and_no_clia(
     assert rc.TEST_SENSITIVITY_INSUFFICIENT in app.check_prescribe(c.lisbon, pat, 30).codes
     c.test(c.lisbon, pat, c.date(0), setting="lab", sensitivity=20, clia=False)
     assert app.check_prescribe(c.lisbon, pat, 30).allowed
+
+
+# --- rules impact: a date is judged from its first instant in each clinic's zone ---------------
+
+
+def test_rules_impact_as_of_a_date_judges_each_clinic_from_its_own_midnight(
+    eu: Clinics, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``rules impact --as-of D`` under a copy of the EU ruleset: the Lisbon course is judged
+    from 00:00 Lisbon on D (D there; 23:00 on D-1 in Brussels would still be D-1), the Athens
+    course from 00:00 Athens on D."""
+    c, app = eu, eu.app
+    lisbon_pat = c.qualified(c.lisbon, "Ines")
+    athens_pat = c.qualified(c.athens, "Eleni")
+    folder = resources.files("compliance.programs") / "rulesets"
+    files = {
+        e.name: e.read_text(encoding="utf-8") for e in folder.iterdir() if e.name.endswith(".toml")
+    }
+    files["eu-copy.toml"] = files["eu-iso-2018.toml"].replace(
+        'id = "eu-iso/2018"', 'id = "eu-iso/copy"'
+    )
+    monkeypatch.setattr(loader, "_files", lambda: files)
+    loader.all_rulesets.cache_clear()
+    try:
+        report = app.rules_impact(c.world.admin.id, "eu-iso/copy", as_of=c.date(5))
+    finally:
+        monkeypatch.undo()
+        loader.all_rulesets.cache_clear()
+    rows = {row.patient: row for row in report.courses}
+    for pat, zone in ((lisbon_pat, "Europe/Lisbon"), (athens_pat, "Europe/Athens")):
+        gate = rows[pat].gate("prescribe")
+        assert gate is not None
+        midnight = datetime.combine(c.date(5), time(0), ZoneInfo(zone))
+        assert (gate.before.today, gate.after.today) == (c.date(5), c.date(5))
+        assert gate.before.evaluated_at == midnight
