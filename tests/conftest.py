@@ -24,7 +24,9 @@ from compliance.clock import FixedClock
 from compliance.db.engine import make_engine
 from compliance.db.migrate import upgrade
 
-PG_ADMIN_URL = os.environ.get("COMPLIANCE_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+PG_ADMIN_URL = os.environ.get(
+    "COMPLIANCE_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 T0 = datetime(2026, 11, 2, 15, 0, tzinfo=UTC)
 
@@ -176,7 +178,9 @@ def build_world(app: Compliance) -> World:
     prescriber = app.activate_prescriber(admin.id, prescriber.id)
     designee = app.register_designee(prescriber.id, "Dana Designee")
     app.grant_designee(prescriber.id, designee.id, prescriber.id)
-    pharmacy = app.register_pharmacy(admin.id, "Main Street Pharmacy", "1234567", "America/Los_Angeles")
+    pharmacy = app.register_pharmacy(
+        admin.id, "Main Street Pharmacy", "1234567", "America/Los_Angeles"
+    )
     pharmacy = app.activate_pharmacy(admin.id, pharmacy.id)
     pharmacist = app.register_pharmacist(admin.id, "Riley Pharmacist", pharmacy.id)
     return World(app, admin, prescriber, designee, pharmacy, pharmacist)

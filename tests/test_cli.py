@@ -18,7 +18,7 @@ from compliance.errors import EXIT_CODES
 from tests.conftest import next_npi
 
 PERSON_KEYS = {"id", "uuid", "role", "name", "status", "created_at", "id_system", "external_id",
-               "pharmacy"}
+               "pharmacy", "time_zone"}
 PHARMACY_KEYS = {"id", "uuid", "name", "id_system", "external_id", "time_zone", "status",
                  "created_at", "activation_expires_on"}
 GRANT_KEYS = {"designee", "prescriber", "scopes", "granted_at", "granted_by", "expires_at",
@@ -159,6 +159,43 @@ def test_parties_json_shapes_and_lifecycle(shell: Shell) -> None:
     assert shell.json("admin", "show", second["id"]) == second
     assert len(shell.json("admin", "list")) == 2
     assert shell.json("admin", "deactivate", second["id"])["status"] == "deactivated"
+
+
+def test_prescriber_zone_at_registration_and_changed_by_an_administrator(shell: Shell) -> None:
+    """The clinic's own zone: --zone on register, then set-zone / --clear; a bad zone is an
+    error naming the option."""
+    prs = shell.json(
+        "prescriber",
+        "register",
+        "--name",
+        "Dr Sousa",
+        "--npi",
+        next_npi(),
+        "--zone",
+        "Europe/Lisbon",
+    )
+    assert prs["time_zone"] == "Europe/Lisbon"
+    moved = shell.json("prescriber", "set-zone", prs["id"], "--zone", "Europe/Athens")
+    assert moved["time_zone"] == "Europe/Athens"
+    assert shell.json("prescriber", "show", prs["id"])["time_zone"] == "Europe/Athens"
+    assert shell.json("prescriber", "set-zone", prs["id"], "--clear")["time_zone"] is None
+    bad = shell.run("prescriber", "set-zone", prs["id"], "--zone", "Europe/Atlantis", expect=2)
+    assert "--zone" in bad.stderr and "Europe/Atlantis" in bad.stderr
+    bad = shell.run(
+        "prescriber",
+        "register",
+        "--name",
+        "Dr X",
+        "--npi",
+        next_npi(),
+        "--zone",
+        "Mars/Base",
+        expect=2,
+    )
+    assert "--zone" in bad.stderr and "Mars/Base" in bad.stderr
+    assert "--zone" in shell.run("prescriber", "set-zone", prs["id"], expect=2).stderr
+    events = shell.json("audit", "log", "--subject", prs["id"])
+    assert [e["action"] for e in events].count("prescriber.set_zone") == 2
 
 
 def test_duplicate_patient_warns_on_stderr_and_never_merges(shell: Shell) -> None:

@@ -51,7 +51,8 @@ def test_rules_commands(clinic: tuple[Shell, dict[str, str]]) -> None:
         "lenalidomide/2023-03",
         "uk-iso/2026-01",
     ]
-    assert set(listed[0]) == {"id", "title", "effective", "today_zone", "dispense_zone"}
+    assert set(listed[0]) == {"id", "title", "effective", "today_zone", "clinic_zone",
+                              "dispense_zone"}
     assert (listed[0]["today_zone"], listed[0]["dispense_zone"]) == ("Europe/Brussels", "pharmacy")
     shown = sh.json("rules", "show", "ipledge/2026-mod")
     assert shown["categories"]["can_get_pregnant"]["window"] == {"days": 7,

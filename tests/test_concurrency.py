@@ -490,7 +490,6 @@ def test_reversal_races_dispense(workers: Pool, ward_app: tuple[Compliance, Ward
 # --- 3. idempotency keys ----------------------------------------------------------------------
 
 
-
 @pytest.mark.parametrize(
     "backend",
     [
@@ -603,7 +602,6 @@ def test_authorization_number_collision_is_retried_with_a_fresh_number(
 
 
 # --- concurrent refusals of an unknown actor, all appended to the system chain ------------------
-
 
 
 @pytest.mark.parametrize(

@@ -58,7 +58,10 @@ def test_clock_must_be_aware_and_is_recorded(sqlite_url: str) -> None:
 def test_python_dash_m_entry_point(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "compliance", "exit-codes", "--json"],
-        capture_output=True, text=True, cwd=tmp_path, check=True,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        check=True,
     )
     assert json.loads(result.stdout)[0] == {"code": 0, "name": "OK", "meaning": "success"}
 
@@ -73,12 +76,14 @@ def test_cli_on_postgresql(pg_url: str) -> None:
     verify = runner.invoke(cli, ["--as", admin, "audit", "verify", "--json"], env=env)
     assert json.loads(verify.stdout)["ok"] is True
     assert json.loads(runner.invoke(cli, ["db", "check", "--json"], env=env).stdout) == {
-        "drift": False, "detail": None,
+        "drift": False,
+        "detail": None,
     }
 
 
-def test_rich_table_on_a_terminal(monkeypatch: pytest.MonkeyPatch,
-                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_rich_table_on_a_terminal(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setattr(output, "_terminal", lambda: True)
     monkeypatch.setenv("NO_COLOR", "1")
     output.show_rows([{"id": "PAT-1", "name": "Ana"}], ["id", "name"], False, title="Patients")

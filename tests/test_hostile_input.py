@@ -669,6 +669,15 @@ def _identifier_cases() -> list[Case]:
         cases.append(Case(f"time_zone-{label}",
                           lambda e, z=zone: e.app.register_pharmacy(e.admin, "P", "7654321", z), 2,
                           "time_zone"))
+        if zone is None:
+            continue  # a prescriber may have no zone of their own
+        cases.append(Case(f"prescriber-time_zone-{label}",
+                          lambda e, z=zone: e.app.register_prescriber(e.admin, "Dr Z", next_npi(),
+                                                                      time_zone=z),
+                          2, "time_zone"))
+        cases.append(Case(f"set-zone-{label}",
+                          lambda e, z=zone: e.app.set_prescriber_zone(e.admin, e.prs, z),
+                          2, "time_zone"))
     for folder in ("America", "Europe", "Etc"):
         cases.append(Case(f"time_zone-folder-{folder}",
                           lambda e, z=folder: e.app.register_pharmacy(e.admin, "P", "7654321", z),
@@ -924,6 +933,7 @@ ROLE_CALLS: dict[Action, Callable[[Env, str], object]] = {
     Action.PRESCRIBER_SUSPEND: lambda e, a: e.app.suspend_prescriber(a, e.prs),
     Action.PRESCRIBER_REINSTATE: lambda e, a: e.app.reinstate_prescriber(a, e.prs),
     Action.PRESCRIBER_DEACTIVATE: lambda e, a: e.app.deactivate_prescriber(a, e.prs),
+    Action.PRESCRIBER_ZONE_SET: lambda e, a: e.app.set_prescriber_zone(a, e.prs, "Europe/Lisbon"),
     Action.DESIGNEE_REGISTER: lambda e, a: e.app.register_designee(a, "Dan Designee"),
     Action.DESIGNEE_DEACTIVATE: lambda e, a: e.app.deactivate_designee(a, e.dsg),
     Action.GRANT_CREATE: lambda e, a: e.app.grant_designee(a, e.dsg, e.prs),

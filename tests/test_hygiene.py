@@ -14,22 +14,54 @@ PACKAGE = ROOT / "compliance"
 
 # What each layer may not import: domain -> persistence -> API -> CLI, never backwards.
 FORBIDDEN = {
-    "compliance/domain": ("sqlalchemy", "alembic", "click", "rich", "psycopg", "compliance.db",
-                          "compliance.api", "compliance.cli", "compliance.audit.store"),
-    "compliance/audit/chain.py": ("sqlalchemy", "click", "compliance.db", "compliance.api",
-                                  "compliance.cli"),
+    "compliance/domain": (
+        "sqlalchemy",
+        "alembic",
+        "click",
+        "rich",
+        "psycopg",
+        "compliance.db",
+        "compliance.api",
+        "compliance.cli",
+        "compliance.audit.store",
+    ),
+    "compliance/audit/chain.py": (
+        "sqlalchemy",
+        "click",
+        "compliance.db",
+        "compliance.api",
+        "compliance.cli",
+    ),
     "compliance/errors.py": ("sqlalchemy", "click", "compliance."),
     "compliance/clock.py": ("sqlalchemy", "click"),
     "compliance/db": ("click", "rich", "compliance.api", "compliance.cli"),
     "compliance/audit/store.py": ("click", "rich", "compliance.api", "compliance.cli"),
     "compliance/api": ("click", "rich", "compliance.cli"),
     # The demonstration and the simulator drive the public API only, as an embedding host would.
-    "compliance/training.py": ("sqlalchemy", "click", "rich", "compliance.db", "compliance.cli",
-                               "compliance.audit.store"),
-    "compliance/demo.py": ("sqlalchemy", "click", "rich", "compliance.db", "compliance.cli",
-                           "compliance.audit.store"),
-    "compliance/simulation": ("sqlalchemy", "click", "rich", "compliance.db", "compliance.cli",
-                              "compliance.audit.store"),
+    "compliance/training.py": (
+        "sqlalchemy",
+        "click",
+        "rich",
+        "compliance.db",
+        "compliance.cli",
+        "compliance.audit.store",
+    ),
+    "compliance/demo.py": (
+        "sqlalchemy",
+        "click",
+        "rich",
+        "compliance.db",
+        "compliance.cli",
+        "compliance.audit.store",
+    ),
+    "compliance/simulation": (
+        "sqlalchemy",
+        "click",
+        "rich",
+        "compliance.db",
+        "compliance.cli",
+        "compliance.audit.store",
+    ),
 }
 
 
@@ -53,7 +85,8 @@ def test_import_layers_point_one_way(layer: str) -> None:
         for f in files
         for name in _imports(f)
         for banned in FORBIDDEN[layer]
-        if name == banned.rstrip(".") or name.startswith(banned.rstrip(".") + ".")
+        if name == banned.rstrip(".")
+        or name.startswith(banned.rstrip(".") + ".")
         or (banned.endswith(".") and name.startswith(banned))
     ]
     assert offences == []
@@ -61,7 +94,9 @@ def test_import_layers_point_one_way(layer: str) -> None:
 
 def test_ruff_is_clean() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "ruff", "check", "compliance"], cwd=ROOT, capture_output=True,
+        [sys.executable, "-m", "ruff", "check", "compliance"],
+        cwd=ROOT,
+        capture_output=True,
         text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
@@ -70,6 +105,9 @@ def test_ruff_is_clean() -> None:
 @pytest.mark.slow
 def test_mypy_strict_is_clean() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "mypy"], cwd=ROOT, capture_output=True, text=True,
+        [sys.executable, "-m", "mypy"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr

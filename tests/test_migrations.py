@@ -5,6 +5,7 @@ from the repository root, and a clear ``DatabaseNotReady`` on an unmigrated data
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime, timedelta
 import stat
 import subprocess
 import sys
@@ -26,7 +27,7 @@ from compliance.db import migrate
 from compliance.db.engine import URL_ENV, make_engine
 from compliance.db.models import Base
 from compliance.errors import DatabaseNotReady, NotPermitted
-from tests.conftest import T0, build_world, next_npi
+from tests.conftest import T0, add_pharmacist, build_world, next_npi
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MODEL_TABLES = set(Base.metadata.tables)
@@ -483,4 +484,73 @@ def test_0005_upgrades_a_0003_database_with_data_and_stops_replacing(empty_url: 
         assert report.ok, report.first_break
         app.register_patient(app.list_people(admin, "designee")[0].id, "After 0005", "1990-01-01")
         app.checkpoint_audit(admin)
+        assert app.verify_audit(admin).ok
+
+
+# --- 0007: the clinic's own zone ------------------------------------------------------------
+
+
+def test_0007_carries_a_course_in_flight_forward_from_0003(empty_url: str) -> None:
+    """An EU course with a prescription written and not yet dispensed, in a 0003 database (no
+    zone on prescribers): after the upgrade it keeps its history and the same decisions, with
+    the same reasons, judged in the ruleset's zone until an administrator sets the clinic's."""
+    start = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+    clock = FixedClock(start)
+    with Compliance.open(empty_url, clock) as app:
+        app.migrate()
+        world = build_world(app)
+        admin, prs = world.admin.id, world.prescriber.id
+        london = add_pharmacist(app, admin, "High Street", "7654321", "Europe/London")
+        pat = app.register_patient(prs, "Ines Flight", "2001-02-03").patient.id
+        app.enrol(prs, pat, programme="eu-iso")
+        app.assign_category(prs, pat, "can_get_pregnant", "CHILDBEARING_POTENTIAL")
+        app.record_consent(prs, pat, "ACKNOWLEDGEMENT_FORM")
+        app.record_contraception(prs, pat, {"hormonal_implant": "2026-01-05"})
+        app.record_counselling(prs, pat)
+        app.record_test(
+            prs,
+            pat,
+            kind="confirmation",
+            specimen_date="2026-03-02",
+            setting="clinic",
+            result="negative",
+        )
+        rx = app.prescribe(prs, pat, 30).prescription
+        assert rx is not None
+        clock.set(start + timedelta(days=8))  # Day 9: expired for every pharmacy
+        expired = app.check_dispense(london, rx.id)
+        clock.set(start + timedelta(days=3))
+        before = app.check_dispense(london, rx.id)
+        status_before = app.status(prs, pat)
+        history = len(app.audit_log(admin, LogFilter(subject=pat)))
+    with engine_for(empty_url) as engine:
+        migrate.downgrade(engine, "0003")
+        assert "time_zone" not in {c["name"] for c in inspect(engine).get_columns("prescribers")}
+        migrate.upgrade(engine)
+        assert migrate.current_revision(engine) == migrate.head_revision()
+        assert migrate.drift(engine) is None
+    with Compliance.open(empty_url, clock) as app:
+        assert app.get_person(admin, prs).time_zone is None
+        after = app.check_dispense(london, rx.id)
+        assert (after.allowed, after.codes, after.window, after.today) == (
+            before.allowed,
+            before.codes,
+            before.window,
+            before.today,
+        )
+        status_after = app.status(prs, pat)
+        assert status_after.checklist == status_before.checklist
+        assert status_after.course == status_before.course
+        assert len(app.audit_log(admin, LogFilter(subject=pat))) == history
+        clock.set(start + timedelta(days=8))
+        again = app.check_dispense(london, rx.id)
+        assert [(r.code, r.message) for r in again.reasons] == [
+            (r.code, r.message) for r in expired.reasons
+        ]
+        # The clinic's zone can now be set and the course goes on to its dispense.
+        clock.set(start + timedelta(days=3))
+        assert app.set_prescriber_zone(admin, prs, "Europe/Lisbon").time_zone == "Europe/Lisbon"
+        record = app.request_authorization(london, rx.id).authorization
+        assert record is not None
+        assert app.record_dispense(london, record.number).course.state == "dispensed"
         assert app.verify_audit(admin).ok

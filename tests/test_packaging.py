@@ -127,9 +127,13 @@ def test_wheel_ships_its_licence_examples_and_metadata(wheel: Path) -> None:
     assert "Name: compliance-ppp" in headers
     assert "License-Expression: Apache-2.0" in headers
     assert "License-File: LICENSE" in headers
-    assert any(h.startswith("Classifier: Intended Audience :: Healthcare Industry") for h in headers)
+    assert any(
+        h.startswith("Classifier: Intended Audience :: Healthcare Industry") for h in headers
+    )
     assert {h.split(",")[0] for h in headers if h.startswith("Project-URL: ")} >= {
-        "Project-URL: Homepage", "Project-URL: Changelog", "Project-URL: Issues"
+        "Project-URL: Homepage",
+        "Project-URL: Changelog",
+        "Project-URL: Issues",
     }
 
 

@@ -249,6 +249,11 @@ def _reinstate_prescriber(s: Scene) -> Act:
     return lambda a: s.app.reinstate_prescriber(a.actor, target)
 
 
+def _set_prescriber_zone(s: Scene) -> Act:
+    target = _activated_prescriber(s.app, s.w)
+    return lambda a: s.app.set_prescriber_zone(a.actor, target, "Europe/Athens")
+
+
 def _deactivate_prescriber(s: Scene) -> Act:
     target = _activated_prescriber(s.app, s.w)
     return lambda a: s.app.deactivate_prescriber(a.actor, target)
@@ -541,6 +546,7 @@ ACTION_CALLS: dict[Action, Case] = {
     Action.PRESCRIBER_SUSPEND: Case("suspend_prescriber", _suspend_prescriber),
     Action.PRESCRIBER_REINSTATE: Case("reinstate_prescriber", _reinstate_prescriber),
     Action.PRESCRIBER_DEACTIVATE: Case("deactivate_prescriber", _deactivate_prescriber),
+    Action.PRESCRIBER_ZONE_SET: Case("set_prescriber_zone", _set_prescriber_zone),
     Action.DESIGNEE_REGISTER: Case("register_designee", _register_designee),
     Action.DESIGNEE_DEACTIVATE: Case("deactivate_designee", _deactivate_designee),
     Action.GRANT_CREATE: Case("grant_designee", _grant_designee),

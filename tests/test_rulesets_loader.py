@@ -380,6 +380,20 @@ def test_round_trip_of_the_test_writer() -> None:
             id="path-as-zone",
         ),
         pytest.param(
+            'clinic_zone = "America/New_York"',
+            'clinic_zone = "clinic"',
+            "clinic_zone",
+            "'clinic' is not an IANA zone or 'prescriber'",
+            id="bad-clinic-zone",
+        ),
+        pytest.param(
+            'clinic_zone = "America/New_York"',
+            'clinic_zone = "pharmacy"',
+            "clinic_zone",
+            "'pharmacy' is not an IANA zone or 'prescriber'",
+            id="pharmacy-as-clinic-zone",
+        ),
+        pytest.param(
             'id = "ipledge/2026-mod"',
             'id = "eu-iso/2026-mod"',
             "id",
@@ -554,6 +568,20 @@ def test_deleting_a_random_key_is_rejected_naming_it(path: tuple[str, ...]) -> N
 @pytest.mark.parametrize("path", DELETABLE, ids=".".join)
 def test_deleting_each_key_is_rejected_naming_it(path: tuple[str, ...]) -> None:
     assert_deletion_named(path)
+
+
+def test_the_clinic_zone_is_the_prescribers_in_the_eu_and_uk_and_eastern_in_the_us() -> None:
+    """workflows.md 4 / issue 11 item 10: EU/UK judge the clinic's steps in the prescriber's
+    own zone and dispensing in the pharmacy's; iPLEDGE judges everything in Eastern time."""
+    for rid in ("eu-iso/2018", "uk-iso/2026-01"):
+        r = get(rid)
+        assert (r.clinic_zone, r.dispense_zone) == ("prescriber", "pharmacy")
+        assert r.clinic_zone_for("Europe/Athens") == "Europe/Athens"
+        assert r.clinic_zone_for(None) is None
+    for rid in (LEGACY, MOD):
+        r = get(rid)
+        assert (r.clinic_zone, r.dispense_zone) == ("America/New_York", "America/New_York")
+        assert r.clinic_zone_for("Pacific/Honolulu") is None
 
 
 def test_optional_or_open_keys_may_be_deleted() -> None:

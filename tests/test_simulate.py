@@ -32,11 +32,36 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 SHIPPED = examples.FOLDER
 TIMELINES = sorted(SHIPPED.glob("*.toml"))
-RESULT_KEYS = {"index", "at", "op", "patient", "patient_id", "by", "by_id", "ruleset", "outcome",
-               "codes", "message", "reasons", "flags", "state", "cycle", "decision",
-               "prescription", "authorization", "expected"}
-AUTHORIZATION_KEYS = {"number", "formatted", "prescription", "do_not_dispense_after",
-                      "reversed_at", "dispensed_at", "kind"}
+RESULT_KEYS = {
+    "index",
+    "at",
+    "op",
+    "patient",
+    "patient_id",
+    "by",
+    "by_id",
+    "ruleset",
+    "outcome",
+    "codes",
+    "message",
+    "reasons",
+    "flags",
+    "state",
+    "cycle",
+    "decision",
+    "prescription",
+    "authorization",
+    "expected",
+}
+AUTHORIZATION_KEYS = {
+    "number",
+    "formatted",
+    "prescription",
+    "do_not_dispense_after",
+    "reversed_at",
+    "dispensed_at",
+    "kind",
+}
 REASON_KEYS = {"code", "message", "next_step", "earliest"}
 
 
@@ -51,8 +76,9 @@ def private_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pat
 
 
 def simulate(*args: str | Path, expect: int = 0) -> Result:
-    result = CliRunner().invoke(cli, ["simulate", *map(str, args)], env={"NO_COLOR": "1"},
-                                catch_exceptions=False)
+    result = CliRunner().invoke(
+        cli, ["simulate", *map(str, args)], env={"NO_COLOR": "1"}, catch_exceptions=False
+    )
     assert result.exit_code == expect, (args, result.exit_code, result.stdout, result.stderr)
     return result
 
@@ -169,7 +195,10 @@ def test_missed_window_decisions() -> None:
     assert issued["do_not_dispense_after"] == "2026-12-27T20:59:59.999999-08:00"
     late = results[14]
     assert (late["outcome"], late["codes"], late["authorization"]) == (
-        "REFUSE", ["AUTHORIZATION_EXPIRED"], None)
+        "REFUSE",
+        ["AUTHORIZATION_EXPIRED"],
+        None,
+    )
     assert results[15]["authorization"]["reversed_at"] == "2026-12-27T21:20:00-08:00"
     # WINDOW_EXPIRED alone, never with NO_NEGATIVE_TEST_IN_WINDOW (reason-codes.md)
     assert results[16]["codes"] == ["WINDOW_EXPIRED"]
@@ -230,7 +259,9 @@ def test_clinic_and_home_tests_do_not_count_under_2023() -> None:
     results = by_index(json.loads(result.stdout))
     for test in (8, 16):  # recorded, but flagged
         assert (results[test]["outcome"], results[test]["codes"]) == (
-            "ALLOW", ["TEST_SETTING_NOT_PERMITTED"])
+            "ALLOW",
+            ["TEST_SETTING_NOT_PERMITTED"],
+        )
     # The prescriber confirms the result; whether the rules accept the test is judged at the
     # request.
     assert results[9]["outcome"] == "ALLOW"
@@ -254,8 +285,10 @@ def test_text_output_names_failed_expectations() -> None:
     lines = result.stdout.splitlines()
     assert lines[0] == "The 19-day lockout after a missed first window"
     assert "Ruleset ipledge/2026-mod; times in America/New_York" in result.stdout
-    assert any(line.startswith("[16] 2026-10-01 11:00  cleo  dispense by pharmacist: ALLOW")
-               for line in lines)
+    assert any(
+        line.startswith("[16] 2026-10-01 11:00  cleo  dispense by pharmacist: ALLOW")
+        for line in lines
+    )
     assert "EXPECTED REFUSE LOCKOUT_19D: not met" in result.stdout
     assert lines[-1] == "21 events: 17 ALLOW, 4 REFUSE. 6 expectations: 5 not met."
     assert result.stderr == (
@@ -299,7 +332,11 @@ patient = "ana"
 
 def test_conflict_skipped_and_acting_people(tmp_path: Path) -> None:
     head = 'ruleset = "ipledge/2026-mod"\n[parties.patients]\nbob = {}\n'
-    path = write(tmp_path, head + QUALIFY + """
+    path = write(
+        tmp_path,
+        head
+        + QUALIFY
+        + """
         [[event]]
         at = 2026-12-01T09:05:00
         op = "enrol"
@@ -348,7 +385,8 @@ def test_conflict_skipped_and_acting_people(tmp_path: Path) -> None:
         at = 2026-12-01T09:12:00
         op = "comprehension"
         patient = "bob"
-        """)
+        """,
+    )
     results = by_index(replay(path))
     assert results[6]["message"] == f"patient {results[6]['patient_id']} already has an open course"
     assert results[7]["outcome"] == "REFUSE" and results[7]["by_id"].startswith("RPH-")
@@ -381,7 +419,9 @@ def test_default_ruleset_follows_the_first_events_date_and_is_pinned(tmp_path: P
 
 
 def test_times_with_an_offset_are_shown_in_the_timeline_zone(tmp_path: Path) -> None:
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         zone = "Europe/Paris"
 
         [[event]]
@@ -393,7 +433,8 @@ def test_times_with_an_offset_are_shown_in_the_timeline_zone(tmp_path: Path) -> 
         at = "2026-12-01T16:00:00"
         op = "status"
         patient = "ana"
-        """)
+        """,
+    )
     results = replay(path)
     assert [r["at"] for r in results] == ["2026-12-01T15:00:00+01:00", "2026-12-01T16:00:00+01:00"]
 
@@ -405,7 +446,8 @@ def test_keep_leaves_a_database_that_verifies(tmp_path: Path) -> None:
         admin = app.remembered(ADMIN_KEY)
         assert admin is not None
         assert done.stdout.splitlines()[-1] == (
-            f"database kept in {kept}; act on it as its administrator, {admin}")
+            f"database kept in {kept}; act on it as its administrator, {admin}"
+        )
         enrolled = app.audit_log(admin, LogFilter(action="course.enrol"))
         assert [e.occurred_at.isoformat() for e in enrolled] == ["2026-12-01T14:00:00+00:00"]
         assert enrolled[0].payload["simulated_now"] == "2026-12-01T14:00:00+00:00"
@@ -415,14 +457,17 @@ def test_keep_leaves_a_database_that_verifies(tmp_path: Path) -> None:
         assert [p.name for p in app.find_patients(admin)] == ["Eve Adams"]
     again = simulate(SHIPPED / "ipledge-pregnancy.toml", "--keep", kept, expect=2)
     assert again.stderr.startswith("error: --keep: ") and "exists" in again.stderr
-    nowhere = simulate(SHIPPED / "ipledge-pregnancy.toml", "--keep",
-                       tmp_path / "no" / "kept.db", expect=2)
+    nowhere = simulate(
+        SHIPPED / "ipledge-pregnancy.toml", "--keep", tmp_path / "no" / "kept.db", expect=2
+    )
     assert nowhere.stderr.startswith("error: --keep: folder ")
 
 
 def test_keep_is_removed_when_the_timeline_is_wrong(tmp_path: Path) -> None:
     kept = tmp_path / "kept.db"
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         [[event]]
         at = 2026-12-01T09:00:00
         op = "enrol"
@@ -434,7 +479,8 @@ def test_keep_is_removed_when_the_timeline_is_wrong(tmp_path: Path) -> None:
         patient = "ana"
         category = "sometimes"
         reason = "NO_UTERUS"
-        """)
+        """,
+    )
     result = simulate(path, "--keep", kept, expect=2)
     assert "event[2].category" in result.stderr
     assert list(tmp_path.glob("kept.db*")) == []
@@ -468,78 +514,206 @@ BAD: list[tuple[str, str, str, str]] = [
     ("unknown top-level key", 'rulset = "ipledge/2023-03"\n' + ENROL, "rulset", "not a known key"),
     ("unknown ruleset", 'ruleset = "ipledge/1999"\n' + ENROL, "ruleset", "unknown ruleset"),
     ("unknown programme", 'programme = "ipledge-uk"\n' + ENROL, "programme", "must be one of"),
-    ("patient not a name", 'programme = "ipledge"\nruleset = "ipledge/2023-03"\n'
-     'zone = "UTC"\n[[event]]\nat = 2026-12-01T09:00:00\nop = "enrol"\npatient = 3\n',
-     "event[1].patient", "must be text"),
+    (
+        "patient not a name",
+        'programme = "ipledge"\nruleset = "ipledge/2023-03"\n'
+        'zone = "UTC"\n[[event]]\nat = 2026-12-01T09:00:00\nop = "enrol"\npatient = 3\n',
+        "event[1].patient",
+        "must be text",
+    ),
     ("bad zone", 'zone = "Mars/Base"\n' + ENROL, "zone", "IANA"),
-    ("bad party key", '[parties.prescribers]\nokafor = { nom = "x" }\n' + ENROL,
-     "parties.prescribers.okafor.nom", "not a known key"),
-    ("pharmacist of unknown pharmacy", '[parties.pharmacists]\nx = { pharmacy = "nowhere" }\n'
-     + ENROL, "parties.pharmacists.x.pharmacy", "not a declared pharmacy"),
-    ("bad birth date", '[parties.patients]\nana = { date_of_birth = "2001-02-30" }\n' + ENROL,
-     "parties.patients.ana.date_of_birth", "not a valid date"),
-    ("missing op", ENROL + '[[event]]\nat = 2026-12-01T10:00:00\npatient = "ana"\n',
-     "event[2].op", "is required"),
-    ("unknown op", ENROL + '[[event]]\nat = 2026-12-01T10:00:00\nop = "dispence"\n'
-     'patient = "ana"\n', "event[2].op", "'dispence' is not an operation"),
-    ("missing at", ENROL + '[[event]]\nop = "status"\npatient = "ana"\n', "event[2].at",
-     "is required"),
-    ("date without time", ENROL + '[[event]]\nat = 2026-12-02\nop = "status"\npatient = "ana"\n',
-     "event[2].at", "date and time"),
-    ("not chronological", ENROL + '[[event]]\nat = 2026-11-30T09:00:00\nop = "status"\n'
-     'patient = "ana"\n', "event[2].at", "before event [1]"),
-    ("year out of range", '[[event]]\nat = 9999-12-31T23:59:59\nop = "enrol"\npatient = "ana"\n',
-     "event[1].at", "between the years 1900 and 9000"),
-    ("date out of range", ENROL.replace('"ana"\n', '"ana"\nenrolled_on = 0001-01-01\n'),
-     "event[1].enrolled_on", "between the years 1900 and 9000"),
-    ("clocks go forward", 'zone = "America/New_York"\n[[event]]\nat = 2027-03-14T02:30:00\n'
-     'op = "enrol"\npatient = "ana"\n', "event[1].at", "does not exist in America/New_York"),
-    ("missing patient", '[[event]]\nat = 2026-12-01T09:00:00\nop = "enrol"\n', "event[1].patient",
-     "is required"),
-    ("unknown parameter", ENROL + '[[event]]\nat = 2026-12-01T10:00:00\nop = "test"\n'
-     'patient = "ana"\nkind = "screening"\nsetting = "clinic"\nspecimen = 2026-12-01\n',
-     "event[2].specimen", "not a parameter of test"),
-    ("missing parameter", ENROL + '[[event]]\nat = 2026-12-01T10:00:00\nop = "test"\n'
-     'patient = "ana"\nsetting = "clinic"\n', "event[2].kind", "is required by test"),
-    ("bad date", ENROL + '[[event]]\nat = 2026-12-01T10:00:00\nop = "test"\npatient = "ana"\n'
-     'kind = "screening"\nsetting = "clinic"\nspecimen_date = "2026-13-01"\n',
-     "event[2].specimen_date", "'2026-13-01' is not a valid date"),
-    ("bad choice", ENROL + '[[event]]\nat = 2026-12-01T10:00:00\nop = "test"\npatient = "ana"\n'
-     'kind = "screening"\nsetting = "garage"\n', "event[2].setting", "not one of lab, clinic, home"),
-    ("bad number", ENROL + '[[event]]\nat = 2026-12-01T10:00:00\nop = "prescribe"\n'
-     'patient = "ana"\ndays_supply = "thirty"\n', "event[2].days_supply", "whole number"),
-    ("bad expectation", ENROL.replace('"ana"\n', '"ana"\nexpect = "MAYBE"\n'), "event[1].expect",
-     "not one of ALLOW, REFUSE, CONFLICT, SKIPPED"),
-    ("unknown code", ENROL.replace('"ana"\n', '"ana"\nexpect_codes = ["LOCKOUT_20D"]\n'),
-     "event[1].expect_codes", "'LOCKOUT_20D' is not a reason code"),
-    ("unknown actor", ENROL.replace('"ana"\n', '"ana"\nby = "dr_who"\n'), "event[1].by",
-     "not a declared prescriber, pharmacist or patient"),
-    ("several prescribers", '[parties.prescribers]\na = {}\nb = {}\n' + ENROL, "event[1].by",
-     "several prescribers are declared"),
-    ("nothing to dispense", ENROL + '[[event]]\nat = 2026-12-01T10:00:00\nop = "dispense"\n'
-     'patient = "ana"\n', "event[2].prescription", "no earlier prescribe event"),
-    ("unknown label", ENROL + '[[event]]\nat = 2026-12-01T10:00:00\nop = "pickup"\n'
-     'patient = "ana"\nauthorization = "first"\n', "event[2].authorization",
-     "not the label of an earlier dispense event"),
-    ("confirm without methods", ENROL + '[[event]]\nat = 2026-12-01T10:00:00\nop = "confirm"\n'
-     'patient = "ana"\n', "event[2].methods", "no earlier contraception event"),
+    (
+        "bad party key",
+        '[parties.prescribers]\nokafor = { nom = "x" }\n' + ENROL,
+        "parties.prescribers.okafor.nom",
+        "not a known key",
+    ),
+    (
+        "bad prescriber zone",
+        '[parties.prescribers]\nokafor = { zone = "Europe/Atlantis" }\n' + ENROL,
+        "parties.prescribers.okafor.zone",
+        "IANA",
+    ),
+    (
+        "pharmacist of unknown pharmacy",
+        '[parties.pharmacists]\nx = { pharmacy = "nowhere" }\n' + ENROL,
+        "parties.pharmacists.x.pharmacy",
+        "not a declared pharmacy",
+    ),
+    (
+        "bad birth date",
+        '[parties.patients]\nana = { date_of_birth = "2001-02-30" }\n' + ENROL,
+        "parties.patients.ana.date_of_birth",
+        "not a valid date",
+    ),
+    (
+        "missing op",
+        ENROL + '[[event]]\nat = 2026-12-01T10:00:00\npatient = "ana"\n',
+        "event[2].op",
+        "is required",
+    ),
+    (
+        "unknown op",
+        ENROL + '[[event]]\nat = 2026-12-01T10:00:00\nop = "dispence"\npatient = "ana"\n',
+        "event[2].op",
+        "'dispence' is not an operation",
+    ),
+    (
+        "missing at",
+        ENROL + '[[event]]\nop = "status"\npatient = "ana"\n',
+        "event[2].at",
+        "is required",
+    ),
+    (
+        "date without time",
+        ENROL + '[[event]]\nat = 2026-12-02\nop = "status"\npatient = "ana"\n',
+        "event[2].at",
+        "date and time",
+    ),
+    (
+        "not chronological",
+        ENROL + '[[event]]\nat = 2026-11-30T09:00:00\nop = "status"\npatient = "ana"\n',
+        "event[2].at",
+        "before event [1]",
+    ),
+    (
+        "year out of range",
+        '[[event]]\nat = 9999-12-31T23:59:59\nop = "enrol"\npatient = "ana"\n',
+        "event[1].at",
+        "between the years 1900 and 9000",
+    ),
+    (
+        "date out of range",
+        ENROL.replace('"ana"\n', '"ana"\nenrolled_on = 0001-01-01\n'),
+        "event[1].enrolled_on",
+        "between the years 1900 and 9000",
+    ),
+    (
+        "clocks go forward",
+        'zone = "America/New_York"\n[[event]]\nat = 2027-03-14T02:30:00\n'
+        'op = "enrol"\npatient = "ana"\n',
+        "event[1].at",
+        "does not exist in America/New_York",
+    ),
+    (
+        "missing patient",
+        '[[event]]\nat = 2026-12-01T09:00:00\nop = "enrol"\n',
+        "event[1].patient",
+        "is required",
+    ),
+    (
+        "unknown parameter",
+        ENROL + '[[event]]\nat = 2026-12-01T10:00:00\nop = "test"\n'
+        'patient = "ana"\nkind = "screening"\nsetting = "clinic"\nspecimen = 2026-12-01\n',
+        "event[2].specimen",
+        "not a parameter of test",
+    ),
+    (
+        "missing parameter",
+        ENROL + '[[event]]\nat = 2026-12-01T10:00:00\nop = "test"\n'
+        'patient = "ana"\nsetting = "clinic"\n',
+        "event[2].kind",
+        "is required by test",
+    ),
+    (
+        "bad date",
+        ENROL + '[[event]]\nat = 2026-12-01T10:00:00\nop = "test"\npatient = "ana"\n'
+        'kind = "screening"\nsetting = "clinic"\nspecimen_date = "2026-13-01"\n',
+        "event[2].specimen_date",
+        "'2026-13-01' is not a valid date",
+    ),
+    (
+        "bad choice",
+        ENROL + '[[event]]\nat = 2026-12-01T10:00:00\nop = "test"\npatient = "ana"\n'
+        'kind = "screening"\nsetting = "garage"\n',
+        "event[2].setting",
+        "not one of lab, clinic, home",
+    ),
+    (
+        "bad number",
+        ENROL + '[[event]]\nat = 2026-12-01T10:00:00\nop = "prescribe"\n'
+        'patient = "ana"\ndays_supply = "thirty"\n',
+        "event[2].days_supply",
+        "whole number",
+    ),
+    (
+        "bad expectation",
+        ENROL.replace('"ana"\n', '"ana"\nexpect = "MAYBE"\n'),
+        "event[1].expect",
+        "not one of ALLOW, REFUSE, CONFLICT, SKIPPED",
+    ),
+    (
+        "unknown code",
+        ENROL.replace('"ana"\n', '"ana"\nexpect_codes = ["LOCKOUT_20D"]\n'),
+        "event[1].expect_codes",
+        "'LOCKOUT_20D' is not a reason code",
+    ),
+    (
+        "unknown actor",
+        ENROL.replace('"ana"\n', '"ana"\nby = "dr_who"\n'),
+        "event[1].by",
+        "not a declared prescriber, pharmacist or patient",
+    ),
+    (
+        "several prescribers",
+        "[parties.prescribers]\na = {}\nb = {}\n" + ENROL,
+        "event[1].by",
+        "several prescribers are declared",
+    ),
+    (
+        "nothing to dispense",
+        ENROL + '[[event]]\nat = 2026-12-01T10:00:00\nop = "dispense"\npatient = "ana"\n',
+        "event[2].prescription",
+        "no earlier prescribe event",
+    ),
+    (
+        "unknown label",
+        ENROL + '[[event]]\nat = 2026-12-01T10:00:00\nop = "pickup"\n'
+        'patient = "ana"\nauthorization = "first"\n',
+        "event[2].authorization",
+        "not the label of an earlier dispense event",
+    ),
+    (
+        "confirm without methods",
+        ENROL + '[[event]]\nat = 2026-12-01T10:00:00\nop = "confirm"\npatient = "ana"\n',
+        "event[2].methods",
+        "no earlier contraception event",
+    ),
     # found by the engine while replaying: the database existed, and must be gone too
-    ("engine: unknown category", ENROL + '[[event]]\nat = 2026-12-01T10:00:00\n'
-     'op = "category"\npatient = "ana"\ncategory = "sometimes"\nreason = "NO_UTERUS"\n',
-     "event[2].category", "must be one of can_get_pregnant, cannot_get_pregnant"),
-    ("engine: unknown method", ENROL + '[[event]]\nat = 2026-12-01T10:00:00\n'
-     'op = "contraception"\npatient = "ana"\nmethods = { amulet = 2026-01-01 }\n',
-     "event[2].methods", "'amulet' is not a method of"),
-    ("engine: date in the future", ENROL + '[[event]]\nat = 2026-12-01T10:00:00\nop = "end"\n'
-     'patient = "ana"\nlast_dose_on = 2027-01-01\n', "event[2].last_dose_on", "in the future"),
-    ("engine: birth date in the future", '[parties.patients]\nana = { date_of_birth = 2030-01-01 }\n'
-     + ENROL, "parties.patients.ana.date_of_birth", "in the future"),
+    (
+        "engine: unknown category",
+        ENROL + "[[event]]\nat = 2026-12-01T10:00:00\n"
+        'op = "category"\npatient = "ana"\ncategory = "sometimes"\nreason = "NO_UTERUS"\n',
+        "event[2].category",
+        "must be one of can_get_pregnant, cannot_get_pregnant",
+    ),
+    (
+        "engine: unknown method",
+        ENROL + "[[event]]\nat = 2026-12-01T10:00:00\n"
+        'op = "contraception"\npatient = "ana"\nmethods = { amulet = 2026-01-01 }\n',
+        "event[2].methods",
+        "'amulet' is not a method of",
+    ),
+    (
+        "engine: date in the future",
+        ENROL + '[[event]]\nat = 2026-12-01T10:00:00\nop = "end"\n'
+        'patient = "ana"\nlast_dose_on = 2027-01-01\n',
+        "event[2].last_dose_on",
+        "in the future",
+    ),
+    (
+        "engine: birth date in the future",
+        "[parties.patients]\nana = { date_of_birth = 2030-01-01 }\n" + ENROL,
+        "parties.patients.ana.date_of_birth",
+        "in the future",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("name", "text", "field", "problem"), BAD, ids=[b[0] for b in BAD])
-def test_bad_timelines_name_the_event_and_field(tmp_path: Path, name: str, text: str,
-                                                field: str, problem: str) -> None:
+def test_bad_timelines_name_the_event_and_field(
+    tmp_path: Path, name: str, text: str, field: str, problem: str
+) -> None:
     path = write(tmp_path, text)
     plain = simulate(path, expect=2)
     if name.startswith("engine:"):  # the events before it were printed as they ran
@@ -567,43 +741,63 @@ def test_bad_command_line(tmp_path: Path) -> None:
 # Any value TOML can hold, anywhere an event takes one: the reader answers InvalidInput or a
 # timeline, never anything else.
 TOML_VALUES = st.recursive(
-    st.none() | st.text(max_size=30) | st.integers() | st.floats() | st.booleans() | st.dates()
-    | st.datetimes() | st.datetimes(timezones=st.timezones()) | st.times(),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=10), inner,
-                                                                 max_size=3),
+    st.none()
+    | st.text(max_size=30)
+    | st.integers()
+    | st.floats()
+    | st.booleans()
+    | st.dates()
+    | st.datetimes()
+    | st.datetimes(timezones=st.timezones())
+    | st.times(),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=10), inner, max_size=3)
+    ),
     max_leaves=6,
 )
-KEYS = sorted({"by", "expect", "expect_codes", "label"}
-              | {p.name for op in OPERATIONS.values() for p in op.params})
+KEYS = sorted(
+    {"by", "expect", "expect_codes", "label"}
+    | {p.name for op in OPERATIONS.values() for p in op.params}
+)
 
 
 @settings(max_examples=100, deadline=None)
 @given(
-    top=st.dictionaries(st.sampled_from(["title", "zone", "ruleset", "programme", "parties"]),
-                        TOML_VALUES, max_size=2),
+    top=st.dictionaries(
+        st.sampled_from(["title", "zone", "ruleset", "programme", "parties"]),
+        TOML_VALUES,
+        max_size=2,
+    ),
     parties=st.dictionaries(
         st.sampled_from(["prescribers", "pharmacies", "pharmacists", "patients"]),
-        st.dictionaries(st.sampled_from(["a", "b", "ana"]),
-                        st.dictionaries(st.sampled_from(["name", "zone", "pharmacy",
-                                                         "date_of_birth", "expires_on"]),
-                                        TOML_VALUES, max_size=2), max_size=2),
+        st.dictionaries(
+            st.sampled_from(["a", "b", "ana"]),
+            st.dictionaries(
+                st.sampled_from(["name", "zone", "pharmacy", "date_of_birth", "expires_on"]),
+                TOML_VALUES,
+                max_size=2,
+            ),
+            max_size=2,
+        ),
         max_size=3,
     ),
     events=st.lists(
         st.fixed_dictionaries(
-            {"at": st.datetimes() | TOML_VALUES,
-             "op": st.sampled_from(sorted(OPERATIONS)) | TOML_VALUES,
-             "patient": st.sampled_from(["ana", "bob"]) | TOML_VALUES},
+            {
+                "at": st.datetimes() | TOML_VALUES,
+                "op": st.sampled_from(sorted(OPERATIONS)) | TOML_VALUES,
+                "patient": st.sampled_from(["ana", "bob"]) | TOML_VALUES,
+            },
             optional=dict.fromkeys(KEYS, TOML_VALUES),
         ),
         min_size=1,
         max_size=4,
     ),
 )
-def test_any_values_are_read_or_refused_by_name(top: dict[str, Any], parties: dict[str, Any],
-                                                events: list[dict[str, Any]]) -> None:
-    data = {"parties": parties, **{k: v for k, v in top.items() if v is not None},
-            "event": events}
+def test_any_values_are_read_or_refused_by_name(
+    top: dict[str, Any], parties: dict[str, Any], events: list[dict[str, Any]]
+) -> None:
+    data = {"parties": parties, **{k: v for k, v in top.items() if v is not None}, "event": events}
     events[:] = [{k: v for k, v in e.items() if v is not None} for e in events]
     try:
         from_data(data)
@@ -622,6 +816,17 @@ def test_uk_dispense_record_in_the_pharmacys_zone() -> None:
     assert record["kind"] == "dispense_record"
     assert record["do_not_dispense_after"] == "2026-03-11T23:59:59.999999+00:00"
     assert {r["ruleset"] for r in results.values()} == {"uk-iso/2026-01"}
+
+
+def test_eu_clinic_zone_dates_the_prescription_and_the_pharmacy_judges_validity() -> None:
+    """Written at 00:30 in Athens on 3 March (still 2 March in Brussels and Lisbon): Day 1 is 3
+    March, Day 7 9 March, which has ended in Athens at 01:30 on the 10th but not in Lisbon."""
+    results = by_index(replay(SHIPPED / "eu-isotretinoin-clinic-zone.toml"))
+    assert results[8]["codes"] == ["RX_EXPIRED"]
+    assert "2026-03-03 to 2026-03-09" in results[8]["reasons"][0]["message"]
+    assert results[9]["outcome"] == "ALLOW"
+    assert results[10]["outcome"] == "ALLOW"
+    assert {r["ruleset"] for r in results.values()} == {"eu-iso/2018"}
 
 
 def test_lenalidomide_schedule_decisions() -> None:

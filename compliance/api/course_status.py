@@ -182,7 +182,7 @@ def flags_for(
     within_days: int,
 ) -> list[Flag]:
     ruleset = ruleset_of(course)
-    zone = zone_for(ruleset)
+    zone = zone_for(ruleset, None, f.prescriber_zone)
     today = today_in(zone, now)
     horizon = today + timedelta(days=within_days)
     flags: list[Flag] = []

@@ -35,7 +35,7 @@ from compliance.domain.gates import Decision, course_is_open, prescribe_gate, te
 from compliance.domain.ids import Kind, new_short_id
 from compliance.domain.pregnancy_tests import end_of_treatment_test_done, post_treatment_test_done
 from compliance.domain.roles import Action, Role
-from compliance.domain.timing import today_in
+from compliance.domain.timing import clinic_zone, today_in
 from compliance.errors import Conflict, InvalidInput, Refused
 from compliance.programs import loader
 from compliance.programs.model import Ruleset, Setting, TestKind
@@ -231,8 +231,23 @@ def ruleset_of(course: CourseFields) -> Ruleset:
     return loader.get(course.ruleset_id)
 
 
-def today(course: CourseFields, now: datetime) -> date:
-    return today_in(ZoneInfo(ruleset_of(course).today_zone), now)
+def clinic_zone_of(session: Session, course: CourseFields) -> ZoneInfo:
+    """The zone of the clinic's steps for ``course``: the prescriber's own where the ruleset
+    says so and one is configured, otherwise the ruleset's."""
+    return clinic_zone(ruleset_of(course), cf.prescriber_zone(session, course))
+
+
+def today(session: Session, course: CourseFields, now: datetime) -> date:
+    """The clinic's "today" for ``course``."""
+    return today_in(clinic_zone_of(session, course), now)
+
+
+def clinic_latest(session: Session, course: CourseFields, now: datetime) -> date | None:
+    """The latest date the clinic may enter: its own today where the ruleset judges the clinic
+    in the prescriber's configured zone; None (today anywhere on Earth) otherwise, since a
+    fixed ruleset zone need not be the clinic's."""
+    own = ruleset_of(course).clinic_zone_for(cf.prescriber_zone(session, course))
+    return None if own is None else today_in(ZoneInfo(own), now)
 
 
 def clinical_date(
@@ -242,13 +257,15 @@ def clinical_date(
     *,
     default: date | None = None,
     not_before: date | None = None,
+    latest: date | None = None,
 ) -> date:
     if value is None:
         if default is None:
             raise InvalidInput(field, "is required")
         return default
     day = v.calendar_date(field, value)
-    latest = now.astimezone(_LATEST_ZONE).date()
+    if latest is None:
+        latest = now.astimezone(_LATEST_ZONE).date()
     if day > latest:
         raise InvalidInput(field, f"{day.isoformat()} is in the future")
     if not_before is not None and day < not_before:
@@ -353,8 +370,12 @@ def enrol(
     programmes = sorted({rid.split("/")[0] for rid in loader.all_rulesets()})
     v.choice("programme", programme, programmes)
     first_guess = loader.in_force(programme, now.date(), plan)
-    guess_day = today_in(ZoneInfo(first_guess.today_zone), now)
-    day = clinical_date("enrolled_on", enrolled_on, now, default=guess_day)
+    own_zone = session.get(m.Prescriber, prescriber_id)
+    prescriber_zone = own_zone.time_zone if own_zone is not None else None
+    guess_day = today_in(clinic_zone(first_guess, prescriber_zone), now)
+    own = first_guess.clinic_zone_for(prescriber_zone)
+    latest = None if own is None else today_in(ZoneInfo(own), now)
+    day = clinical_date("enrolled_on", enrolled_on, now, default=guess_day, latest=latest)
     ruleset = loader.in_force(programme, day, plan)
     course = m.Course(
         id=uuid.uuid4(),
@@ -420,7 +441,7 @@ def assign_category(
         session,
         course,
         cf.CATEGORY,
-        today(course, now),
+        today(session, course, now),
         {"category": name, "reason": why},
         actor,
         now,
@@ -454,7 +475,13 @@ def _simple_record(
 ) -> Outcome:
     patient, course = active(session, actor, action, patient_ref)
     fields = payload(course) if callable(payload) else payload
-    day = clinical_date(date_field, on, now, default=today(course, now))
+    day = clinical_date(
+        date_field,
+        on,
+        now,
+        default=today(session, course, now),
+        latest=clinic_latest(session, course, now),
+    )
     add_record(session, course, kind, day, fields, actor, now)
     audit(
         session,
@@ -570,13 +597,23 @@ def record_contraception(
         {
             "method": name,
             "start_date": clinical_date(
-                f"methods.{name}", methods[key], now, not_before=patient.date_of_birth
+                f"methods.{name}",
+                methods[key],
+                now,
+                not_before=patient.date_of_birth,
+                latest=clinic_latest(session, course, now),
             ).isoformat(),
         }
         for name, key in zip(names, methods.keys(), strict=True)
     ]
     add_record(
-        session, course, cf.CONTRACEPTION, today(course, now), {"methods": entries}, actor, now
+        session,
+        course,
+        cf.CONTRACEPTION,
+        today(session, course, now),
+        {"methods": entries},
+        actor,
+        now,
     )
     audit(
         session,
@@ -600,7 +637,13 @@ def confirm_contraception(
         raise InvalidInput("methods", "must be a list of method names")
     names = _method_names(ruleset_of(course), list(methods), "methods")
     add_record(
-        session, course, cf.CONFIRMATION, today(course, now), {"methods": sorted(names)}, actor, now
+        session,
+        course,
+        cf.CONFIRMATION,
+        today(session, course, now),
+        {"methods": sorted(names)},
+        actor,
+        now,
     )
     audit(
         session,
@@ -633,7 +676,10 @@ def set_home_testing(
     on: object = None,
 ) -> dict[str, Any]:
     enabled = v.flag("enabled", enabled)
-    day = clinical_date("on", on, now, default=today_in(ZoneInfo("UTC"), now))
+    # The opt-in is the prescriber's, not a course's: dated in their own zone where configured.
+    own = session.get(m.Prescriber, actor.uuid)
+    zone = ZoneInfo(own.time_zone if own is not None and own.time_zone else "UTC")
+    day = clinical_date("on", on, now, default=today_in(zone, now))
     policies = (
         session.execute(
             select(m.HomeTestingPolicy)
@@ -714,7 +760,11 @@ def record_test(
     test_setting = _choice("setting", setting, Setting)
     test_result = _choice("result", result, TestResult)
     day = clinical_date(
-        "specimen_date", specimen_date, now, not_before=course.enrolled_on - timedelta(days=90)
+        "specimen_date",
+        specimen_date,
+        now,
+        not_before=course.enrolled_on - timedelta(days=90),
+        latest=clinic_latest(session, course, now),
     )
     clia = v.flag("clia", clia)
     if isinstance(sensitivity_miu_ml, bool) or not isinstance(sensitivity_miu_ml, int | float):
@@ -812,7 +862,9 @@ def confirm_patient(session: Session, actor: Actor, now: datetime, patient_ref: 
         "specimen_date": test.specimen_date.isoformat(),
         "problems": test_problems(ruleset, test),
     }
-    add_record(session, course, cf.PATIENT_CONFIRMATION, today(course, now), payload, actor, now)
+    add_record(
+        session, course, cf.PATIENT_CONFIRMATION, today(session, course, now), payload, actor, now
+    )
     audit(session, actor, now, Action.PATIENT_CONFIRM, course, patient, course.state, payload)
     return outcome(session, course, record=payload)
 
@@ -859,11 +911,22 @@ def prescribe(
     patient, course = active(session, actor, Action.PRESCRIBE, patient_ref)
     supply = _count("days_supply", days_supply, 1, 366)
     repeats = _count("refills", refills, 0, 99)
+    latest = clinic_latest(session, course, now)
     day = clinical_date(
-        "written_on", written_on, now, default=today(course, now), not_before=course.enrolled_on
+        "written_on",
+        written_on,
+        now,
+        default=today(session, course, now),
+        not_before=course.enrolled_on,
+        latest=latest,
     )
     visit = clinical_date(
-        "office_visit_on", office_visit_on, now, default=day, not_before=course.enrolled_on
+        "office_visit_on",
+        office_visit_on,
+        now,
+        default=day,
+        not_before=course.enrolled_on,
+        latest=latest,
     )
     if visit > day:
         raise InvalidInput("office_visit_on", "is after the date written on the prescription")
@@ -927,7 +990,13 @@ def end_treatment(
     patient, course = active(session, actor, Action.TREATMENT_END, patient_ref)
     if CourseState(course.state) is CourseState.AUTHORIZED:
         raise Conflict("an authorization is open: it must be dispensed or reversed first")
-    day = clinical_date("last_dose_on", last_dose_on, now, not_before=course.enrolled_on)
+    day = clinical_date(
+        "last_dose_on",
+        last_dose_on,
+        now,
+        not_before=course.enrolled_on,
+        latest=clinic_latest(session, course, now),
+    )
     before = fire(course, "end_treatment", now)
     course.last_dose_on = day
     ruleset = ruleset_of(course)
@@ -966,7 +1035,13 @@ def report_pregnancy(
     note: object = None,
 ) -> Outcome:
     patient, course = active(session, actor, Action.PREGNANCY_REPORT, patient_ref)
-    day = clinical_date("reported_on", reported_on, now, default=today(course, now))
+    day = clinical_date(
+        "reported_on",
+        reported_on,
+        now,
+        default=today(session, course, now),
+        latest=clinic_latest(session, course, now),
+    )
     text = v.text("note", note, max_len=500) if note else None
     add_record(session, course, cf.PREGNANCY_REPORT, day, {"note": text}, actor, now)
     before = _suspend(session, course, actor, now, "pregnancy reported")
@@ -1003,7 +1078,13 @@ def change_state(
     if event == "resume":
         course.pregnancy_actions = False
     add_record(
-        session, course, cf.NOTE, today(course, now), {"event": event, "note": text}, actor, now
+        session,
+        course,
+        cf.NOTE,
+        today(session, course, now),
+        {"event": event, "note": text},
+        actor,
+        now,
     )
     audit(
         session,

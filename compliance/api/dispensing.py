@@ -43,7 +43,7 @@ from compliance.domain.gates import Decision, DispenseRequest, dispense_gate
 from compliance.domain.ids import Kind
 from compliance.domain.pregnancy_tests import suspending_test
 from compliance.domain.roles import Action
-from compliance.domain.timing import today_in, zone_for
+from compliance.domain.timing import clinic_zone, today_in, zone_for
 from compliance.errors import Conflict, InvalidInput, NotFound
 
 _RX = table_of(m.Prescription)
@@ -151,9 +151,11 @@ def check_dispense(
         return evaluate(session, actor, now, prescription_ref, supply)[0]
     rx = _prescription(session, prescription_ref)
     check_scope(actor, Action.COURSE_READ, rx.course, rx.patient)
-    zone = ruleset_of(rx.course).today_zone
+    # No pharmacy is named: judged in the clinic's zone.
+    course_facts = facts(session, rx.course)
+    zone = clinic_zone(ruleset_of(rx.course), course_facts.prescriber_zone).key
     request = DispenseRequest(rx.short_id, zone, days_supply=supply)
-    return dispense_gate(facts(session, rx.course), now, request)
+    return dispense_gate(course_facts, now, request)
 
 
 def request_authorization(

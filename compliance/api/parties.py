@@ -137,6 +137,7 @@ def person_info(row: Any, role: Role, pharmacy: str | None = None) -> PersonInfo
         id_system=getattr(row, "id_system", None),
         external_id=getattr(row, "external_id", None),
         pharmacy=pharmacy,
+        time_zone=getattr(row, "time_zone", None),
     )
 
 
@@ -247,10 +248,12 @@ def register_prescriber(
     name: object,
     external_id: object,
     id_system: object = "NPI",
+    time_zone: object = None,
 ) -> PersonInfo:
     name = v.text("name", name)
     system = v.scheme("id_system", id_system)
     ext = v.external_id("external_id", system, external_id)
+    zone = None if time_zone is None else v.time_zone("time_zone", time_zone)
     row = m.Prescriber(
         short_id=_unique_short_id(session, Kind.PRESCRIBER),
         name=name,
@@ -258,9 +261,13 @@ def register_prescriber(
         external_id=ext,
         status=PrescriberStatus.REGISTERED,
         created_at=now,
+        time_zone=zone,
     )
     session.add(row)
     _flush_unique(session, f"prescriber {system} {ext}")
+    payload = {"name": name, "id_system": system, "external_id": ext}
+    if zone is not None:
+        payload["time_zone"] = zone
     record(
         session,
         actor,
@@ -268,7 +275,28 @@ def register_prescriber(
         Action.PRESCRIBER_REGISTER,
         subjects=[row.short_id],
         state_after=row.status,
-        payload={"name": name, "id_system": system, "external_id": ext},
+        payload=payload,
+    )
+    return person_info(row, Role.PRESCRIBER)
+
+
+def set_prescriber_zone(
+    session: Session, actor: Actor, now: datetime, ref: object, time_zone: object
+) -> PersonInfo:
+    """The clinic's own zone, where the ruleset judges the clinic's steps there; None clears it
+    (the ruleset's zone then governs). Courses in flight are judged in the new zone from now on:
+    their recorded dates do not move."""
+    row = load(session, Kind.PRESCRIBER, ref, "prescriber", lock=True)
+    zone = None if time_zone is None else v.time_zone("time_zone", time_zone)
+    before = row.time_zone
+    row.time_zone = zone
+    record(
+        session,
+        actor,
+        now,
+        Action.PRESCRIBER_ZONE_SET,
+        subjects=[row.short_id],
+        payload={"time_zone_before": before, "time_zone": zone},
     )
     return person_info(row, Role.PRESCRIBER)
 

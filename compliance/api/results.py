@@ -40,6 +40,8 @@ class PersonInfo(_Result):
     id_system: str | None = None
     external_id: str | None = None
     pharmacy: str | None = None
+    # A prescriber's configured clinic zone (None: not configured, or not a prescriber).
+    time_zone: str | None = None
 
 
 @dataclass(frozen=True)

@@ -130,7 +130,10 @@ def impact(
         if course.ruleset_id == target.id:
             already += 1
             continue
-        result = course_impact(facts(session, course), target, when, zone)
+        course_facts = facts(session, course)
+        # A date is judged from its first instant in each course's own clinic zone.
+        at = when if day is None else as_of_instant(day, target, zone, course_facts.prescriber_zone)
+        result = course_impact(course_facts, target, at, zone)
         rows.append(
             CourseImpactRow(
                 patient=patient,

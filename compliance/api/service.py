@@ -315,12 +315,30 @@ class Compliance:
     # --- prescribers ----------------------------------------------------------------------
 
     def register_prescriber(
-        self, actor: str, name: str, external_id: str, id_system: str = "NPI"
+        self,
+        actor: str,
+        name: str,
+        external_id: str,
+        id_system: str = "NPI",
+        time_zone: str | None = None,
     ) -> PersonInfo:
+        """``time_zone``: the clinic's own IANA zone, used where the ruleset judges the
+        clinic's steps in the prescriber's zone (EU/UK)."""
         return self._call(
             Acting(actor),
             Action.PRESCRIBER_REGISTER,
-            lambda s, a, now: parties.register_prescriber(s, a, now, name, external_id, id_system),
+            lambda s, a, now: parties.register_prescriber(
+                s, a, now, name, external_id, id_system, time_zone
+            ),
+        )
+
+    def set_prescriber_zone(self, actor: str, prescriber: str, time_zone: str | None) -> PersonInfo:
+        """Set (or, with None, clear) the clinic's own zone of a prescriber; audited."""
+        return self._call(
+            Acting(actor),
+            Action.PRESCRIBER_ZONE_SET,
+            lambda s, a, now: parties.set_prescriber_zone(s, a, now, prescriber, time_zone),
+            about=(prescriber,),
         )
 
     def _prescriber(self, actor: str, action: Action, ref: str, note: str | None) -> PersonInfo:

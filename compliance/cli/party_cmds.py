@@ -11,6 +11,7 @@ from compliance.cli import vocab
 from compliance.cli.context import Context, pass_ctx
 from compliance.cli.output import json_option, show_record, show_rows
 from compliance.cli.vocab import ValuesCommand
+from compliance.domain.validate import time_zone
 from compliance.errors import InvalidInput
 
 PERSON_COLUMNS = ["id", "name", "status", "external_id", "pharmacy", "created_at"]
@@ -141,14 +142,38 @@ def prescriber() -> None:
     show_default=True,
     help="Identifier scheme; NPI values are check-digit validated.",
 )
+@click.option(
+    "--zone",
+    help="The clinic's own IANA zone, e.g. Europe/Lisbon (used where the ruleset judges the "
+    "clinic's steps in the prescriber's zone).",
+)
 @json_option
 @pass_ctx
 def prescriber_register(
-    state: Context, name: str, external_id: str, id_system: str, as_json: bool
+    state: Context, name: str, external_id: str, id_system: str, zone: str | None, as_json: bool
 ) -> None:
     """Register a prescriber (not yet activated)."""
-    person = state.app().register_prescriber(state.who(), name, external_id, id_system)
+    checked = None if zone is None else time_zone("--zone", zone)
+    person = state.app().register_prescriber(state.who(), name, external_id, id_system, checked)
     show_record(person.to_dict(), as_json)
+
+
+@prescriber.command("set-zone")
+@click.argument("prescriber_id", metavar="PRESCRIBER")
+@click.option("--zone", help="The clinic's own IANA zone, e.g. Europe/Athens.")
+@click.option("--clear", is_flag=True, help="Remove the zone: the ruleset's zone governs.")
+@json_option
+@pass_ctx
+def prescriber_set_zone(
+    state: Context, prescriber_id: str, zone: str | None, clear: bool, as_json: bool
+) -> None:
+    """Set or clear the clinic's own time zone of a prescriber (administrators; audited)."""
+    if clear == (zone is not None):
+        raise InvalidInput("--zone", "give --zone ZONE or --clear")
+    checked = None if zone is None else time_zone("--zone", zone)
+    show_record(
+        state.app().set_prescriber_zone(state.who(), prescriber_id, checked).to_dict(), as_json
+    )
 
 
 def _prescriber_change(verb: str, doc: str) -> click.Command:

@@ -46,10 +46,11 @@ def rules_list(state: Context, as_json: bool) -> None:
             "effective": str(schedule.get(r.id, "-")),
             "today_zone": r.today_zone,
             "dispense_zone": r.dispense_zone,
+            "clinic_zone": r.clinic_zone,
         }
         for r in all_rulesets().values()
     ]
-    columns = ["id", "title", "effective", "today_zone", "dispense_zone"]
+    columns = ["id", "title", "effective", "today_zone", "clinic_zone", "dispense_zone"]
     show_rows(rows, columns, as_json, title="Rulesets")
 
 

@@ -79,6 +79,9 @@ _PRESCRIPTIONS = (
     .where(_RX.c.course_id == bindparam("course"))
     .order_by(_RX.c.seq)
 )
+_PRESCRIBER_ZONE = select(_PRESCRIBER.c.time_zone).where(
+    _PRESCRIBER.c.id == bindparam("prescriber")
+)
 _AUTHORIZATIONS = (
     select(
         _AUTHORIZATION.c.number,
@@ -203,4 +206,11 @@ def load(session: Session, course: CourseFields) -> CourseFacts:
         resumed_seq=resumed,
         methods_cycle=methods_cycle,
         confirmed_tests=frozenset(confirmed_tests),
+        prescriber_zone=prescriber_zone(session, course),
     )
+
+
+def prescriber_zone(session: Session, course: CourseFields) -> str | None:
+    """The clinic's own zone configured for the course's prescriber (None: not configured)."""
+    zone = session.execute(_PRESCRIBER_ZONE, {"prescriber": course.prescriber_id}).scalar()
+    return None if zone is None else str(zone)

@@ -43,6 +43,8 @@ class Prescriber(Base):
     status: Mapped[Status]
     created_at: Mapped[datetime]
     activated_at: Mapped[datetime | None]
+    # The clinic's own IANA zone (None: not configured; the ruleset's zone governs).
+    time_zone: Mapped[str | None] = mapped_column(String(64))
 
 
 class Designee(Base):

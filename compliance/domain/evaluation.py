@@ -95,7 +95,7 @@ class Evaluation:
 
     def __post_init__(self) -> None:
         self.ruleset = self.facts.ruleset
-        self.zone = zone_for(self.ruleset, self.pharmacy_zone)
+        self.zone = zone_for(self.ruleset, self.pharmacy_zone, self.facts.prescriber_zone)
         self.today = today_in(self.zone, self.now)
         # The category the patient is judged under: the safe side when none is valid.
         facts = self.facts

@@ -100,6 +100,9 @@ class CourseFacts:
     methods_cycle: int | None = None
     # The tests whose negative result the prescriber confirmed the patient for, by test id.
     confirmed_tests: frozenset[str] = frozenset()
+    # The IANA zone configured for the course's prescriber (None: not configured); the ruleset
+    # says whether it governs the clinic's steps.
+    prescriber_zone: str | None = None
 
     @property
     def treatment_started(self) -> bool:

@@ -10,7 +10,7 @@ from typing import Any
 
 from compliance.domain.facts import CourseFacts, PrescriptionRecord
 from compliance.domain.gates import Decision, DispenseRequest, dispense_gate, readiness
-from compliance.domain.timing import start_of_day, zone_for
+from compliance.domain.timing import clinic_zone, start_of_day, zone_for
 from compliance.programs.model import Ruleset
 
 
@@ -80,11 +80,17 @@ def pending_prescription(facts: CourseFacts) -> PrescriptionRecord | None:
     return None if dispensed else latest
 
 
-def as_of_instant(day: date, target: Ruleset, pharmacy_zone: str | None = None) -> datetime:
+def as_of_instant(
+    day: date,
+    target: Ruleset,
+    pharmacy_zone: str | None = None,
+    prescriber_zone: str | None = None,
+) -> datetime:
     """A date judged as its first instant in the zone ``target`` judges "today" in (the named
-    pharmacy's, where the target judges dispensing there), so a report for a date is the same
-    whenever it is run, and a window whose last day was the day before has closed."""
-    return start_of_day(day, zone_for(target, pharmacy_zone))
+    pharmacy's, where the target judges dispensing there; else the clinic's), so a report for a
+    date is the same whenever it is run, and a window whose last day was the day before has
+    closed."""
+    return start_of_day(day, zone_for(target, pharmacy_zone, prescriber_zone))
 
 
 def course_impact(
@@ -100,7 +106,8 @@ def course_impact(
     gates = [GateImpact("prescribe", None, readiness(facts, now), readiness(moved, now))]
     rx = pending_prescription(facts)
     if rx is not None:
-        request = DispenseRequest(rx.id, pharmacy_zone or target.today_zone)
+        zone = pharmacy_zone or clinic_zone(target, facts.prescriber_zone).key
+        request = DispenseRequest(rx.id, zone)
         gates.append(
             GateImpact(
                 "dispense",

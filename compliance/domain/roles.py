@@ -26,6 +26,7 @@ class Action(enum.StrEnum):
     PRESCRIBER_SUSPEND = "prescriber.suspend"
     PRESCRIBER_REINSTATE = "prescriber.reinstate"
     PRESCRIBER_DEACTIVATE = "prescriber.deactivate"
+    PRESCRIBER_ZONE_SET = "prescriber.set_zone"
     DESIGNEE_REGISTER = "designee.register"
     DESIGNEE_DEACTIVATE = "designee.deactivate"
     GRANT_CREATE = "grant.create"
@@ -88,6 +89,7 @@ PERMISSIONS: MappingProxyType[Action, frozenset[Role]] = MappingProxyType(
         Action.PRESCRIBER_SUSPEND: frozenset({_A}),
         Action.PRESCRIBER_REINSTATE: frozenset({_A}),
         Action.PRESCRIBER_DEACTIVATE: frozenset({_A}),
+        Action.PRESCRIBER_ZONE_SET: frozenset({_A}),
         Action.DESIGNEE_REGISTER: frozenset({_A, _P}),
         Action.DESIGNEE_DEACTIVATE: frozenset({_A}),
         Action.GRANT_CREATE: frozenset({_A, _P}),

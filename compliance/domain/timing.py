@@ -12,14 +12,27 @@ from zoneinfo import ZoneInfo
 from compliance.programs.model import Ruleset
 
 
-def zone_for(ruleset: Ruleset, pharmacy_zone: str | None = None) -> ZoneInfo:
+def zone_for(
+    ruleset: Ruleset, pharmacy_zone: str | None = None, prescriber_zone: str | None = None
+) -> ZoneInfo:
     """The zone of "today": the pharmacy's own when the ruleset judges dispensing there and a
-    pharmacy is named, otherwise the ruleset's zone for the clinic's steps."""
+    pharmacy is named; otherwise the zone of the clinic's steps: the prescriber's own when the
+    ruleset says so and one is configured, else the ruleset's fixed zone."""
     if pharmacy_zone is None:
-        return ZoneInfo(ruleset.today_zone)
+        return clinic_zone(ruleset, prescriber_zone)
     if ruleset.dispense_zone == "pharmacy":
         return ZoneInfo(pharmacy_zone)
     return ZoneInfo(ruleset.dispense_zone)
+
+
+def clinic_zone(ruleset: Ruleset, prescriber_zone: str | None = None) -> ZoneInfo:
+    """The zone in which the clinic's steps and worklists are judged."""
+    own = ruleset.clinic_zone_for(prescriber_zone)
+    if own is not None:
+        return ZoneInfo(own)
+    if ruleset.clinic_zone == "prescriber":
+        return ZoneInfo(ruleset.today_zone)
+    return ZoneInfo(ruleset.clinic_zone)
 
 
 def today_in(zone: ZoneInfo, now: datetime) -> date:

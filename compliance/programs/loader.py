@@ -348,6 +348,18 @@ def _testing(r: _Reader) -> TestingRules:
     return rules
 
 
+def _zone_key(r: _Reader, data: dict[str, Any], key: str, party: str, default: str | None) -> str:
+    """A zone key (required when there is no ``default``): an IANA zone, or ``party`` for that
+    party's own zone."""
+    value = r.text(key) if key in data or default is None else default
+    if value != party:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise r.fail(key, f"{value!r} is not an IANA zone or {party!r}") from None
+    return value
+
+
 def parse(file: str, text: str) -> Ruleset:
     try:
         data = tomllib.loads(text)
@@ -363,14 +375,8 @@ def parse(file: str, text: str) -> Ruleset:
         ZoneInfo(zone)
     except (ZoneInfoNotFoundError, ValueError):
         raise r.fail("today_zone", f"{zone!r} is not an IANA zone") from None
-    dispense_zone = r.text("dispense_zone") if "dispense_zone" in data else zone
-    if dispense_zone != "pharmacy":
-        try:
-            ZoneInfo(dispense_zone)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise r.fail(
-                "dispense_zone", f"{dispense_zone!r} is not an IANA zone or 'pharmacy'"
-            ) from None
+    dispense_zone = _zone_key(r, data, "dispense_zone", "pharmacy", zone)
+    clinic_zone = _zone_key(r, data, "clinic_zone", "prescriber", None)
     reasons_table = r.must_table("reasons")
     reasons = {k: reasons_table.text(k) for k in list(reasons_table.data)}
     reasons_table.finish()
@@ -431,6 +437,7 @@ def parse(file: str, text: str) -> Ruleset:
         consent_catalogue=forms,
         notes=notes,
         dispense_zone=dispense_zone,
+        clinic_zone=clinic_zone,
     )
     prescription.finish()
     authorization.finish()

@@ -261,10 +261,22 @@ class Ruleset:
     notes: tuple[str, ...] = field(default=())
     # Where a dispense is judged: an IANA zone, or "pharmacy" for the pharmacy's own zone.
     dispense_zone: str = ""
+    # Where the clinic's steps and worklists are judged: an IANA zone, or "prescriber" for the
+    # prescriber's own configured zone (falling back to ``today_zone`` when none is set).
+    clinic_zone: str = ""
 
     def __post_init__(self) -> None:
         if not self.dispense_zone:
             object.__setattr__(self, "dispense_zone", self.today_zone)
+        if not self.clinic_zone:
+            object.__setattr__(self, "clinic_zone", self.today_zone)
+
+    def clinic_zone_for(self, prescriber_zone: str | None) -> str | None:
+        """The prescriber's own zone when this ruleset judges the clinic's steps there and the
+        prescriber has one; None when the ruleset's fixed zone governs."""
+        if self.clinic_zone == "prescriber" and prescriber_zone:
+            return prescriber_zone
+        return None
 
     def category(self, name: str) -> CategoryRules | None:
         return self.categories.get(name)

@@ -160,7 +160,9 @@ class _Setup:
         ids: dict[str, str] = {}
         for name, prescriber in t.prescribers.items():
             with _named(f"parties.prescribers.{name}"):
-                made = app.register_prescriber(admin, prescriber.display, fresh_npi())
+                made = app.register_prescriber(
+                    admin, prescriber.display, fresh_npi(), time_zone=prescriber.zone
+                )
                 ids[name] = app.activate_prescriber(admin, made.id).id
         pharmacies: dict[str, str] = {}
         for name, pharmacy in t.pharmacies.items():

@@ -293,6 +293,8 @@ OPERATIONS: dict[str, Operation] = {
 class Prescriber:
     name: str
     display: str
+    # The clinic's own IANA zone (None: none configured; the ruleset's zone governs).
+    zone: str | None = None
 
 
 @dataclass(frozen=True)
@@ -474,8 +476,10 @@ class _Reader:
         found = {}
         for name, body in self._entries(parties, "prescribers").items():
             where = f"parties.prescribers.{name}"
-            _no_unknown_keys(where, body, ("name",))
-            found[name] = Prescriber(name, _display(where, body, name))
+            _no_unknown_keys(where, body, ("name", "zone"))
+            raw = body.get("zone")
+            zone = None if raw is None else v.time_zone(f"{where}.zone", raw)
+            found[name] = Prescriber(name, _display(where, body, name), zone)
         return found or {"prescriber": Prescriber("prescriber", "Prescriber")}
 
     def _pharmacies(self, parties: dict[str, Any]) -> dict[str, Pharmacy]:
