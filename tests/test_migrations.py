@@ -5,12 +5,12 @@ from the repository root, and a clear ``DatabaseNotReady`` on an unmigrated data
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime, timedelta
 import stat
 import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 

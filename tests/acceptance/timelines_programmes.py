@@ -454,7 +454,7 @@ def eu_clinic_in_athens_dates_its_prescription(b: Builder) -> None:
     """Item 10: an Athens clinic writes a prescription at 00:30 on day 1 (still day 0 in
     Brussels); the clinic's zone governs the prescriber's steps, so it is dated day 1 and the
     pharmacy may dispense until day 7."""
-    b.add("prescriber", 0, "08:00", "set_clinic_zone", clinic_zone="Europe/Athens")
+    b.add("admin", 0, "08:00", "set_clinic_zone", clinic_zone="Europe/Athens")
     eu_initiation(b)
     b.add("prescriber", 1, "00:30", "prescribe", allow(written_on=b.d(1)), rx="rx", days=30)
     rma(b, 7, "18:00", allow(last_day=b.d(7)), pharmacy="athens", pickup=False)
@@ -464,7 +464,7 @@ def eu_clinic_in_athens_dates_its_prescription(b: Builder) -> None:
 def eu_clinic_in_lisbon_dates_its_prescription(b: Builder) -> None:
     """Item 10: a Lisbon clinic writes a prescription at 23:30 on day 0 (already day 1 in
     Brussels): it is dated day 0, so a Lisbon pharmacy's Day 7 is day 6."""
-    b.add("prescriber", 0, "08:00", "set_clinic_zone", clinic_zone="Europe/Lisbon")
+    b.add("admin", 0, "08:00", "set_clinic_zone", clinic_zone="Europe/Lisbon")
     eu_initiation(b)
     b.add("prescriber", 0, "23:30", "prescribe", allow(written_on=b.d(0)), rx="rx", days=30)
     rma(b, 7, "10:00", refuse("RX_EXPIRED"), pharmacy="lisbon", pickup=False)
@@ -477,7 +477,10 @@ def uk_remotely_supervised_monthly_test(b: Builder) -> None:
     b.add("prescriber", 0, "08:00", "home_testing", enabled=True, procedure="video-supervised test")
     _eu_first(b)
     specimen(b, 28, "09:30", "t2")
-    result(b, 28, "12:00", "t2", "monthly", setting="remote_supervised", clia=False)
+    # reading: a remotely supervised test is recorded as a home test under the prescriber's
+    # opt-in, whose documented procedure states the supervision (rules.md names no other
+    # setting for it)
+    result(b, 28, "12:00", "t2", "monthly", setting="home", clia=False)
     b.add("prescriber", 28, "12:30", "prescribe", rx="rx2", days=30)
     rma(b, 29, "10:00", allow(last_day=b.d(34)), rx="rx2", auth="a2")
 
