@@ -12,8 +12,8 @@ and the scripts' own ``revision`` lines directly, and Alembic is imported only t
 
 from __future__ import annotations
 
-import ast
 import io
+import re
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -51,27 +51,21 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return config
 
 
+_ASSIGNMENT = re.compile(
+    r"^(revision|down_revision)\s*(?::[^=]+)?=\s*(None|\"[^\"]*\"|'[^']*')\s*$", re.MULTILINE
+)
+
+
 def _declared(script: Path) -> tuple[str, str | None] | None:
-    """A script's ``revision`` and ``down_revision``, read without running it."""
-    values: dict[str, object] = {}
-    for node in ast.parse(script.read_text(encoding="utf-8")).body:
-        target = None
-        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-            target, value = node.target.id, node.value
-        elif (
-            isinstance(node, ast.Assign)
-            and len(node.targets) == 1
-            and isinstance(node.targets[0], ast.Name)
-        ):
-            target, value = node.targets[0].id, node.value
-        if target in {"revision", "down_revision"} and value is not None:
-            values[target] = ast.literal_eval(value)
-    revision, down = values.get("revision"), values.get("down_revision")
-    if not isinstance(revision, str):
+    """A script's ``revision`` and ``down_revision``, read from its own top-level lines without
+    running or parsing it (a regular expression: safe from any thread)."""
+    values: dict[str, str | None] = {}
+    for name, literal in _ASSIGNMENT.findall(script.read_text(encoding="utf-8")):
+        values.setdefault(name, None if literal == "None" else literal[1:-1])
+    revision = values.get("revision")
+    if revision is None:
         return None
-    if down is not None and not isinstance(down, str):
-        raise DatabaseNotReady(f"{script.name}: a merge of revisions is not supported here")
-    return revision, down
+    return revision, values.get("down_revision")
 
 
 def head_revision() -> str:
