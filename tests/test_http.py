@@ -387,6 +387,63 @@ def test_an_authorization_denied_by_the_rules_is_a_200_with_the_decision(running
     assert body["decision"]["outcome"] == "REFUSE" and "window" in body["decision"]
 
 
+def test_the_pharmacy_states_its_supply_and_finds_a_paper_prescription(running: Running) -> None:
+    """What the pharmacist has in hand: the days' supply dispensed, and a paper prescription
+    found from the patient's programme id, date of birth and the prescriber's NPI."""
+    app, prs = running.app, running.w.prescriber.id
+    pat = ready_patient(running)
+    rx = app.prescribe(prs, pat, 30).prescription
+    assert rx is not None
+    npi = app.get_person(running.w.admin.id, prs).external_id
+    lookup = {"patient": pat, "date_of_birth": "1990-05-05", "prescriber_npi": npi}
+    with running.terminal() as http:
+        over = http.post("/v1/dispense-checks", json={"prescription": rx.id, "days_supply": 31})
+        assert over.status_code == 200, over.text
+        codes = {r["code"] for r in over.json()["reasons"]}
+        assert rc.SUPPLY_EXCEEDS_PRESCRIPTION in codes
+        found = http.post("/v1/prescription-lookups", json=lookup)
+        assert found.status_code == 200, found.text
+        assert found.json()["id"] == rx.id
+        for wrong in ({"date_of_birth": "1990-05-06"}, {"prescriber_npi": "1234567893"}):
+            assert_problem(
+                http.post("/v1/prescription-lookups", json=lookup | wrong), 404, "NOT_FOUND"
+            )
+        issued = http.post("/v1/authorizations", json={"prescription": rx.id, "days_supply": 20})
+        assert issued.status_code == 201, issued.text
+        assert issued.json()["authorization"]["days_supply"] == 20
+    with running.ehr() as http:
+        refused = http.post("/v1/prescription-lookups", json=lookup)  # a pharmacist's read only
+        assert assert_problem(refused, 403, "NOT_PERMITTED")["codes"] == [rc.ACTOR_NOT_PERMITTED]
+
+
+def test_the_prescribers_system_confirms_the_patient(running: Running) -> None:
+    """iPLEDGE: the prescriber confirms the patient once the negative result is in; before it
+    the confirmation is refused as an answer (200 with the decision)."""
+    app, prs = running.app, running.w.prescriber.id
+    pat = app.register_patient(prs, f"Cora {uuid.uuid4().hex[:6]}", "1995-03-03").patient.id
+    app.enrol(prs, pat)
+    app.assign_category(prs, pat, "can_get_pregnant", "REPRODUCTIVE_POTENTIAL")
+    with running.ehr() as http:
+        early = http.post(f"/v1/patients/{pat}/confirmation")
+        assert early.status_code == 200, early.text
+        assert early.json()["status"] == "refused"
+        assert rc.NO_NEGATIVE_TEST_IN_WINDOW in early.json()["codes"]
+        app.record_test(
+            prs,
+            pat,
+            kind="screening",
+            specimen_date=T0.date(),
+            setting="lab",
+            result="negative",
+            clia=True,
+        )
+        done = http.post(f"/v1/patients/{pat}/confirmation")
+        assert done.status_code == 200, done.text
+        assert done.json()["status"] == "ok"
+    events = app.audit_log(running.w.admin.id, LogFilter(action="course.confirm_patient"))
+    assert [e.outcome for e in events] == ["refused", "ok"]
+
+
 def test_unknown_things_are_404_and_bad_values_422(running: Running) -> None:
     with running.terminal() as http:
         unknown_rx = http.post(

@@ -48,7 +48,7 @@ ROLES_OF_KIND: MappingProxyType[ClientKind, frozenset[Role]] = MappingProxyType(
 # Each scope names the engine actions its endpoints perform.
 SCOPES: MappingProxyType[str, frozenset[Action]] = MappingProxyType(
     {
-        "dispense:check": frozenset({Action.COURSE_READ}),
+        "dispense:check": frozenset({Action.COURSE_READ, Action.PRESCRIPTION_FIND}),
         "dispense:authorize": frozenset({Action.AUTHORIZATION_REQUEST}),
         "dispense:reverse": frozenset({Action.AUTHORIZATION_REVERSE}),
         "dispense:record": frozenset({Action.DISPENSE_RECORD}),
@@ -61,6 +61,7 @@ SCOPES: MappingProxyType[str, frozenset[Action]] = MappingProxyType(
                 Action.COUNSELLING_RECORD,
                 Action.CONTRACEPTION_RECORD,
                 Action.TEST_RECORD,
+                Action.PATIENT_CONFIRM,
             }
         ),
         "prescribe": frozenset({Action.PRESCRIBE}),

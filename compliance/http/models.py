@@ -67,6 +67,14 @@ class TestResult(Body):
     clia: bool = False
 
 
+class PrescriptionLookup(Body):
+    """What a paper prescription and the patient in front of the pharmacist give."""
+
+    patient: str = Field(description="The patient's programme id (PAT-...).")
+    date_of_birth: date
+    prescriber_npi: str = Field(description="The prescriber's NPI as written on the prescription.")
+
+
 class Counselling(Body):
     counselled_on: date | None = None
 

@@ -18,7 +18,12 @@ from compliance.api.results_course import Outcome
 from compliance.domain.gates import Decision
 from compliance.errors import InvalidInput, NotPermitted, Refused
 from compliance.http.auth import ServiceDep, act, requires
-from compliance.http.models import AuthorizationRequest, DispenseCheck, Reversal
+from compliance.http.models import (
+    AuthorizationRequest,
+    DispenseCheck,
+    PrescriptionLookup,
+    Reversal,
+)
 from compliance.http.problems import refusal_body
 
 router = APIRouter(tags=["pharmacy"])
@@ -112,6 +117,26 @@ def request_authorization(
         return denied(refusal)
     # A replay answers exactly like the first request (``record.replayed`` tells them apart).
     return JSONResponse(approved(outcome), status_code=201)
+
+
+@router.post(
+    "/prescription-lookups",
+    summary="Find a paper prescription from the patient's programme id, date of birth and the "
+    "prescriber's NPI",
+)
+def find_prescription(
+    body: PrescriptionLookup,
+    svc: ServiceDep,
+    caller: Annotated[Caller, Depends(requires("dispense:check"))],
+) -> dict[str, Any]:
+    """A POST, so the date of birth never lands in a URL or an access log."""
+    found = act(
+        caller,
+        lambda: svc.compliance.find_prescription(
+            caller.actor, body.patient, body.date_of_birth, body.prescriber_npi
+        ),
+    )
+    return found.to_dict()
 
 
 @router.get("/authorizations/{number}", summary="An authorization, with reversal and pickup")

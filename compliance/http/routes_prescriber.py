@@ -117,6 +117,19 @@ def record_test(patient: str, body: TestResult, svc: ServiceDep, caller: Writer)
     )
 
 
+@router.post(
+    "/patients/{patient}/confirmation",
+    summary="The prescriber confirms the patient for the latest negative result (iPLEDGE)",
+)
+def confirm_patient(patient: str, svc: ServiceDep, caller: Writer) -> Any:
+    return act(
+        caller,
+        lambda: answer(
+            lambda: svc.compliance.confirm_patient(caller.actor, patient, caller.on_behalf_of)
+        ),
+    )
+
+
 @router.post("/patients/{patient}/counselling", summary="Record counselling")
 def counselling(patient: str, body: Counselling, svc: ServiceDep, caller: Writer) -> Any:
     return act(
