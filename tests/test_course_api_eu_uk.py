@@ -229,3 +229,22 @@ def test_uk_course_ends_with_the_test_a_month_after_stopping(clinic: Clinic) -> 
         result="negative",
     ).course
     assert (final.state, final.open) == ("completed", False)
+
+
+def test_the_pretreatment_test_by_the_programmes_own_name(clinic: Clinic) -> None:
+    """The EU/UK name one pre-treatment test (workflows.md 4.2): recorded under that name, it
+    is the qualifying test; iPLEDGE, which has no such name, refuses it naming the field."""
+    app, c = clinic.app, clinic
+    pat = qualified_uk(c)
+    app.record_test(
+        c.prs, pat, kind="pretreatment", specimen_date=c.at(0), setting="clinic", result="negative"
+    )
+    rx = app.prescribe(c.prs, pat, 30).prescription
+    assert rx is not None and app.check_dispense(c.london, rx.id).allowed
+    us = app.register_patient(c.prs, "Uma", "2003-03-03").patient.id
+    app.enrol(c.prs, us)
+    with pytest.raises(InvalidInput, match="kind: must be one of screening") as caught:
+        app.record_test(
+            c.prs, us, kind="pretreatment", specimen_date=c.at(0), setting="lab", result="negative"
+        )
+    assert caught.value.field == "kind" and "pretreatment" not in str(caught.value)

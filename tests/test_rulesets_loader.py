@@ -588,3 +588,29 @@ def test_optional_or_open_keys_may_be_deleted() -> None:
     assert parse(FILE, dump(without(MOD_DATA, ("notes",)))).notes == ()
     ruleset = parse(FILE, dump(without(MOD_DATA, ("contraception", "methods", "iud"))))
     assert ruleset.contraception.tier("iud") is None
+
+
+# --- a programme's own names for kinds of test ---------------------------------------------------
+
+
+def test_eu_and_uk_name_their_pretreatment_test_and_iPLEDGE_names_none() -> None:
+    rulesets = loader.all_rulesets()
+    for ruleset_id in ("eu-iso/2018", "uk-iso/2026-01"):
+        assert rulesets[ruleset_id].testing.names == {"pretreatment": Kind.CONFIRMATION}
+    for ruleset_id in ("ipledge/2023-03", "ipledge/2026-mod"):
+        assert rulesets[ruleset_id].testing.names == {}
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ('monthly = "confirmation"', "is already a kind"),
+        ('pretreatment = "baseline"', "is not a kind of test"),
+    ],
+)
+def test_a_name_must_be_new_and_name_a_kind(entry: str, message: str) -> None:
+    text = mutate(
+        "[pregnancy_tests]\n", f"[pregnancy_tests.names]\n{entry}\n\n[pregnancy_tests]\n"
+    )
+    error = rejected(text)
+    assert message in str(error)

@@ -756,7 +756,16 @@ def record_test(
 ) -> Outcome:
     patient, course = active(session, actor, Action.TEST_RECORD, patient_ref)
     ruleset = ruleset_of(course)
-    test_kind = _choice("kind", kind, TestKind)
+    named = ruleset.testing.names
+    given = str(kind).strip().lower()
+    if given in named:
+        test_kind = named[given]
+    else:
+        try:
+            test_kind = TestKind(given)
+        except ValueError:
+            allowed = ", ".join([*(k.value for k in TestKind), *named])
+            raise InvalidInput("kind", f"must be one of {allowed}") from None
     test_setting = _choice("setting", setting, Setting)
     test_result = _choice("result", result, TestResult)
     day = clinical_date(

@@ -265,14 +265,14 @@ def course_confirm(state: Context, patient: str, methods: tuple[str, ...], as_js
     show_outcome(state.app().confirm_contraception(state.who(), patient, list(methods)), as_json)
 
 
-@course.command("test")
+@course.command("test", cls=ValuesCommand, values={"--kind": vocab.test_kinds})
 @patient_argument
 @click.option(
     "--kind",
     required=True,
-    type=click.Choice(
-        ["screening", "confirmation", "monthly", "end_of_treatment", "post_treatment"]
-    ),
+    metavar="KIND",
+    shell_complete=vocab.completer(vocab.test_kinds),
+    help="The kind of test, or the programme's own name for it (EU/UK: pretreatment).",
 )
 @click.option("--specimen-date", required=True, help="Date the specimen was collected.")
 @click.option("--setting", required=True, type=click.Choice(["lab", "clinic", "home"]))

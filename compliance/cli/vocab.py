@@ -39,6 +39,14 @@ def methods() -> list[str]:
     )
 
 
+def test_kinds() -> list[str]:
+    """The kinds of test, then the names programmes give them (EU/UK "pretreatment")."""
+    from compliance.programs.model import TestKind
+
+    named = sorted({n for r in _rulesets() for n in r.testing.names})
+    return [k.value for k in TestKind] + named
+
+
 def schedules() -> list[str]:
     return sorted({s for r in _rulesets() for s in r.testing.schedules})
 

@@ -279,6 +279,22 @@ def _contraception(r: _Reader) -> ContraceptionRules:
     return rules
 
 
+def _kind_names(table: _Reader | None) -> dict[str, TestKind]:
+    """A programme's own names for kinds of test, each naming one kind."""
+    names: dict[str, TestKind] = {}
+    if table is None:
+        return names
+    for name in list(table.data):
+        target = table.text(name)
+        if name in _options(TestKind):
+            raise table.fail(name, "is already a kind: a name must be the programme's own")
+        if target not in _options(TestKind):
+            raise table.fail(name, f"{target!r} is not a kind of test")
+        names[name] = TestKind(target)
+    table.finish()
+    return names
+
+
 def _testing(r: _Reader) -> TestingRules:
     kinds_table = r.must_table("kinds")
     kinds: dict[TestKind, TestKindRules] = {}
@@ -329,6 +345,7 @@ def _testing(r: _Reader) -> TestingRules:
         raise r.fail("default_schedule", f"must name one of: {', '.join(schedules)}")
     if default is not None and not schedules:
         raise r.fail("default_schedule", "names a schedule but [schedules] is empty")
+    names = _kind_names(r.table("names", optional=True))
     rules = TestingRules(
         min_sensitivity_miu_ml=r.number("min_sensitivity_miu_ml", 1, 1000),
         pretreatment_count=r.count("pretreatment_count", 0, 5),
@@ -338,6 +355,7 @@ def _testing(r: _Reader) -> TestingRules:
         post_treatment_days_after_last_dose=r.count("post_treatment_days_after_last_dose", 0, 3660),
         max_days_before_prescription=r.optional_count("max_days_before_prescription", 0, 366),
         pretreatment_slots=tuple(slots),
+        names=names,
         schedules=schedules,
         default_schedule=default,
         prescriber_confirms_result=r.flag("prescriber_confirms_result"),

@@ -226,6 +226,9 @@ class TestingRules:
     # The prescriber confirms the patient once the negative result is entered (iPLEDGE); the
     # confirmation counts for the result it confirmed only.
     prescriber_confirms_result: bool = False
+    # A programme's own name for a kind (EU/UK: the one "pre-treatment" test is the
+    # qualifying test): accepted as input and stored as the kind it names.
+    names: dict[str, TestKind] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

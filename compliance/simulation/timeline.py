@@ -151,7 +151,12 @@ OPERATIONS: dict[str, Operation] = {
             "record_test",
             "prescriber",
             (
-                Param("kind", "choice", _choices(TestKind), required=True),
+                Param(
+                    "kind",
+                    "choice",
+                    f"{_choices(TestKind)}, or a programme's own name (EU/UK `pretreatment`)",
+                    required=True,
+                ),
                 Param("setting", "choice", _choices(Setting), required=True),
                 Param("result", "choice", "`negative` or `positive`", default="`negative`"),
                 Param(
@@ -817,9 +822,16 @@ def _flag(where: str, param: Param, raw: object) -> bool:
     return raw
 
 
+def _kind_names() -> list[str]:
+    """The names programmes give kinds of test; the course's ruleset judges each."""
+    from compliance.programs.loader import all_rulesets
+
+    return sorted({n for r in all_rulesets().values() for n in r.testing.names})
+
+
 def _choice(where: str, param: Param, raw: object) -> str:
     options = {
-        "kind": [k.value for k in TestKind],
+        "kind": [k.value for k in TestKind] + _kind_names(),
         "setting": [s.value for s in Setting],
         "result": ["negative", "positive"],
         "gate": ["prescribe", "dispense"],
