@@ -756,16 +756,7 @@ def record_test(
 ) -> Outcome:
     patient, course = active(session, actor, Action.TEST_RECORD, patient_ref)
     ruleset = ruleset_of(course)
-    named = ruleset.testing.names
-    given = str(kind).strip().lower()
-    if given in named:
-        test_kind = named[given]
-    else:
-        try:
-            test_kind = TestKind(given)
-        except ValueError:
-            allowed = ", ".join([*(k.value for k in TestKind), *named])
-            raise InvalidInput("kind", f"must be one of {allowed}") from None
+    test_kind = _choice("kind", kind, TestKind, ruleset.testing.names)
     test_setting = _choice("setting", setting, Setting)
     test_result = _choice("result", result, TestResult)
     day = clinical_date(
@@ -889,11 +880,16 @@ def advance_after_treatment(session: Session, course: m.Course, now: datetime) -
         fire(course, "complete", now)
 
 
-def _choice(field: str, value: object, enum: Any) -> Any:
+def _choice(field: str, value: object, enum: Any, names: Mapping[str, Any] | None = None) -> Any:
+    """A member of ``enum``, or the member a ruleset's own ``names`` give it."""
+    given = str(value).strip().lower()
+    if names and given in names:
+        return names[given]
     try:
-        return enum(str(value).strip().lower())
+        return enum(given)
     except ValueError:
-        raise InvalidInput(field, f"must be one of {', '.join(e.value for e in enum)}") from None
+        allowed = [*(e.value for e in enum), *(names or ())]
+        raise InvalidInput(field, f"must be one of {', '.join(allowed)}") from None
 
 
 # --- prescribing and ending -------------------------------------------------------------------

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 import click
 
@@ -252,17 +253,26 @@ def designee_deactivate(state: Context, designee_id: str, as_json: bool) -> None
     show_record(state.app().deactivate_designee(state.who(), designee_id).to_dict(), as_json)
 
 
+def _grant_target(help_scope: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The designee, their prescriber, and the scope of a grant: shared by grant and amend."""
+
+    def wrap(f: Callable[..., Any]) -> Callable[..., Any]:
+        f = click.option(
+            "--scope",
+            "scopes",
+            multiple=True,
+            metavar="ACTION",
+            shell_complete=vocab.completer(vocab.scopes),
+            help=help_scope,
+        )(f)
+        f = click.option("--prescriber", "prescriber_id", required=True, metavar="PRESCRIBER")(f)
+        return click.argument("designee_id", metavar="DESIGNEE")(f)
+
+    return wrap
+
+
 @designee.command("grant", cls=ValuesCommand, values={"--scope": vocab.scopes})
-@click.argument("designee_id", metavar="DESIGNEE")
-@click.option("--prescriber", "prescriber_id", required=True, metavar="PRESCRIBER")
-@click.option(
-    "--scope",
-    "scopes",
-    multiple=True,
-    metavar="ACTION",
-    shell_complete=vocab.completer(vocab.scopes),
-    help="An action the grant covers (repeat); default: every delegable action.",
-)
+@_grant_target("An action the grant covers (repeat); default: every delegable action.")
 @click.option(
     "--expires",
     help="When the grant ends: an ISO 8601 instant with offset, or a date (the end of that day "
@@ -290,16 +300,7 @@ def designee_grant(
 
 
 @designee.command("amend", cls=ValuesCommand, values={"--scope": vocab.scopes})
-@click.argument("designee_id", metavar="DESIGNEE")
-@click.option("--prescriber", "prescriber_id", required=True, metavar="PRESCRIBER")
-@click.option(
-    "--scope",
-    "scopes",
-    multiple=True,
-    metavar="ACTION",
-    shell_complete=vocab.completer(vocab.scopes),
-    help="The corrected scope: every action the grant covers (repeat); default: unchanged.",
-)
+@_grant_target("The corrected scope: every action the grant covers (repeat); default: unchanged.")
 @click.option(
     "--expires",
     help="The corrected end: an ISO 8601 instant with offset, or a date (the end of that day "

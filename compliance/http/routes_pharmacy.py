@@ -6,17 +6,15 @@ the decision when the rules refuse it (as NCPDP's REMSResponse Approved / Denied
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
-from typing import Annotated, Any, cast
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header
 from fastapi.responses import JSONResponse
 
 from compliance.api.results_clients import Caller
 from compliance.api.results_course import Outcome
-from compliance.domain.gates import Decision
-from compliance.errors import InvalidInput, NotPermitted, Refused
+from compliance.errors import NotPermitted, Refused
 from compliance.http.auth import ServiceDep, act, requires
 from compliance.http.models import (
     AuthorizationRequest,
@@ -27,16 +25,6 @@ from compliance.http.models import (
 from compliance.http.problems import refusal_body
 
 router = APIRouter(tags=["pharmacy"])
-
-
-def days(method: Callable[..., object], value: int | None) -> dict[str, int]:
-    """``days_supply`` passed on only when the caller gave it, and only to an engine whose
-    method takes it; otherwise a clear 422 rather than a silently ignored value."""
-    if value is None:
-        return {}
-    if "days_supply" not in inspect.signature(method).parameters:
-        raise InvalidInput("days_supply", "this engine version does not take a days' supply here")
-    return {"days_supply": value}
 
 
 def approved(outcome: Outcome) -> dict[str, Any]:
@@ -75,11 +63,10 @@ def dispense_check(
     svc: ServiceDep,
     caller: Annotated[Caller, Depends(requires("dispense:check"))],
 ) -> dict[str, Any]:
-    check = cast(Callable[..., Decision], svc.compliance.check_dispense)
     decision = act(
         caller,
-        lambda: check(
-            caller.actor, body.prescription, caller.on_behalf_of, **days(check, body.days_supply)
+        lambda: svc.compliance.check_dispense(
+            caller.actor, body.prescription, caller.on_behalf_of, days_supply=body.days_supply
         ),
     )
     return decision.to_dict()
@@ -103,12 +90,11 @@ def request_authorization(
         ),
     ] = None,
 ) -> Any:
-    request = cast(Callable[..., Outcome], svc.compliance.request_authorization)
     try:
         outcome = act(
             caller,
-            lambda: request(
-                caller.actor, body.prescription, idempotency_key, **days(request, body.days_supply)
+            lambda: svc.compliance.request_authorization(
+                caller.actor, body.prescription, idempotency_key, days_supply=body.days_supply
             ),
         )
     except NotPermitted:
