@@ -778,6 +778,27 @@ def reported_pregnancy_blocks_pickup(b: Builder) -> None:
     )
 
 
+@timeline(IPLEDGE)
+def positive_test_after_rma_blocks_pickup(b: Builder) -> None:
+    """§1.5: the RMA is issued, then a positive result comes in the same day: the pickup the
+    next morning is refused, and the refusal names the positive test as the cause (a blocking
+    state decides alone, with its cause)."""
+    enrol_pcgp(b)
+    ipledge_month_one_without_rma(b)
+    rma(b, 23, "11:00", allow(last_day=b.d(27)), pickup=False)
+    specimen(b, 23, "12:00", "tp")
+    result(b, 23, "17:00", "tp", "confirmation", result="positive")
+    b.add(
+        "pharmacist",
+        24,
+        "10:00",
+        "pickup",
+        refuse("COURSE_SUSPENDED", "PREGNANCY_TEST_POSITIVE"),
+        pharmacy="ny",
+        auth="auth",
+    )
+
+
 _ = datetime
 
 

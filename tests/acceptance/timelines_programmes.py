@@ -7,6 +7,7 @@ from tests.acceptance.model import ALL, EU, EU_UK, IPLEDGE, LEGACY, MOD, UK, Bui
 from tests.acceptance.registry import timeline
 from tests.acceptance.steps import (
     CONSENTS,
+    DEFAULT_PHARMACY,
     check,
     confirm,
     enrol_pcgp,
@@ -264,6 +265,26 @@ def eu_uk_positive_test_suspends(b: Builder) -> None:
         "prescribe",
         refuse("COURSE_SUSPENDED", "PREGNANCY_TEST_POSITIVE"),
         rx="rx2",
+    )
+
+
+@timeline(EU_UK)
+def eu_uk_positive_test_blocks_the_dispense(b: Builder) -> None:
+    """§1.5 applied to §4: the pharmacy has recorded the prescription for dispensing; a positive
+    test that day stops the hand-over, naming the positive test while it is the cause."""
+    eu_initiation(b)
+    b.add("prescriber", 0, "11:30", "prescribe", rx="rx", days=30)
+    rma(b, 1, "10:00", allow(first_day=b.d(0), last_day=b.d(6)), pickup=False)
+    specimen(b, 1, "11:00", "tp")
+    result(b, 1, "15:00", "tp", "monthly", setting="clinic", clia=False, result="positive")
+    b.add(
+        "pharmacist",
+        2,
+        "10:00",
+        "pickup",
+        refuse("COURSE_SUSPENDED", "PREGNANCY_TEST_POSITIVE"),
+        pharmacy=DEFAULT_PHARMACY[b.ruleset],
+        auth="auth",
     )
 
 
