@@ -41,6 +41,7 @@ from compliance.domain.authorization_number import formatted, is_valid, new_numb
 from compliance.domain.course import CourseState
 from compliance.domain.gates import Decision, DispenseRequest, dispense_gate
 from compliance.domain.ids import Kind
+from compliance.domain.pickup import Pickup, PickupRefusal, pickup_gate
 from compliance.domain.pregnancy_tests import suspending_test
 from compliance.domain.roles import Action
 from compliance.domain.timing import clinic_zone, today_in, zone_for
@@ -349,25 +350,18 @@ def reverse_authorization(
     return outcome(session, course, authorization=info)
 
 
-def _suspended(session: Session, course: m.Course, patient: str) -> RuleRefusal:
-    cause = suspending_test(facts(session, course))
-    codes = (
-        (rc.COURSE_SUSPENDED,)
-        if cause is None
-        else (rc.COURSE_SUSPENDED, rc.PREGNANCY_TEST_POSITIVE)
+def _pickup_refusal(
+    session: Session, found: m.Authorization, course: m.Course, now: datetime
+) -> PickupRefusal | None:
+    suspended = course.state == CourseState.SUSPENDED
+    pickup = Pickup(
+        state=CourseState(course.state),
+        reversed_at=found.reversed_at,
+        do_not_dispense_after=found.do_not_dispense_after,
+        # The course's facts are read only when its suspension needs a cause.
+        suspending_test=suspending_test(facts(session, course)) if suspended else None,
     )
-    detail = (
-        "a pregnancy was reported"
-        if cause is None
-        else f"positive test of {cause.specimen_date.isoformat()}"
-    )
-    return RuleRefusal(
-        f"{rc.MESSAGES[rc.COURSE_SUSPENDED]}: {detail}; do not dispense",
-        codes,
-        subjects=(patient,),
-        ruleset_id=course.ruleset_id,
-        state=course.state,
-    )
+    return pickup_gate(pickup, now)
 
 
 def record_dispense(session: Session, actor: Actor, now: datetime, number: object) -> Outcome:
@@ -377,23 +371,14 @@ def record_dispense(session: Session, actor: Actor, now: datetime, number: objec
             f"authorization {found.number} was already dispensed at "
             f"{found.dispensed_at.isoformat()}"
         )
-    if course.state == CourseState.SUSPENDED:
-        # A blocking state decides alone, with its cause (a pregnancy also reverses the
-        # authorization, but the suspension is what the pharmacist must act on).
-        raise _suspended(session, course, patient.short_id)
-    if found.reversed_at is not None:
-        raise rule_refusal(
-            rc.AUTHORIZATION_REVERSED,
-            f"reversed at {found.reversed_at.isoformat()}: request a new one",
-            course,
-            patient.short_id,
-        )
-    if found.do_not_dispense_after is not None and now > found.do_not_dispense_after:
-        raise rule_refusal(
-            rc.AUTHORIZATION_EXPIRED,
-            f"do not dispense after {found.do_not_dispense_after.isoformat()}",
-            course,
-            patient.short_id,
+    refusal = _pickup_refusal(session, found, course, now)
+    if refusal is not None:
+        raise RuleRefusal(
+            refusal.message,
+            refusal.codes,
+            subjects=(patient.short_id,),
+            ruleset_id=course.ruleset_id,
+            state=course.state,
         )
     ruleset = ruleset_of(course)
     pharmacy = _pharmacy(actor)
