@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 import uuid
@@ -127,10 +128,33 @@ def uuid_value(field: str, value: object) -> uuid.UUID:
 
 def name_key(name: str) -> str:
     """A folding of a name used only to *warn* about possible duplicates, never to match.
-    Folding can lengthen a name (ß becomes ss), so the key is cut to the column's width."""
-    folded = unicodedata.normalize("NFKD", name).casefold()
-    kept = "".join(ch for ch in folded if ch.isalnum() or ch.isspace())
-    return " ".join(kept.split())[:MAX_NAME]
+
+    Case, compatibility forms and characters that look alike in another script (Cyrillic
+    capital A, U+0410, for Latin "A") fold together, so a name retyped on a different keyboard
+    still warns. Folding can lengthen a name (ß becomes ss): the key is cut to the column's
+    width."""
+    looks = _look_alikes()
+    # Before and after case folding: capital and small forms have different look-alikes
+    # (Cyrillic capital Ve, U+0412, looks like "B"; its small form like nothing Latin).
+    decomposed = unicodedata.normalize("NFKD", name)
+    folded = "".join(looks.get(ch, ch) for ch in decomposed).casefold()
+    kept = "".join(looks.get(ch, ch) for ch in folded if ch.isalnum() or ch.isspace())
+    return " ".join(kept.casefold().split())[:MAX_NAME]
+
+
+@functools.cache
+def _look_alikes() -> dict[str, str]:
+    """Each character with homoglyphs, mapped to the ASCII one it is mistaken for (the lowest
+    when several are), from the Unicode confusables data that ``confusable-homoglyphs`` ships.
+    Loaded on first use: most commands never register or search a patient."""
+    from confusable_homoglyphs.confusables import confusables_data
+
+    table: dict[str, str] = {}
+    for char, glyphs in confusables_data.items():
+        ascii_forms = sorted(g["c"] for g in glyphs if g["c"].isascii() and g["c"].isalnum())
+        if len(char) == 1 and ascii_forms and not (char.isascii() and char.isalnum()):
+            table[char] = ascii_forms[0].casefold()
+    return table
 
 
 def whole_number(field: str, value: object, low: int, high: int) -> int:
