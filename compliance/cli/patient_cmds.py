@@ -62,7 +62,8 @@ def patient_register(
     show_record(result.patient.to_dict(), False, title="Patient registered")
     if result.possible_duplicates:
         warn(
-            "possible duplicate: same name (ignoring case, accents and look-alike letters) and date of birth as "
+            "possible duplicate: same name (ignoring case, accents and look-alike letters)"
+            " and date of birth as "
             + ", ".join(result.possible_duplicates)
             + " (check before continuing; patients are never matched automatically)"
         )
