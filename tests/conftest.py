@@ -173,7 +173,8 @@ def next_npi() -> str:
 
 
 def build_world(app: Compliance) -> World:
-    admin = app.initialize("Ada Administrator")
+    # Every test runs on a fixed clock, which the engine treats as simulated: a training database.
+    admin = app.initialize("Ada Administrator", training=True)
     prescriber = app.register_prescriber(admin.id, "Dr Paula Prescriber", next_npi())
     prescriber = app.activate_prescriber(admin.id, prescriber.id)
     designee = app.register_designee(prescriber.id, "Dana Designee")

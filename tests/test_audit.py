@@ -893,7 +893,7 @@ def test_untampered_trail_verifies_with_correct_counts(app: Compliance, clock: F
 
 
 def test_empty_trail_after_initialize_verifies(app: Compliance) -> None:
-    admin = app.initialize("Ada Alone")
+    admin = app.initialize("Ada Alone", training=True)
     report = app.verify_audit(admin.id)
     assert report.ok
     assert (report.events, report.chains, report.checkpoints) == (1, 1, 0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -216,7 +217,10 @@ def test_simulated_clock_needs_a_training_database_or_an_administrator(tmp_path:
     (event,) = sh.json("audit", "log", "--actor", admin, "--action", "party.read")
     assert event["outcome"] == "refused" and not event["at"].startswith("2020")  # real time
     assert event["payload"]["simulated_now"] == "2020-01-01T00:00:00+00:00"
-    assert sh.json("admin", "clock-override", "--enable") == {"enabled": True, "training": False}
+    enabled = sh.json("admin", "clock-override", "--enable")
+    assert (enabled["enabled"], enabled["training"]) == (True, False)
+    lasts = datetime.fromisoformat(enabled["expires_at"]) - datetime.now(UTC)
+    assert timedelta(hours=23) < lasts <= timedelta(hours=24)  # a day unless --hours says
     assert sh.json("--now", "2020-01-01T00:00:00Z", "prescriber", "list") == []
     sh.json("admin", "clock-override", "--disable")
     sh.run("--now", "2020-01-01T00:00:00Z", "prescriber", "list", expect=4)

@@ -23,7 +23,7 @@ def test_host_engine_is_used_as_is(db_url: str) -> None:
     engine = make_engine(db_url)
     try:
         app = Compliance(engine, FixedClock(T0))
-        admin = app.initialize("Host Admin")
+        admin = app.initialize("Host Admin", training=True)
         prescriber = app.register_prescriber(admin.id, "Dr Host", next_npi())
         assert app.get_person(admin.id, prescriber.id).status == "registered"
         app.close()  # does not dispose an engine it does not own
@@ -46,7 +46,7 @@ def test_configure_sqlite_is_idempotent(tmp_path: Path) -> None:
 def test_clock_must_be_aware_and_is_recorded(sqlite_url: str) -> None:
     clock = FixedClock(T0)
     with Compliance.open(sqlite_url, clock) as app:
-        admin = app.initialize("Ada")
+        admin = app.initialize("Ada", training=True)
         clock.set(T0 + timedelta(days=3))
         app.add_administrator(admin.id, "Bo")
         times = [e.occurred_at for e in app.audit_log(admin.id)]

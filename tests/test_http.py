@@ -625,14 +625,29 @@ def test_clients_and_keys_through_the_service(running: Running) -> None:
     assert actions == ["client.add", "client.rotate", "client.revoke", "client.revoke"]
 
 
-def test_the_clock_override_cannot_be_enabled_through_the_service(running: Running) -> None:
-    with running.admin() as http:
-        refused = http.put("/v1/settings/clock-override", json={"enabled": True})
-        assert assert_problem(refused, 403, "NOT_PERMITTED")["codes"] == [
-            rc.CLOCK_OVERRIDE_NOT_ALLOWED
-        ]
-        disabled = http.put("/v1/settings/clock-override", json={"enabled": False})
-        assert disabled.status_code == 200 and disabled.json()["enabled"] is False
+def test_the_clock_override_cannot_be_enabled_through_the_service(
+    running: Running, tmp_path: Path
+) -> None:
+    # A database not made for training, served on the real clock.
+    with Compliance.open(f"sqlite:///{tmp_path / 'production.db'}") as production:
+        admin = production.initialize("Ada Production").id
+        key = production.add_client(admin, "Admin tool", "administrator", admin, pepper=PEPPER)
+        server, thread, base = serve(create_app(production, pepper=PEPPER))
+        try:
+            headers = {"Authorization": f"Bearer {key.key}"}
+            with httpx.Client(base_url=base, headers=headers, timeout=30) as http:
+                refused = http.put("/v1/settings/clock-override", json={"enabled": True})
+                assert assert_problem(refused, 403, "NOT_PERMITTED")["codes"] == [
+                    rc.CLOCK_OVERRIDE_NOT_ALLOWED
+                ]
+                disabled = http.put("/v1/settings/clock-override", json={"enabled": False})
+                assert disabled.status_code == 200 and disabled.json()["enabled"] is False
+        finally:
+            stop(server, thread)
+    with running.admin() as http:  # a training database: its clock may be simulated anyway
+        enabled = http.put("/v1/settings/clock-override", json={"enabled": True})
+        assert enabled.status_code == 200 and enabled.json()["training"] is True
+        assert http.put("/v1/settings/clock-override", json={"enabled": False}).status_code == 200
         schedule = http.put(
             "/v1/rules/schedule", json={"ruleset": "ipledge/2026-mod", "effective": "2026-12-01"}
         )

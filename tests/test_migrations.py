@@ -181,7 +181,7 @@ def test_a_single_patient_command_does_not_import_alembic(tmp_path: Path) -> Non
     """Alembic, Mako and Pygments are for migrating; a read command must not pay for them."""
     url = f"sqlite:///{tmp_path / 'c.db'}"
     with Compliance.open(url, FixedClock(T0)) as app:
-        admin = app.initialize("Admin").id
+        admin = app.initialize("Admin", training=True).id
     probe = (
         "import sys\n"
         "from compliance.cli.main import main\n"
@@ -234,7 +234,7 @@ def test_downgrade_to_base_and_upgrade_again(empty_url: str) -> None:
         assert migrate.drift(engine) is None
 
     with Compliance.open(empty_url, FixedClock(T0)) as app:
-        admin = app.initialize("Ada Again")
+        admin = app.initialize("Ada Again", training=True)
         assert app.verify_audit(admin.id).ok
 
 
@@ -409,7 +409,7 @@ def test_new_sqlite_file_is_private(tmp_path: Path) -> None:
 def test_new_sqlite_file_through_compliance_open_is_private(tmp_path: Path) -> None:
     path = tmp_path / "opened.db"
     with permissive_umask(), Compliance.open(f"sqlite:///{path}", FixedClock(T0)) as app:
-        admin = app.initialize("Ada Private")
+        admin = app.initialize("Ada Private", training=True)
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
         # While connections are open, WAL side files exist; they must be private as well.
         with app.engine.connect() as conn:

@@ -260,8 +260,9 @@ def ipledge(db_url: str) -> Timeline:
 
 def test_ipledge_judges_a_honolulu_prescribers_steps_in_eastern_time(ipledge: Timeline) -> None:
     """rules.md 1.6, 17 C3: "today" is Eastern whatever zone is configured. 20:30 on day 20 in
-    Honolulu is 02:30 EDT on day 21: the prescription is written on day 21, and a specimen
-    collected on day 21 (Eastern) is not in the future."""
+    Honolulu is 02:30 EDT on day 21: the prescription is written on day 21. The specimen is
+    dated by the clinic's own calendar (Day 1 is the documented collection date, C3): day 21
+    has not begun in Honolulu, so it is refused as in the future; day 20 is recorded."""
     t = ipledge
     admin = t.world.admin.id
     assert t.app.set_prescriber_zone(admin, t.prs, "Pacific/Honolulu").time_zone == (
@@ -275,7 +276,11 @@ def test_ipledge_judges_a_honolulu_prescribers_steps_in_eastern_time(ipledge: Ti
     written = t.app.prescribe(t.prs, pat, 30).prescription
     assert written is not None and written.written_on == day_20 + timedelta(days=1)
     rx = written.id
-    t.test(pat, "confirmation", 21)
+    with pytest.raises(InvalidInput) as caught:
+        t.test(pat, "confirmation", 21)
+    assert caught.value.field == "specimen_date"
+    assert "in the future" in str(caught.value) and "Pacific/Honolulu" in str(caught.value)
+    t.test(pat, "confirmation", 20)
     t.app.confirm_patient(t.prs, pat)
     t.app.record_comprehension(pat, pat)
     t.app.confirm_contraception(pat, pat, ["iud", "male_condom"])
@@ -283,7 +288,32 @@ def test_ipledge_judges_a_honolulu_prescribers_steps_in_eastern_time(ipledge: Ti
     assert decision.allowed
     assert decision.window is not None
     assert decision.window.zone == "America/New_York"
-    assert decision.window.first_day == day_20 + timedelta(days=1)
+    assert decision.window.first_day == day_20
+
+
+def test_ipledge_refuses_a_date_that_is_tomorrow_in_eastern_time(ipledge: Timeline) -> None:
+    """A clinic with no zone of its own is judged in Eastern time (rules.md 1.6): at 21:00 EST
+    (02:00 UTC the next day) tomorrow's date is in the future for every date the clinic enters,
+    though it is already "today" in UTC and beyond."""
+    t = ipledge
+    pat = enrolled(t)
+    day_20 = t.start.date() + timedelta(days=20)
+    t.clock.set(datetime.combine(day_20, time(21, 0), ZoneInfo("America/New_York")))
+    tomorrow = (day_20 + timedelta(days=1)).isoformat()
+    before = t.app.status(t.prs, pat)
+    attempts = {
+        "specimen_date": lambda: t.test(pat, "confirmation", 21),
+        "written_on": lambda: t.app.prescribe(t.prs, pat, 30, written_on=tomorrow),
+        "reported_on": lambda: t.app.report_pregnancy(t.prs, pat, reported_on=tomorrow),
+    }
+    for field, attempt in attempts.items():
+        with pytest.raises(InvalidInput) as caught:
+            attempt()
+        assert caught.value.field == field
+        assert "in the future" in str(caught.value) and "America/New_York" in str(caught.value)
+    after = t.app.status(t.prs, pat)
+    assert (after.course, after.checklist) == (before.course, before.checklist)
+    t.test(pat, "confirmation", 20)  # today in Eastern time
 
 
 # --- EU/UK test settings: the facts the rules judge --------------------------------------------

@@ -242,12 +242,16 @@ def today(session: Session, course: CourseFields, now: datetime) -> date:
     return today_in(clinic_zone_of(session, course), now)
 
 
-def clinic_latest(session: Session, course: CourseFields, now: datetime) -> date | None:
-    """The latest date the clinic may enter: its own today where the ruleset judges the clinic
-    in the prescriber's configured zone; None (today anywhere on Earth) otherwise, since a
-    fixed ruleset zone need not be the clinic's."""
-    own = ruleset_of(course).clinic_zone_for(cf.prescriber_zone(session, course))
-    return None if own is None else today_in(ZoneInfo(own), now)
+def clinic_latest(session: Session, course: CourseFields, now: datetime) -> ZoneInfo:
+    """Where "today" is for the dates the clinic enters: the clinic's own zone when one is
+    configured for the prescriber (whatever zone the ruleset judges windows in: a specimen
+    cannot be collected on a day that has not begun where the clinic is), otherwise the zone
+    the ruleset judges the clinic's steps in."""
+    return _clinic_here(ruleset_of(course), cf.prescriber_zone(session, course))
+
+
+def _clinic_here(ruleset: Ruleset, prescriber_zone: str | None) -> ZoneInfo:
+    return ZoneInfo(prescriber_zone) if prescriber_zone else clinic_zone(ruleset, None)
 
 
 def clinical_date(
@@ -257,17 +261,24 @@ def clinical_date(
     *,
     default: date | None = None,
     not_before: date | None = None,
-    latest: date | None = None,
+    latest: ZoneInfo | None = None,
 ) -> date:
+    """A date the clinic enters: not later than today in ``latest`` (anywhere on Earth when
+    None), nor before ``not_before``."""
     if value is None:
         if default is None:
             raise InvalidInput(field, "is required")
         return default
     day = v.calendar_date(field, value)
-    if latest is None:
-        latest = now.astimezone(_LATEST_ZONE).date()
-    if day > latest:
-        raise InvalidInput(field, f"{day.isoformat()} is in the future")
+    today_there = now.astimezone(latest or _LATEST_ZONE).date()
+    if day > today_there:
+        where = (
+            f" (today is {today_there.isoformat()} in {latest.key}, the clinic's zone; a clinic"
+            " elsewhere has its own zone set on the prescriber)"
+            if latest is not None
+            else ""
+        )
+        raise InvalidInput(field, f"{day.isoformat()} is in the future{where}")
     if not_before is not None and day < not_before:
         raise InvalidInput(field, f"{day.isoformat()} is before {not_before.isoformat()}")
     return day
@@ -373,8 +384,7 @@ def enrol(
     own_zone = session.get(m.Prescriber, prescriber_id)
     prescriber_zone = own_zone.time_zone if own_zone is not None else None
     guess_day = today_in(clinic_zone(first_guess, prescriber_zone), now)
-    own = first_guess.clinic_zone_for(prescriber_zone)
-    latest = None if own is None else today_in(ZoneInfo(own), now)
+    latest = _clinic_here(first_guess, prescriber_zone)
     day = clinical_date("enrolled_on", enrolled_on, now, default=guess_day, latest=latest)
     ruleset = loader.in_force(programme, day, plan)
     course = m.Course(
@@ -679,7 +689,8 @@ def set_home_testing(
     # The opt-in is the prescriber's, not a course's: dated in their own zone where configured.
     own = session.get(m.Prescriber, actor.uuid)
     zone = ZoneInfo(own.time_zone if own is not None and own.time_zone else "UTC")
-    day = clinical_date("on", on, now, default=today_in(zone, now))
+    here = zone if own is not None and own.time_zone else None
+    day = clinical_date("on", on, now, default=today_in(zone, now), latest=here)
     policies = (
         session.execute(
             select(m.HomeTestingPolicy)

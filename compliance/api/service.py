@@ -11,7 +11,7 @@ import random
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import TypeVar
 
 from sqlalchemy import Engine
@@ -77,6 +77,9 @@ T = TypeVar("T")
 
 #: The audit trail's actor for a refusal of someone the database does not know.
 UNKNOWN_ACTOR = "UNKNOWN_ACTOR"
+# How far a host's clock may be from the real time before it counts as simulated: ordinary
+# drift of a synchronised clock is seconds; a clock minutes off is set, not drifting.
+CLOCK_TOLERANCE = timedelta(minutes=5)
 RETRIES = 5  # attempts for an operation that meets a transient lock or a lost race
 
 
@@ -171,9 +174,11 @@ class Compliance:
         administrator's id under that settings key, for tools (such as the demonstration) that
         come back to the same database.
         """
-        if self.simulated and not training:
+        if self.is_simulated() and not training:
             raise InvalidInput(
-                "--now", "only a training database may be created on a simulated clock"
+                "--now" if self.simulated else "clock",
+                "only a training database may be created on a simulated clock (one declared"
+                " simulated, or more than 5 minutes from the real time)",
             )
         self.migrate()
         now = ensure_utc(self.clock.now(), "clock")
@@ -184,13 +189,30 @@ class Compliance:
                 settings.put(session, remember_as, {"id": admin.id}, now)
             return admin
 
-    def set_clock_override(self, actor: str, enabled: bool) -> dict[str, object]:
-        """Let (or stop letting) this database accept simulated clocks; administrators only."""
+    def set_clock_override(
+        self, actor: str, enabled: bool, *, hours: int = settings.OVERRIDE_HOURS
+    ) -> dict[str, object]:
+        """Let (or stop letting) this database accept simulated clocks, for ``hours`` of real
+        time (a day by default, at most 30); administrators only."""
         return self._call(
             Acting(actor),
             Action.CLOCK_OVERRIDE_SET,
-            lambda s, a, now: settings.set_clock_override(s, a, now, enabled),
+            lambda s, a, now: settings.set_clock_override(
+                s, a, now, SystemClock().now(), enabled, hours
+            ),
         )
+
+    def is_simulated(self) -> bool:
+        """Whether this engine's clock is simulated: declared so (the CLI's ``--now``), or more
+        than ``CLOCK_TOLERANCE`` away from the real time. A simulated clock is refused on a
+        database not made for training unless an administrator's override lasts, and every
+        event it writes carries both the simulated and the real instant."""
+        if self.simulated:
+            return True
+        if isinstance(self.clock, SystemClock):
+            return False
+        drift = ensure_utc(self.clock.now(), "clock") - SystemClock().now()
+        return abs(drift) > CLOCK_TOLERANCE
 
     def is_training(self) -> bool | None:
         """Whether this database was made for training; None when it has no schema yet."""
@@ -220,7 +242,7 @@ class Compliance:
         factory = self._snapshots if snapshot else self._reads if read_only else self._sessions
         with _database_errors(), factory() as session, session.begin():
             notes = clients.audit_notes()  # the HTTP client a request came through, if any
-            if self.simulated:
+            if self.is_simulated():
                 notes |= {
                     "simulated_now": self.clock.now().isoformat(),
                     "recorded_at": SystemClock().now().isoformat(),
@@ -245,8 +267,8 @@ class Compliance:
                 read_only=action in READ_ONLY, snapshot=action in _SNAPSHOT
             ) as session:
                 actor = authorize(session, acting, action, now)
-                if self.simulated:
-                    settings.require_clock_override(session, action)
+                if self.is_simulated():
+                    settings.require_clock_override(session, action, SystemClock().now())
                 return body(session, actor, now)
 
         try:

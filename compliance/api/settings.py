@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from compliance.api.authz import Actor, refuse
 from compliance.db.models import Setting
 from compliance.domain import reasons as rc
+from compliance.domain import validate as v
 from compliance.domain.roles import Action
 
 MODE = "database.mode"
@@ -43,30 +44,56 @@ def put(session: Session, key: str, value: dict[str, Any], now: datetime) -> Non
     session.flush()
 
 
-def clock_override_allowed(session: Session) -> bool:
+# How long an enabled clock override lasts unless the administrator says otherwise: a day of
+# backfilling, not a database left open to backdated entries for ever.
+OVERRIDE_HOURS = 24
+MAX_OVERRIDE_HOURS = 24 * 30
+
+
+def clock_override_allowed(session: Session, real_now: datetime) -> bool:
+    """Whether simulated clocks are accepted: on a training database always; elsewhere while an
+    administrator's override lasts, judged on the real clock (a simulated one could claim any
+    instant before the expiry)."""
     mode = get(session, MODE) or {}
+    if mode.get("training"):
+        return True
     override = get(session, CLOCK_OVERRIDE) or {}
-    return bool(mode.get("training")) or bool(override.get("enabled"))
+    if not override.get("enabled"):
+        return False
+    expires = override.get("expires_at")
+    # An override enabled before overrides expired lasts no longer than a new one.
+    return expires is not None and real_now < datetime.fromisoformat(str(expires))
 
 
-def require_clock_override(session: Session, action: Action) -> None:
-    if not clock_override_allowed(session):
+def require_clock_override(session: Session, action: Action, real_now: datetime) -> None:
+    if not clock_override_allowed(session, real_now):
         raise refuse(action, [rc.CLOCK_OVERRIDE_NOT_ALLOWED])
 
 
 def set_clock_override(
-    session: Session, actor: Actor, now: datetime, enabled: bool
+    session: Session,
+    actor: Actor,
+    now: datetime,
+    real_now: datetime,
+    enabled: bool,
+    hours: object = OVERRIDE_HOURS,
 ) -> dict[str, Any]:
     from compliance.api.parties import record
 
-    before = bool((get(session, CLOCK_OVERRIDE) or {}).get("enabled"))
-    put(session, CLOCK_OVERRIDE, {"enabled": bool(enabled)}, now)
+    enabled = v.flag("enable", enabled)
+    lasts = v.whole_number("hours", hours, 1, MAX_OVERRIDE_HOURS)
+    before = get_for_update(session, CLOCK_OVERRIDE, now) or {}
+    value: dict[str, Any] = {"enabled": enabled}
+    if enabled:
+        value["expires_at"] = (real_now + timedelta(hours=lasts)).isoformat()
+    put(session, CLOCK_OVERRIDE, value, now)
     record(
         session,
         actor,
         now,
         Action.CLOCK_OVERRIDE_SET,
         subjects=[actor.short_id],
-        payload={"enabled": bool(enabled), "previous": before},
+        payload={**value, "previous": bool(before.get("enabled"))},
     )
-    return {"enabled": bool(enabled), "training": bool((get(session, MODE) or {}).get("training"))}
+    training = bool((get(session, MODE) or {}).get("training"))
+    return {**value, "training": training}

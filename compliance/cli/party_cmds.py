@@ -101,11 +101,19 @@ def admin_deactivate(state: Context, administrator: str, as_json: bool) -> None:
     required=True,
     help="Accept or refuse simulated clocks (--now) on this database.",
 )
+@click.option(
+    "--hours",
+    type=click.IntRange(1, 720),
+    default=24,
+    show_default=True,
+    help="With --enable: how long, in real time, the override lasts before it lapses.",
+)
 @json_option
 @pass_ctx
-def admin_clock_override(state: Context, enable: bool, as_json: bool) -> None:
-    """Allow --now on an ordinary database, for simulation and training (audited)."""
-    show_record(state.app().set_clock_override(state.who(), enable), as_json)
+def admin_clock_override(state: Context, enable: bool, hours: int, as_json: bool) -> None:
+    """Allow --now (or an embedding host's clock that is not the real time) on an ordinary
+    database for a limited time, for backfilling or training (audited)."""
+    show_record(state.app().set_clock_override(state.who(), enable, hours=hours), as_json)
 
 
 @admin.command("list")

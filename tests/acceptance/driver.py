@@ -83,7 +83,7 @@ class Parties:
 def register_parties(app: Compliance) -> Parties:
     """Everyone a timeline may need; pharmacies activated until the end of 2028, so that no
     timeline runs into an annual re-activation."""
-    admin = app.initialize("Ada Administrator").id
+    admin = app.initialize("Ada Administrator", training=True).id
     npi = next_npi()
     prescriber = app.register_prescriber(admin, "Dr Paula Prescriber", npi).id
     app.activate_prescriber(admin, prescriber)
