@@ -95,8 +95,8 @@ def run(app: Compliance, actor: str | None, say: Callable[[str], None]) -> bool:
             f"{', '.join(same.possible_duplicates)}; a person decides, nothing is merged."
         )
 
-    found = app.get_patient(pharmacist.id, first.patient.id)
-    say(f"6. Pharmacist {pharmacist.id} looked up {found.id} ({found.name}).")
+    found = app.get_patient(prescriber.id, first.patient.id)
+    say(f"6. Prescriber {prescriber.id} looked up {found.id} ({found.name}), registered for them.")
 
     def attempt(label: str, call: Callable[[], object]) -> None:
         try:
@@ -110,6 +110,11 @@ def run(app: Compliance, actor: str | None, say: Callable[[str], None]) -> bool:
     attempt(
         f"{pharmacist.id} registering a prescriber",
         lambda: app.register_prescriber(pharmacist.id, "Dr Nobody", fresh_npi()),
+    )
+    attempt(
+        f"{pharmacist.id} looking up {first.patient.id} by id (a pharmacy finds a patient only"
+        " through the prescription in hand)",
+        lambda: app.get_patient(pharmacist.id, first.patient.id),
     )
     app.suspend_prescriber(admin, prescriber.id, note="licence under review")
     attempt(

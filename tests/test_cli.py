@@ -146,8 +146,12 @@ def test_parties_json_shapes_and_lifecycle(shell: Shell) -> None:
     assert me == rph
 
     pid = reg["patient"]["id"]
-    assert shell.json("patient", "show", "MRN:42", actor=rph["id"]) == reg["patient"]
-    assert shell.json("patient", "find", "--name", "jordan", actor=rph["id"]) == [reg["patient"]]
+    # Registered by the designee for the prescriber: the prescriber's patient to look up; a
+    # pharmacist finds patients only through a prescription (dispense find).
+    assert shell.json("patient", "show", "MRN:42", actor=prs["id"]) == reg["patient"]
+    assert shell.json("patient", "find", "--name", "jordan", actor=prs["id"]) == [reg["patient"]]
+    refused = shell.run("patient", "show", "MRN:42", "--json", actor=rph["id"], expect=4)
+    assert json.loads(refused.stderr)["reasons"] == ["ACTOR_NOT_PERMITTED"]
     added = shell.json("patient", "add-id", pid, "hospital:H-7")
     assert added["external_ids"] == {"HOSPITAL": "H-7", "MRN": "42"}
 

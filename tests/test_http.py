@@ -777,15 +777,36 @@ def test_fhir_etasu_lists_each_unmet_requirement_with_our_reason_code(running: R
         codes = {r["reasonCode"][0]["coding"][0]["code"] for r in requirements}
         assert rc.CATEGORY_NOT_ASSIGNED in codes
         assert all(r["status"] == "data-required" and r["note"][0]["text"] for r in requirements)
-    # The pharmacy asking by patient gets the dispense gate of the current prescription.
+    # The pharmacy asking by patient gives what the prescription in hand says (the patient's
+    # birth date, the prescriber's NPI) and gets the dispense gate of that prescription.
     ready = ready_patient(running)
     rx = running.app.prescribe(prs, ready, 30).prescription
     assert rx is not None
-    body = {"resourceType": "Parameters", "parameter": [_patient(ready)]}
+    npi = running.app.get_person(running.w.admin.id, prs).external_id
+    prescriber = {
+        "name": "prescriber",
+        "resource": {
+            "resourceType": "Practitioner",
+            "identifier": [{"system": "http://hl7.org/fhir/sid/us-npi", "value": npi}],
+        },
+    }
+    in_hand = _patient(ready)
+    in_hand["resource"]["birthDate"] = "1990-05-05"
+    body = {"resourceType": "Parameters", "parameter": [in_hand, prescriber]}
     with running.terminal() as http:
         response = http.post(ETASU, json=body)
-    assert _validated(response)["status"] == "success"
-    assert response.json()["parameter"][1] == {"name": "case_number", "valueString": rx.id}
+        assert _validated(response)["status"] == "success"
+        assert response.json()["parameter"][1] == {"name": "case_number", "valueString": rx.id}
+        # By patient id alone, a pharmacy learns nothing: it must say what is on the paper.
+        alone = http.post(
+            ETASU, json={"resourceType": "Parameters", "parameter": [_patient(ready)]}
+        )
+        assert alone.status_code == 422 and "birthDate" in alone.text
+        wrong = dict(in_hand, resource=dict(in_hand["resource"], birthDate="1990-05-06"))
+        miss = http.post(
+            ETASU, json={"resourceType": "Parameters", "parameter": [wrong, prescriber]}
+        )
+        assert _validated(miss)["status"] == "failure"
 
 
 def test_fhir_etasu_unknown_case_is_failure_and_bad_input_an_operation_outcome(

@@ -36,7 +36,7 @@ from compliance.audit.store import LogFilter
 from compliance.clock import FixedClock
 from compliance.db.base import Base
 from compliance.domain import reasons as rc
-from compliance.domain.ids import Kind, new_short_id
+from compliance.domain.ids import Kind, kind_of, new_short_id
 from compliance.domain.roles import (
     DELEGABLE,
     PERMISSIONS,
@@ -173,7 +173,8 @@ def _suspended_prescriber(app: Compliance, w: World) -> str:
 
 
 def _patient(app: Compliance, w: World) -> str:
-    return app.register_patient(w.admin.id, "Pat Target", "2001-02-03").patient.id
+    # Registered by world.prescriber: their patient, so in scope for them and their designee.
+    return app.register_patient(w.prescriber.id, "Pat Target", "2001-02-03").patient.id
 
 
 # --- the course in the state each action needs (world.prescriber's, the scene patient's) ----------
@@ -340,7 +341,14 @@ def _get_patient(s: Scene) -> Act:
 
 
 def _get_person(s: Scene) -> Act:
-    return lambda a: s.app.get_person(a.actor, s.w.prescriber.id, on_behalf_of=a.on_behalf_of)
+    # Each person reads themselves (in everyone's scope); the others read world.prescriber.
+    people = {Kind.ADMINISTRATOR, Kind.PRESCRIBER, Kind.DESIGNEE, Kind.PHARMACIST}
+
+    def act(a: Acting) -> object:
+        target = a.actor if kind_of(a.actor) in people else s.w.prescriber.id
+        return s.app.get_person(a.actor, target, on_behalf_of=a.on_behalf_of)
+
+    return act
 
 
 def _audit_log(s: Scene) -> Act:
@@ -660,10 +668,24 @@ OTHER_ENTRY_POINTS: dict[str, tuple[Action, Setup]] = {
     ),
 }
 
-# Entry points that the table allows a role but whose own scope rule refuses it outright: a
-# patient may read their own course, not the flags across every course.
+# Entry points that the table allows a role but whose own scope rule refuses it outright
+# (minimum necessary access): a patient may read their own course, not the flags across every
+# course; a pharmacist reaches a course only through the prescription in hand, sees no grants
+# and no prescribers; the clinic sees no pharmacies.
 SCOPE_REFUSED_ENTRY_POINTS: frozenset[tuple[str, Role]] = frozenset(
-    {("due", Role.PATIENT), ("list_courses", Role.PATIENT)}
+    {
+        ("due", Role.PATIENT),
+        ("list_courses", Role.PATIENT),
+        ("list_courses", Role.PHARMACIST),
+        ("status", Role.PHARMACIST),
+        ("check_prescribe", Role.PHARMACIST),
+        ("list_grants", Role.PHARMACIST),
+        ("list_people", Role.PHARMACIST),
+        ("get_pharmacy", Role.PRESCRIBER),
+        ("get_pharmacy", Role.DESIGNEE),
+        ("list_pharmacies", Role.PRESCRIBER),
+        ("list_pharmacies", Role.DESIGNEE),
+    }
 )
 
 
@@ -824,7 +846,9 @@ def test_permission_matrix(world: World, action: Action, role: Role) -> None:
     acting = acting_as(scene, role)
     act = ACTION_CALLS[action].setup(scene)
 
-    if role in PERMISSIONS[action]:
+    if (ACTION_CALLS[action].method, role) in SCOPE_REFUSED_ENTRY_POINTS:
+        assert_refused(app, reader, lambda: act(acting), action, {rc.OUT_OF_SCOPE}, acting.actor)
+    elif role in PERMISSIONS[action]:
         state = snapshot(app)
         before = all_events(app, reader)
         result = act(acting)
@@ -879,6 +903,8 @@ def test_other_entry_points_check_their_action(world: World, method: str) -> Non
                 action,
                 expected,
                 acting.actor,
+                # A scope refusal names the prescriber a designee acted for.
+                on_behalf_of=acting.on_behalf_of if expected == {rc.OUT_OF_SCOPE} else None,
             )
             continue
         state = snapshot(app)
@@ -1027,8 +1053,8 @@ def test_deactivated_pharmacist(world: World) -> None:
     assert_refused(
         app,
         world.admin.id,
-        lambda: app.find_patients(r),
-        Action.PATIENT_READ,
+        lambda: app.list_people(r, "pharmacist"),
+        Action.PARTY_READ,
         {rc.ACTOR_INACTIVE},
         r,
     )
@@ -1104,20 +1130,20 @@ def test_pharmacy_activation_expires_at_local_midnight(world: World, clock: Fixe
     # Non-vacuous: in UTC that instant is already after the expiry date; only the zone keeps it.
     assert last_valid.astimezone(ZoneInfo("UTC")).date() > expires
     clock.set(last_valid)
-    assert app.find_patients(r) == []
+    assert [p.id for p in app.list_people(r, "pharmacist")] == [r]
 
     clock.set(local_midnight_after)
     assert_refused(
         app,
         world.admin.id,
-        lambda: app.find_patients(r),
-        Action.PATIENT_READ,
+        lambda: app.list_people(r, "pharmacist"),
+        Action.PARTY_READ,
         {rc.PHARMACY_ACTIVATION_EXPIRED},
         r,
     )
     # The annual renewal restores the pharmacist.
     app.activate_pharmacy(world.admin.id, world.pharmacy.id)
-    assert app.find_patients(r) == []
+    assert [p.id for p in app.list_people(r, "pharmacist")] == [r]
 
 
 def test_designee_without_grant_from_named_prescriber(world: World) -> None:

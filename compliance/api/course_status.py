@@ -275,3 +275,26 @@ def due(
     for course, patient in session.execute(stmt).all():
         flags.extend(flags_for(session, course, patient, facts(session, course), now, within_days))
     return sorted(flags, key=lambda fl: (fl.due or date.max, fl.patient, fl.code))
+
+
+def pharmacy_due(session: Session, now: datetime, pharmacy_id: object) -> list[Flag]:
+    """A pharmacy's worklist: its own live authorizations it must reverse (not picked up in
+    time), and nothing else about the patients (no pregnancies, no tests, no other pharmacy)."""
+    live = (
+        select(m.Course, m.Patient.short_id, m.Authorization.number)
+        .join(m.Authorization, m.Authorization.course_id == m.Course.id)
+        .join(m.Patient, m.Patient.id == m.Course.patient_id)
+        .where(
+            m.Authorization.pharmacy_id == pharmacy_id,
+            m.Authorization.reversed_at.is_(None),
+            m.Authorization.dispensed_at.is_(None),
+        )
+        .order_by(m.Patient.short_id)
+    )
+    flags: list[Flag] = []
+    for course, patient, number in session.execute(live).all():
+        owed = flags_for(session, course, patient, facts(session, course), now, 0)
+        flags.extend(
+            fl for fl in owed if fl.code == rc.RMA_REVERSAL_REQUIRED and fl.reference == number
+        )
+    return sorted(flags, key=lambda fl: (fl.due or date.max, fl.patient, fl.code))

@@ -199,10 +199,12 @@ def latest_course(session: Session, patient: m.Patient) -> m.Course | None:
 def check_scope(
     actor: Actor, action: Action, course: CourseFields, patient: m.Patient | Named
 ) -> None:
-    """Patients act on their own course; designees on their grantor's patients' courses."""
+    """Each acts on its own: a patient on their own course, a prescriber on the courses they
+    run, a designee on the grantor's."""
     if actor.role is Role.PATIENT and actor.uuid != patient.id:
         raise refuse(action, [rc.OUT_OF_SCOPE], (patient.short_id,))
-    if actor.role is Role.DESIGNEE and actor.on_behalf_of_uuid != course.prescriber_id:
+    clinic = actor.role in {Role.PRESCRIBER, Role.DESIGNEE}
+    if clinic and actor.prescriber_uuid != course.prescriber_id:
         raise refuse(action, [rc.OUT_OF_SCOPE], (patient.short_id,), actor.on_behalf_of)
 
 
@@ -1116,9 +1118,13 @@ def change_state(
 
 
 def course_of(session: Session, actor: Actor, patient_ref: object) -> tuple[m.Patient, m.Course]:
-    """The patient's open course, else their latest one, once the actor is known to be in scope."""
+    """The patient's open course, else their latest one, once the actor is known to be in scope.
+    A pharmacist reads a course only through the prescription in hand (the dispense check),
+    never by the patient."""
     patient = load(session, Kind.PATIENT, patient_ref, "patient")
     own_patient_only(actor, Action.COURSE_READ, patient)
+    if actor.role is Role.PHARMACIST:
+        raise refuse(Action.COURSE_READ, [rc.OUT_OF_SCOPE], (patient.short_id,))
     course = latest_course(session, patient)
     if course is None:
         raise rule_refusal(

@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from compliance.api import visibility
 from compliance.api.authz import Actor, grant_active, pharmacy_today, refuse
 from compliance.api.results import (
     GrantInfo,
@@ -536,11 +537,14 @@ def revoke_grant(
     return grant_info(grant, designee.short_id, prescriber.short_id, now)
 
 
-def list_grants(session: Session, now: datetime, designee_ref: object | None) -> list[GrantInfo]:
+def list_grants(
+    session: Session, actor: Actor, now: datetime, designee_ref: object | None
+) -> list[GrantInfo]:
     stmt = (
         select(m.DesigneeGrant, m.Designee.short_id, m.Prescriber.short_id)
         .join(m.Designee, m.Designee.id == m.DesigneeGrant.designee_id)
         .join(m.Prescriber, m.Prescriber.id == m.DesigneeGrant.prescriber_id)
+        .where(visibility.grants(actor))
         .order_by(m.DesigneeGrant.granted_at)
     )
     if designee_ref is not None:
@@ -702,8 +706,10 @@ def _person(session: Session, kind: Kind, row: Any) -> PersonInfo:
     return person_info(row, _PERSON_KINDS[kind], pharmacy)
 
 
-def show_person(session: Session, ref: object, kind: Kind) -> PersonInfo:
-    return _person(session, kind, load(session, kind, ref, kind.name.lower()))
+def show_person(session: Session, actor: Actor, ref: object, kind: Kind) -> PersonInfo:
+    row = load(session, kind, ref, kind.name.lower())
+    visibility.require_person(session, actor, kind, _KIND_MODEL[kind], row)
+    return _person(session, kind, row)
 
 
 _STATUSES = {
@@ -715,24 +721,38 @@ _STATUSES = {
 }
 
 
-def list_people(session: Session, kind: Kind, status: str | None = None) -> list[PersonInfo]:
+def list_people(
+    session: Session, actor: Actor, kind: Kind, status: str | None = None
+) -> list[PersonInfo]:
     if status is not None:
         v.choice("status", status, _STATUSES[kind])
     model = _KIND_MODEL[kind]
-    stmt = select(model).order_by(model.created_at, model.short_id)
+    stmt = (
+        select(model)
+        .where(visibility.people(actor, kind, model))
+        .order_by(model.created_at, model.short_id)
+    )
     if status is not None:
         stmt = stmt.where(model.status == status)
     return [_person(session, kind, row) for row in session.execute(stmt).scalars()]
 
 
-def show_pharmacy(session: Session, ref: object) -> PharmacyInfo:
-    return pharmacy_info(load(session, Kind.PHARMACY, ref, "pharmacy"))
+def show_pharmacy(session: Session, actor: Actor, ref: object) -> PharmacyInfo:
+    row = load(session, Kind.PHARMACY, ref, "pharmacy")
+    visibility.require_person(session, actor, Kind.PHARMACY, m.Pharmacy, row)
+    return pharmacy_info(row)
 
 
-def list_pharmacies(session: Session, status: str | None = None) -> list[PharmacyInfo]:
+def list_pharmacies(
+    session: Session, actor: Actor, status: str | None = None
+) -> list[PharmacyInfo]:
     if status is not None:
         v.choice("status", status, _STATUSES[Kind.PHARMACY])
-    stmt = select(m.Pharmacy).order_by(m.Pharmacy.created_at, m.Pharmacy.short_id)
+    stmt = (
+        select(m.Pharmacy)
+        .where(visibility.people(actor, Kind.PHARMACY, m.Pharmacy))
+        .order_by(m.Pharmacy.created_at, m.Pharmacy.short_id)
+    )
     if status is not None:
         stmt = stmt.where(m.Pharmacy.status == status)
     return [pharmacy_info(row) for row in session.execute(stmt).scalars()]

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from compliance.api import visibility
 from compliance.api.authz import Actor
 from compliance.api.parties import _flush_unique, _unique_short_id, load, record
 from compliance.api.results import PatientInfo, PatientRegistration
@@ -115,6 +116,7 @@ def add_external_id(
     session: Session, actor: Actor, now: datetime, ref: object, system: object, value: object
 ) -> PatientInfo:
     row = load(session, Kind.PATIENT, ref, "patient", lock=True)
+    visibility.require_patient(session, actor, Action.PATIENT_UPDATE, row)
     ext = _external_ids({str(system): value}) if isinstance(system, str) else None
     if not ext:
         raise InvalidInput("system", "must be an id system name")
@@ -132,6 +134,13 @@ def add_external_id(
         subjects=[row.short_id],
         payload={"external_id": {key: val}},
     )
+    return info(session, row)
+
+
+def show(session: Session, actor: Actor, ref: object) -> PatientInfo:
+    """One patient, found by any of their ids, if ``actor`` may see them."""
+    row = find_one(session, ref)
+    visibility.require_patient(session, actor, Action.PATIENT_READ, row)
     return info(session, row)
 
 
@@ -160,10 +169,16 @@ def find_one(session: Session, ref: object) -> m.Patient:
 
 
 def search(
-    session: Session, name: object | None, date_of_birth: object | None, limit: int
+    session: Session, actor: Actor, name: object | None, date_of_birth: object | None, limit: int
 ) -> list[PatientInfo]:
+    """The patients ``actor`` may see that match; others are left out, never counted."""
     v.whole_number("limit", limit, 1, 1000)
-    stmt = select(m.Patient).order_by(m.Patient.name_key, m.Patient.short_id).limit(limit)
+    stmt = (
+        select(m.Patient)
+        .where(visibility.patients(actor))
+        .order_by(m.Patient.name_key, m.Patient.short_id)
+        .limit(limit)
+    )
     if name is not None:
         key = v.name_key(v.text("name", name))
         escaped = key.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
@@ -190,6 +205,7 @@ def correct(
     if name is None and date_of_birth is None:
         raise InvalidInput("name", "give the corrected name or date of birth (or both)")
     row = load(session, Kind.PATIENT, ref, "patient", lock=True)
+    visibility.require_patient(session, actor, Action.PATIENT_CORRECT, row)
     changes: dict[str, dict[str, str]] = {}
     if name is not None:
         new_name = v.text("name", name)

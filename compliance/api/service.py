@@ -469,7 +469,7 @@ class Compliance:
         return self._call(
             Acting(actor, on_behalf_of),
             Action.PARTY_READ,
-            lambda s, a, now: parties.list_grants(s, now, designee),
+            lambda s, a, now: parties.list_grants(s, a, now, designee),
         )
 
     # --- pharmacies -----------------------------------------------------------------------
@@ -525,7 +525,7 @@ class Compliance:
         return self._call(
             Acting(actor, on_behalf_of),
             Action.PARTY_READ,
-            lambda s, a, now: parties.show_pharmacy(s, pharmacy),
+            lambda s, a, now: parties.show_pharmacy(s, a, pharmacy),
             about=(pharmacy,),
         )
 
@@ -535,7 +535,7 @@ class Compliance:
         return self._call(
             Acting(actor, on_behalf_of),
             Action.PARTY_READ,
-            lambda s, a, now: parties.list_pharmacies(s, status),
+            lambda s, a, now: parties.list_pharmacies(s, a, status),
         )
 
     # --- people ---------------------------------------------------------------------------
@@ -551,7 +551,7 @@ class Compliance:
         return self._call(
             Acting(actor, on_behalf_of),
             Action.PARTY_READ,
-            lambda s, a, now: parties.show_person(s, person, kind),
+            lambda s, a, now: parties.show_person(s, a, person, kind),
             about=(person,),
         )
 
@@ -568,7 +568,7 @@ class Compliance:
         return self._call(
             Acting(actor, on_behalf_of),
             Action.PARTY_READ,
-            lambda s, a, now: parties.list_people(s, kinds[role], status),
+            lambda s, a, now: parties.list_people(s, a, kinds[role], status),
         )
 
     # --- patients -------------------------------------------------------------------------
@@ -620,7 +620,7 @@ class Compliance:
         return self._call(
             Acting(actor, on_behalf_of),
             Action.PATIENT_READ,
-            lambda s, a, now: patients.info(s, patients.find_one(s, patient)),
+            lambda s, a, now: patients.show(s, a, patient),
             about=(patient,),
         )
 
@@ -635,7 +635,7 @@ class Compliance:
         return self._call(
             Acting(actor, on_behalf_of),
             Action.PATIENT_READ,
-            lambda s, a, now: patients.search(s, name, date_of_birth, limit),
+            lambda s, a, now: patients.search(s, a, name, date_of_birth, limit),
         )
 
     # --- rules --------------------------------------------------------------------------
@@ -985,13 +985,17 @@ class Compliance:
         )
 
     def due(self, actor: str, within_days: int = 7, on_behalf_of: str | None = None) -> list[Flag]:
-        """Flags across courses: tests due, windows closing, reversals owed, pregnancies."""
+        """Flags across courses: tests due, windows closing, reversals owed, pregnancies. Each
+        role sees only its own work: a prescriber (or their designee) their own courses, a
+        pharmacist the reversals its own pharmacy owes, an administrator everything."""
         whole_number("within", within_days, 0, 366)
 
         def body(s: Session, a: Actor, now: datetime) -> list[Flag]:
-            mine = a.prescriber_uuid if a.role in {Role.PRESCRIBER, Role.DESIGNEE} else None
             if a.role is Role.PATIENT:
                 raise refuse(Action.COURSE_READ, [reasons.OUT_OF_SCOPE])
+            if a.role is Role.PHARMACIST:  # its own authorizations, nothing about the patient
+                return course_status.pharmacy_due(s, now, a.pharmacy_uuid)
+            mine = a.prescriber_uuid if a.role in {Role.PRESCRIBER, Role.DESIGNEE} else None
             return course_status.due(s, now, within_days, mine)
 
         return self._call(Acting(actor, on_behalf_of), Action.COURSE_READ, body)
@@ -1009,7 +1013,7 @@ class Compliance:
         their designee) sees only their own courses, as in ``due``."""
 
         def body(s: Session, a: Actor, now: datetime) -> list[CourseListing]:
-            if a.role is Role.PATIENT:
+            if a.role in {Role.PATIENT, Role.PHARMACIST}:
                 raise refuse(Action.COURSE_READ, [reasons.OUT_OF_SCOPE])
             mine = a.prescriber_uuid if a.role in {Role.PRESCRIBER, Role.DESIGNEE} else None
             return course_list.list_courses(

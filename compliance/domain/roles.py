@@ -103,7 +103,7 @@ PERMISSIONS: MappingProxyType[Action, frozenset[Role]] = MappingProxyType(
         Action.PATIENT_REGISTER: frozenset({_A, _P, _D}),
         Action.PATIENT_UPDATE: frozenset({_A, _P, _D}),
         Action.PATIENT_CORRECT: frozenset({_A, _P, _D}),
-        Action.PATIENT_READ: frozenset({_A, _P, _D, _R}),
+        Action.PATIENT_READ: frozenset({_A, _P, _D}),
         Action.PARTY_READ: frozenset({_A, _P, _D, _R}),
         Action.AUDIT_READ: frozenset({_A}),
         Action.AUDIT_VERIFY: frozenset({_A}),

@@ -8,9 +8,11 @@ first identifier is a ``system`` and ``value`` registered with the patient) and 
 ``data-required`` when it refuses (one nested GuidanceResponse per reason, carrying our reason
 code, message, next step and earliest date), or ``failure`` when the case is unknown.
 
-The gate asked is the caller's: a pharmacy terminal gets the dispense gate for the case's (or the
-patient's current) prescription, a prescriber's system the prescribe gate. JSON is built as
-plain dicts; the tests validate it against a maintained FHIR model library.
+The gate asked is the caller's: a pharmacy terminal gets the dispense gate for the case's
+prescription, or for the prescription in hand when it asks by patient (the Patient's id or
+identifier with its ``birthDate``, and ``prescriber``, a Practitioner with an NPI identifier: what
+is written on the prescription, nothing more); a prescriber's system the prescribe gate. JSON is
+built as plain dicts; the tests validate it against a maintained FHIR model library.
 """
 
 from __future__ import annotations
@@ -79,6 +81,32 @@ def _patient_ref(params: dict[str, Any]) -> str:
     if isinstance(system, str) and isinstance(value, str) and system and value:
         return f"{system}:{value}"
     raise InvalidInput("patient", "the Patient needs an id or an identifier with system and value")
+
+
+NPI_SYSTEM = "http://hl7.org/fhir/sid/us-npi"
+
+
+def _prescription_in_hand(params: dict[str, Any]) -> tuple[str, str]:
+    """The Patient's ``birthDate`` and the ``prescriber`` Practitioner's NPI identifier."""
+    patient = params.get("patient", {}).get("resource") or {}
+    born = patient.get("birthDate")
+    if not isinstance(born, str) or not born.strip():
+        raise InvalidInput(
+            "patient.birthDate",
+            "a pharmacy asking by patient gives the birth date and the prescriber's NPI as on the"
+            " prescription (or the case_number)",
+        )
+    prescriber = params.get("prescriber", {}).get("resource")
+    if not isinstance(prescriber, dict) or prescriber.get("resourceType") != "Practitioner":
+        raise InvalidInput("prescriber", "give the prescriber as a Practitioner resource")
+    for identifier in prescriber.get("identifier") or []:
+        if isinstance(identifier, dict) and identifier.get("system") == NPI_SYSTEM:
+            value = identifier.get("value")
+            if isinstance(value, str) and value.strip():
+                return born.strip(), value.strip()
+    raise InvalidInput(
+        "prescriber.identifier", f"the Practitioner needs an {NPI_SYSTEM} identifier"
+    )
 
 
 def _requirement(reason: dict[str, Any], module: str) -> dict[str, Any]:
@@ -152,12 +180,13 @@ def _evaluate(svc: Service, caller: Caller, params: dict[str, Any]) -> dict[str,
     patient = _patient_ref(params)
     _require(caller, "course:read")
     if caller.kind == ClientKind.PHARMACY_TERMINAL.value:
-        status = app.status(caller.actor, patient, caller.on_behalf_of)
-        rx = status.current_prescription
-        if rx is None:
-            return _from_decision(status.decision, status.course.patient, None)
+        # A pharmacy reaches a patient only through the prescription in hand: the patient's
+        # programme id and birth date and the prescriber's NPI, as written on it.
+        born, npi = _prescription_in_hand(params)
+        _require(caller, "dispense:check")
+        rx = app.find_prescription(caller.actor, patient, born, npi)
         decision = app.check_dispense(caller.actor, rx.id, caller.on_behalf_of)
-        return _from_decision(decision, status.course.patient, rx.id)
+        return _from_decision(decision, rx.patient, rx.id)
     found = app.get_patient(caller.actor, patient, caller.on_behalf_of)
     decision = app.check_prescribe(caller.actor, found.id, on_behalf_of=caller.on_behalf_of)
     return _from_decision(decision, found.id, None)
