@@ -33,7 +33,7 @@ GOAL = 0.5
 
 def _ready(app: Compliance, count: int) -> tuple[str, str, list[str]]:
     """An administrator, a pharmacist, and ``count`` prescriptions ready to authorize."""
-    admin = app.initialize("Bench Admin").id
+    admin = app.initialize("Bench Admin", training=True).id
     prs = app.register_prescriber(admin, "Dr Bench", "1234567893").id
     app.activate_prescriber(admin, prs)
     pharmacy = app.register_pharmacy(admin, "Bench Pharmacy", "1234567", "America/Chicago").id

@@ -136,8 +136,12 @@ def test_a_course_through_the_cli(clinic: tuple[Shell, dict[str, str]]) -> None:
     assert picked["course"]["state"] == "dispensed" and picked["course"]["cycle"] == 2
 
     status = sh.json(*at("2026-12-03", "status", pat), actor=prs)
-    assert set(status) == {"course", "decision", "checklist", "open_authorization",
+    assert set(status) == {"next", "course", "decision", "checklist", "open_authorization",
                            "current_prescription", "flags"}
+    # Picked up; a patient who cannot get pregnant: next month's prescription when the supply
+    # ends, not today.
+    assert status["next"]["what"] == "next month's prescription"
+    assert status["next"]["due_by"] > "2026-12-03"
     items = {c["item"]: c["status"] for c in status["checklist"]}
     assert items["pregnancy_test"] == "not_required" and items["consent"] == "done"
     assert set(status["checklist"][0]) == {"item", "status", "detail", "next_step", "due_by"}

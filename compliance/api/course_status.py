@@ -8,6 +8,7 @@ request will judge, not only what writing the prescription needs.
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
@@ -28,7 +29,12 @@ from compliance.domain import timing
 from compliance.domain.course import CourseState
 from compliance.domain.facts import CourseFacts
 from compliance.domain.gates import Decision, prescribe_gate, readiness, scheduled_test_due
-from compliance.domain.pregnancy_tests import post_treatment_due, post_treatment_test_done
+from compliance.domain.next_step import next_month_on, next_step
+from compliance.domain.pregnancy_tests import (
+    end_of_treatment_test_done,
+    post_treatment_due,
+    post_treatment_test_done,
+)
 from compliance.domain.timing import today_in, zone_for
 from compliance.programs.model import Anchor, Cadence
 
@@ -88,16 +94,44 @@ def _required(item: str, f: CourseFacts) -> bool:
     }[item]
 
 
-def checklist(f: CourseFacts, decision: Decision) -> tuple[ChecklistItem, ...]:
+_ENDED = frozenset(
+    {
+        CourseState.TREATMENT_ENDED,
+        CourseState.POST_TREATMENT,
+        CourseState.COMPLETED,
+        CourseState.WITHDRAWN,
+        CourseState.LOST_TO_FOLLOW_UP,
+    }
+)
+
+
+def checklist(
+    f: CourseFacts, decision: Decision, zone: ZoneInfo | None = None
+) -> tuple[ChecklistItem, ...]:
+    """This cycle's items; once treatment has ended, the tests still owed instead of the
+    prescription and authorization; after a pickup, next month's dates."""
     by_code = {r.code: r for r in decision.reasons}
     due = decision.window.last_day if decision.window else None
+    if f.state is CourseState.DISPENSED and zone is not None:
+        due = next_month_on(f, zone) or due
     items = []
     for item, codes in ITEMS:
         if not _required(item, f):
             items.append(ChecklistItem(item, "not_required"))
             continue
         failing = [by_code[c] for c in codes if c in by_code]
-        if failing:
+        if failing and item == "pregnancy_test" and f.state is CourseState.DISPENSED:
+            # Just picked up: next month's test is what is missing, due when the supply ends.
+            items.append(
+                ChecklistItem(
+                    item,
+                    "missing",
+                    "next month's test is not on file yet",
+                    "collect next month's pregnancy test",
+                    due,
+                )
+            )
+        elif failing:
             items.append(
                 ChecklistItem(
                     item,
@@ -112,6 +146,8 @@ def checklist(f: CourseFacts, decision: Decision) -> tuple[ChecklistItem, ...]:
                 ChecklistItem(item, "done", due_by=due if item == "pregnancy_test" else None)
             )
     state = f.state
+    if state in _ENDED:
+        return tuple(items) + _after_treatment_items(f)
     prescribed = state in {CourseState.QUALIFIED, CourseState.AUTHORIZED}
     items.append(
         ChecklistItem(
@@ -132,6 +168,40 @@ def checklist(f: CourseFacts, decision: Decision) -> tuple[ChecklistItem, ...]:
             due_by=due,
         )
     )
+    return tuple(items)
+
+
+def _after_treatment_items(f: CourseFacts) -> tuple[ChecklistItem, ...]:
+    category = f.ruleset.judged_category(f.category, f.category_reason)
+    ended = "treatment ended"
+    items = [
+        ChecklistItem("prescription", "not_required", ended),
+        ChecklistItem("authorization", "not_required", ended),
+    ]
+    if not category.pregnancy_testing:
+        return tuple(items)
+    if f.ruleset.testing.end_of_treatment_required:
+        done = end_of_treatment_test_done(f)
+        items.append(
+            ChecklistItem(
+                "end_of_treatment_test",
+                "done" if done else "missing",
+                None if done else "no end-of-treatment test on file",
+                None if done else "record the end-of-treatment pregnancy test",
+                None if done else f.last_dose_on,
+            )
+        )
+    if category.post_treatment:
+        done = post_treatment_test_done(f)
+        items.append(
+            ChecklistItem(
+                "post_treatment_test",
+                "done" if done else "missing",
+                None if done else "no post-treatment test on file",
+                None if done else "record the post-treatment pregnancy test",
+                post_treatment_due(f),
+            )
+        )
     return tuple(items)
 
 
@@ -161,10 +231,31 @@ def status(session: Session, actor: Actor, now: datetime, patient_ref: object) -
         .first()
     )
     current = rx_rows[0] if rx_rows and course.state in {"qualified", "authorized"} else None
+    zone = zone_for(f.ruleset, None, f.prescriber_zone)
+    ready = readiness(f, now)
+    items = checklist(f, ready, zone)
+    missing = next((i for i in items if i.status == "missing"), None)
+    category = f.ruleset.judged_category(f.category, f.category_reason)
+    pickup_by = (
+        live.do_not_dispense_after.astimezone(zone).date()
+        if live is not None and live.do_not_dispense_after is not None
+        else None
+    )
+    step = next_step(
+        f,
+        zone,
+        testing=category.pregnancy_testing,
+        first_missing=(missing.next_step or missing.detail or missing.item, missing.due_by)
+        if missing
+        else None,
+        window_last_day=ready.window.last_day if ready.window else None,
+        pickup_by=pickup_by,
+    )
     return CourseStatus(
+        next=step,
         course=course_info(session, course),
         decision=decision,
-        checklist=checklist(f, readiness(f, now)),
+        checklist=items,
         open_authorization=authorization_info(session, live, patient.short_id) if live else None,
         current_prescription=prescription_info(session, current, patient.short_id)
         if current

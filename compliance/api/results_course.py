@@ -8,6 +8,7 @@ from typing import Any
 
 from compliance.api.results import _Result
 from compliance.domain.gates import Decision
+from compliance.domain.next_step import NextStep
 
 
 @dataclass(frozen=True)
@@ -105,9 +106,11 @@ class CourseStatus(_Result):
     open_authorization: AuthorizationInfo | None
     current_prescription: PrescriptionInfo | None
     flags: tuple[Flag, ...]
+    next: NextStep | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "next": _next_dict(self.next),
             "course": self.course.to_dict(),
             "decision": self.decision.to_dict(),
             "checklist": [c.to_dict() for c in self.checklist],
@@ -119,3 +122,13 @@ class CourseStatus(_Result):
             ),
             "flags": [f.to_dict() for f in self.flags],
         }
+
+
+def _next_dict(step: NextStep | None) -> dict[str, Any] | None:
+    if step is None:
+        return None
+    return {
+        "what": step.what,
+        "who": step.who,
+        "due_by": step.due_by.isoformat() if step.due_by else None,
+    }

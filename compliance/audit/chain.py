@@ -92,13 +92,50 @@ class Break:
         }
 
 
+@dataclass(frozen=True)
+class Head:
+    """A chain head row as verification reads it."""
+
+    chain_id: str
+    last_seq: int
+    last_hash: str
+    last_event_id: int
+    checkpointed_seq: int
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What one checkpoint recorded for one chain: the hash of its event ``seq``."""
+
+    chain_id: str
+    seq: int
+    digest: str
+
+
+class _Peek:
+    """An iterator one item ahead, so that sorted streams can be merged."""
+
+    def __init__(self, items: Iterable[Any]) -> None:
+        self._items = iter(items)
+        self.next: Any = next(self._items, None)
+
+    def pop(self) -> Any:
+        item, self.next = self.next, next(self._items, None)
+        return item
+
+    def next_is(self, chain: str) -> bool:
+        return self.next is not None and self.next.chain_id == chain
+
+
 @dataclass
 class ChainWalk:
-    """Consumes events ordered by (chain_id, chain_seq) and records the first break found."""
+    """Consumes events ordered by (chain_id, chain_seq) together with the heads and the
+    checkpoints' claims, both ordered by chain id in the same (code point) order, and records
+    the first break found. The three streams are merged: memory holds one chain at a time,
+    whatever the number of chains."""
 
-    heads: Mapping[str, tuple[int, str]]
-    expected: Mapping[tuple[str, int], str] = field(default_factory=dict)
-    head_ids: Mapping[str, int] = field(default_factory=dict)
+    heads: Iterable[Head] = ()
+    claims: Iterable[Claim] = ()
     events: int = 0
     chains: int = 0
     first_break: Break | None = None
@@ -106,7 +143,15 @@ class ChainWalk:
     _seq: int = 0
     _hash: str = GENESIS
     _last_id: int = 0
-    _seen: set[str] = field(default_factory=set)
+    _head: Head | None = None
+    _claimed: dict[int, str] = field(default_factory=dict)
+    # Breaks found in passing that rank after any break of the events themselves, first of
+    # each kind, in the order they are reported.
+    _later: dict[str, Break] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._heads = _Peek(self.heads)
+        self._claims = _Peek(self.claims)
 
     def feed(self, records: Iterable[AuditRecord]) -> None:
         for record in records:
@@ -129,12 +174,12 @@ class ChainWalk:
             self._close_chain()
             if self.first_break is not None:
                 return
-            if r.chain_id in self._seen:
+            if self._chain is not None and r.chain_id < self._chain:
                 self._fail(r, r.chain_id, "chain events are not contiguous")
                 return
-            self._seen.add(r.chain_id)
-            self._chain, self._seq, self._hash, self._last_id = r.chain_id, 0, GENESIS, 0
-            self.chains += 1
+            self._open_chain(r.chain_id)
+            if self.first_break is not None:
+                return
         if r.chain_seq != self._seq + 1:
             self._fail(r, r.chain_id, f"expected sequence {self._seq + 1}, found {r.chain_seq}")
         elif r.prev_hash != self._hash:
@@ -143,42 +188,69 @@ class ChainWalk:
             self._fail(r, r.chain_id, "global sequence goes backwards within the chain")
         elif _safe_hash(r) != r.hash:
             self._fail(r, r.chain_id, "event content does not match its hash")
-        elif self.expected.get((r.chain_id, r.chain_seq), r.hash) != r.hash:
+        elif self._claimed.get(r.chain_seq, r.hash) != r.hash:
             self._fail(r, r.chain_id, "event differs from the one a checkpoint recorded")
         self._seq, self._hash, self._last_id = r.chain_seq, r.hash, r.id
+
+    def _open_chain(self, chain: str) -> None:
+        self._skip_to(chain)
+        self._head = self._heads.pop() if self._heads.next_is(chain) else None
+        self._claimed = {}
+        while self._claims.next is not None and self._claims.next.chain_id == chain:
+            claim = self._claims.pop()
+            self._claimed[claim.seq] = claim.digest
+        self._chain, self._seq, self._hash, self._last_id = chain, 0, GENESIS, 0
+        self.chains += 1
+
+    def _defer(self, kind: str, chain: str, problem: str) -> None:
+        self._later.setdefault(kind, Break(None, chain, None, problem))
+
+    def _skip_to(self, chain: str | None) -> None:
+        """Heads and claims of chains before ``chain`` (None: all that are left) name chains
+        with no events."""
+        while self._heads.next is not None and (chain is None or self._heads.next.chain_id < chain):
+            head = self._heads.pop()
+            self._defer("no events", head.chain_id, "head record names a chain with no events")
+        while self._claims.next is not None and (
+            chain is None or self._claims.next.chain_id < chain
+        ):
+            claim = self._claims.pop()
+            self._defer("missing", claim.chain_id, f"checkpointed event {claim.seq} is missing")
 
     def _close_chain(self) -> None:
         if self._chain is None:
             return
-        head = self.heads.get(self._chain)
+        head, chain = self._head, self._chain
         if head is None:
-            self._fail(None, self._chain, "chain has events but no head record")
-        elif head != (self._seq, self._hash):
+            self._fail(None, chain, "chain has events but no head record")
+        elif (head.last_seq, head.last_hash) != (self._seq, self._hash):
             self._fail(
                 None,
-                self._chain,
-                f"head records sequence {head[0]} but the chain ends at {self._seq}",
+                chain,
+                f"head records sequence {head.last_seq} but the chain ends at {self._seq}",
             )
-        elif self.head_ids.get(self._chain, self._last_id) != self._last_id:
-            self._fail(None, self._chain, "head names another event as the chain's last")
+        elif head.last_event_id != self._last_id:
+            self._fail(None, chain, "head names another event as the chain's last")
+        missing = [seq for seq in sorted(self._claimed) if seq > self._seq]
+        if missing:
+            self._defer("missing", chain, f"checkpointed event {missing[0]} is missing")
+        recorded = max(self._claimed, default=0)
+        if head is not None and chain != SYSTEM_CHAIN and head.checkpointed_seq != recorded:
+            self._defer("mark", chain, "head's checkpoint mark disagrees with the checkpoints")
 
     def finish(self) -> Break | None:
+        """The first break of the events, else a head or checkpointed event with no events."""
         if self.first_break is None:
             self._close_chain()
         if self.first_break is None:
-            for chain in sorted(set(self.heads) - self._seen):
-                self._fail(None, chain, "head record names a chain with no events")
-                break
-        if self.first_break is None:
-            for (chain, seq), _ in sorted(self.expected.items()):
-                if chain not in self._seen:
-                    self._fail(None, chain, f"checkpointed event {seq} is missing")
-                    break
-                head = self.heads.get(chain)
-                if head is not None and seq > head[0]:
-                    self._fail(None, chain, f"checkpointed event {seq} is missing")
-                    break
+            self._skip_to(None)
+            self.first_break = self._later.get("no events") or self._later.get("missing")
         return self.first_break
+
+    @property
+    def mark_break(self) -> Break | None:
+        """A head whose checkpoint mark is not the last sequence the checkpoints recorded."""
+        return self._later.get("mark")
 
 
 def _safe_hash(record: AuditRecord) -> str | None:
@@ -189,9 +261,13 @@ def _safe_hash(record: AuditRecord) -> str | None:
         return None
 
 
-def checkpoint_digest(heads: Iterable[tuple[str, int, str]], previous: str) -> str:
+def checkpoint_digest(
+    heads: Iterable[tuple[str, int, str]], previous: str, *, presorted: bool = False
+) -> str:
+    """The digest a checkpoint commits to; ``presorted`` heads (in code point order of the
+    chain id, as verification streams them) are hashed as they come, never held."""
     h = hashlib.sha256(previous.encode())
-    for chain, seq, digest in sorted(heads):
+    for chain, seq, digest in heads if presorted else sorted(heads):
         h.update(f"\n{chain}\t{seq}\t{digest}".encode())
     return h.hexdigest()
 

@@ -25,10 +25,11 @@ from compliance.audit.chain import (
     AuditRecord,
     Break,
     ChainWalk,
+    Claim,
+    Head,
     checkpoint_digest,
     compute_hash,
     format_instant,
-    iter_heads,
 )
 from compliance.audit.signing import Signer, fingerprint, signature_valid
 from compliance.db.base import table_of
@@ -458,12 +459,12 @@ def check_published(doc: object, trusted: bytes | None) -> Mapping[str, Any]:
 def _signed_break(session: Session, check: _SignedCheck) -> Break | None:
     """Every stored signed checkpoint in order, then the latest one against today's chains."""
     rows = session.execute(
-        select(AuditEvent.id, AuditEvent.chain_seq, AuditEvent.payload)
-        .where(AuditEvent.chain_id == SYSTEM_CHAIN, AuditEvent.action == CHECKPOINT_ACTION)
-        .order_by(AuditEvent.chain_seq)
+        # Only the signed part: the heads a checkpoint lists are checked by the walk.
+        select(_EVENTS.c.id, _EVENTS.c.chain_seq, _EVENTS.c.payload["signed"])
+        .where(_EVENTS.c.chain_id == SYSTEM_CHAIN, _EVENTS.c.action == CHECKPOINT_ACTION)
+        .order_by(_EVENTS.c.chain_seq)
     )
-    for event_id, seq, payload in rows:
-        doc = payload.get("signed") if isinstance(payload, dict) else None
+    for event_id, seq, doc in rows:
         if doc is None:
             if check.last is not None:
                 check.fail(event_id, seq, "unsigned checkpoint after signed ones")
@@ -513,41 +514,18 @@ def verify(
     against: Mapping[str, Any] | None = None,
 ) -> VerifyReport:
     """Walk every chain in order; check links, hashes, heads, checkpoints, their signatures and
-    the subject index; with a published checkpoint, check the database has not fallen behind."""
+    the subject index; with a published checkpoint, check the database has not fallen behind.
+
+    Events, heads and the checkpoints' claims are three streams in the same chain order, merged
+    as they are read: memory is bounded by the largest single event (a checkpoint lists every
+    chain head), never by the number of chains or events."""
     if against is not None:
         against = check_published(against, trusted_key)
         trusted_key = trusted_key or _b64(against.get("public_key"))
-    head_rows = session.execute(select(AuditChainHead)).scalars().all()
-    heads = {h.chain_id: (h.last_seq, h.last_hash) for h in head_rows}
-    head_ids = {h.chain_id: h.last_event_id for h in head_rows}
-    marks = {h.chain_id: h.checkpointed_seq for h in head_rows}
-    expected: dict[tuple[str, int], str] = {}
-    checkpoints = 0
-    checkpoint_break: Break | None = None
-    previous = GENESIS
-    for row in session.execute(
-        select(AuditEvent)
-        .where(AuditEvent.chain_id == SYSTEM_CHAIN, AuditEvent.action == CHECKPOINT_ACTION)
-        .order_by(AuditEvent.chain_seq)
-    ).scalars():
-        checkpoints += 1
-        listed = list(iter_heads(row.payload))
-        claimed = row.payload.get("digest")
-        if checkpoint_break is None and (
-            row.payload.get("previous") != previous
-            or claimed != checkpoint_digest(listed, previous)
-        ):
-            checkpoint_break = Break(
-                row.id, SYSTEM_CHAIN, row.chain_seq, "checkpoint digest is wrong"
-            )
-        previous = str(claimed)
-        for chain, seq, digest in listed:
-            expected[(chain, seq)] = digest
-        session.expunge(row)
-
-    walk = ChainWalk(heads=heads, expected=expected, head_ids=head_ids)
+    checkpoints, checkpoint_break = _checkpoint_digests_break(session)
+    walk = ChainWalk(heads=_heads(session, batch), claims=_claims(session, batch))
     stream = session.execute(
-        select(AuditEvent).order_by(AuditEvent.chain_id, AuditEvent.chain_seq),
+        select(AuditEvent).order_by(_by_chain(session, AuditEvent.chain_id), AuditEvent.chain_seq),
         execution_options={"yield_per": batch},
     ).scalars()
     for row in stream:
@@ -559,7 +537,7 @@ def verify(
     first = (
         walk.finish()
         or checkpoint_break
-        or _checkpoint_marks_break(marks, expected)
+        or walk.mark_break
         or _signed_break(session, signed)
         or _subject_index_break(session, batch)
         or _business_break(session)
@@ -577,17 +555,88 @@ def verify(
     )
 
 
-def _checkpoint_marks_break(
-    marks: Mapping[str, int], expected: Mapping[tuple[str, int], str]
-) -> Break | None:
-    """Each head's checkpoint mark must be the last sequence a checkpoint recorded for it."""
-    recorded: dict[str, int] = {}
-    for chain, seq in expected:
-        recorded[chain] = max(seq, recorded.get(chain, 0))
-    for chain, mark in sorted(marks.items()):
-        if chain != SYSTEM_CHAIN and mark != recorded.get(chain, 0):
-            return Break(None, chain, mark, "head's checkpoint mark disagrees with the checkpoints")
-    return None
+def _by_chain(session: Session, column: Any) -> Any:
+    """Chain ids in code point order on both backends (PostgreSQL's default collation may be a
+    locale's), so that the streams merge in the order Python compares them."""
+    return column.collate("C") if _dialect(session) == "postgresql" else column
+
+
+def _dialect(session: Session) -> str:
+    return session.get_bind().dialect.name
+
+
+def _heads(session: Session, batch: int) -> Iterator[Head]:
+    rows = session.execute(
+        select(
+            _HEADS.c.chain_id,
+            _HEADS.c.last_seq,
+            _HEADS.c.last_hash,
+            _HEADS.c.last_event_id,
+            _HEADS.c.checkpointed_seq,
+        ).order_by(_by_chain(session, _HEADS.c.chain_id)),
+        execution_options={"yield_per": batch},
+    )
+    for chain, seq, digest, event_id, mark in rows:
+        yield Head(str(chain), int(seq), str(digest), int(event_id), int(mark or 0))
+
+
+# The chain heads a checkpoint lists, read out of its JSON by the database: (chain, seq, hash).
+_LISTED = {
+    "sqlite": (
+        "SELECT j.key, json_extract(j.value, '$[0]'), json_extract(j.value, '$[1]')"
+        " FROM audit_events AS e, json_each(e.payload, '$.heads') AS j"
+        " WHERE e.chain_id = :system AND e.action = :action {where}"
+        " ORDER BY j.key, 2"
+    ),
+    "postgresql": (
+        "SELECT j.key, (j.value ->> 0)::bigint, j.value ->> 1"
+        " FROM audit_events AS e, json_each(e.payload -> 'heads') AS j"
+        " WHERE e.chain_id = :system AND e.action = :action {where}"
+        ' ORDER BY j.key COLLATE "C", 2'
+    ),
+}
+
+
+def _listed(
+    session: Session, batch: int, event_id: int | None = None
+) -> Iterator[tuple[str, int, str]]:
+    sql = _LISTED[_dialect(session)].format(where="AND e.id = :id" if event_id else "")
+    params: dict[str, Any] = {"system": SYSTEM_CHAIN, "action": CHECKPOINT_ACTION}
+    if event_id:
+        params["id"] = event_id
+    rows = session.execute(text(sql), params, execution_options={"yield_per": batch})
+    for chain, seq, digest in rows:
+        yield str(chain), int(seq), str(digest)
+
+
+def _claims(session: Session, batch: int) -> Iterator[Claim]:
+    for chain, seq, digest in _listed(session, batch):
+        yield Claim(chain, seq, digest)
+
+
+def _checkpoint_digests_break(session: Session, batch: int = 2000) -> tuple[int, Break | None]:
+    """Each checkpoint's digest over the heads it lists, chained to the one before: the count of
+    checkpoints and the first that is wrong."""
+    rows = session.execute(
+        select(
+            _EVENTS.c.id,
+            _EVENTS.c.chain_seq,
+            _EVENTS.c.payload["previous"].as_string(),
+            _EVENTS.c.payload["digest"].as_string(),
+        )
+        .where(_EVENTS.c.chain_id == SYSTEM_CHAIN, _EVENTS.c.action == CHECKPOINT_ACTION)
+        .order_by(_EVENTS.c.chain_seq)
+    ).all()
+    previous, found = GENESIS, None
+    for event_id, seq, claimed_previous, claimed in rows:
+        if found is None:
+            listed = _listed(session, batch, event_id)
+            if claimed_previous != previous or claimed != checkpoint_digest(
+                listed, previous, presorted=True
+            ):
+                found = Break(event_id, SYSTEM_CHAIN, seq, "checkpoint digest is wrong")
+        previous = str(claimed)
+    return len(rows), found
 
 
 def _subject_index_break(session: Session, batch: int) -> Break | None:

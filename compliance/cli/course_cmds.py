@@ -461,6 +461,11 @@ def status(state: Context, patient: str, as_json: bool) -> None:
         return
     c = data["course"]
     say(f"patient {c['patient']}  course {c['state']}  cycle {c['cycle']}  {c['ruleset']}")
+    step = data["next"]
+    if step:
+        by = f" by {step['due_by']}" if step["due_by"] else ""
+        who = f" ({step['who']})" if step["who"] else ""
+        say(f"next: {step['what']}{by}{who}")
     say(
         f"category {c['category'] or '-'} ({c['category_reason'] or '-'}), enrolled "
         f"{c['enrolled_on']}, prescriber {c['prescriber']}"
