@@ -8,9 +8,10 @@ request will judge, not only what writing the prescription needs.
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import or_, select
+from sqlalchemy import Result, or_, select
 from sqlalchemy.orm import Session
 
 from compliance.api.authz import Actor
@@ -23,6 +24,7 @@ from compliance.api.courses import (
     ruleset_of,
 )
 from compliance.api.results_course import ChecklistItem, CourseStatus, Flag
+from compliance.db import course_facts as cf
 from compliance.db import models as m
 from compliance.domain import reasons as rc
 from compliance.domain import timing
@@ -362,9 +364,25 @@ def due(
     )
     if prescriber_id is not None:
         stmt = stmt.where(m.Course.prescriber_id == prescriber_id)
+    return _flags_of(session, session.execute(stmt), now, within_days)
+
+
+def _flags_of(
+    session: Session, rows: Result[Any], now: datetime, within_days: int, keep: Any = None
+) -> list[Flag]:
+    """Every flag of the (course, patient id) rows, read a chunk of courses at a time: a few
+    queries per chunk (``load_many``), and the chunk's courses released once judged, so cost
+    and memory do not grow per course with the practice."""
     flags: list[Flag] = []
-    for course, patient in session.execute(stmt).all():
-        flags.extend(flags_for(session, course, patient, facts(session, course), now, within_days))
+    for part in rows.yield_per(cf.CHUNK).partitions():
+        courses = [course for course, *_ in part]
+        for row, f in zip(part, cf.load_many(session, courses), strict=True):
+            values: tuple[Any, ...] = tuple(row)
+            course, patient = values[0], values[1]
+            found = flags_for(session, course, patient, f, now, within_days)
+            flags.extend(fl for fl in found if keep is None or keep(values, fl))
+        for course in courses:
+            session.expunge(course)
     return sorted(flags, key=lambda fl: (fl.due or date.max, fl.patient, fl.code))
 
 
@@ -382,10 +400,8 @@ def pharmacy_due(session: Session, now: datetime, pharmacy_id: object) -> list[F
         )
         .order_by(m.Patient.short_id)
     )
-    flags: list[Flag] = []
-    for course, patient, number in session.execute(live).all():
-        owed = flags_for(session, course, patient, facts(session, course), now, 0)
-        flags.extend(
-            fl for fl in owed if fl.code == rc.RMA_REVERSAL_REQUIRED and fl.reference == number
-        )
-    return sorted(flags, key=lambda fl: (fl.due or date.max, fl.patient, fl.code))
+
+    def owed(row: Any, fl: Flag) -> bool:
+        return fl.code == rc.RMA_REVERSAL_REQUIRED and fl.reference == row[2]
+
+    return _flags_of(session, session.execute(live), now, 0, owed)

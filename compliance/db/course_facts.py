@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import date
 from typing import Any
 
@@ -118,7 +119,84 @@ def test_record(row: Any) -> TestRecord:
 
 def load(session: Session, course: CourseFields) -> CourseFacts:
     key = {"course": course.id}
-    records = session.execute(_RECORDS, key)
+    return _build(
+        course,
+        session.execute(_RECORDS, key),
+        session.execute(_TESTS, key),
+        session.execute(_PRESCRIPTIONS, key),
+        session.execute(_AUTHORIZATIONS, key),
+        prescriber_zone(session, course),
+    )
+
+
+# For many courses at once (worklists): the same columns, for a set of courses, grouped by
+# course. Five queries for each chunk of courses instead of five for each course.
+CHUNK = 500
+
+
+_MANY_RECORDS = (
+    select(
+        _RECORD.c.kind,
+        _RECORD.c.cycle,
+        _RECORD.c.effective_on,
+        _RECORD.c.payload,
+        _RECORD.c.seq,
+        _RECORD.c.course_id.label("of_course"),
+    )
+    .where(_RECORD.c.course_id.in_(bindparam("courses", expanding=True)))
+    .order_by(_RECORD.c.course_id, _RECORD.c.seq)
+)
+_MANY_TESTS = (
+    select(*_TESTS.selected_columns, _TEST.c.course_id.label("of_course"))
+    .where(_TEST.c.course_id.in_(bindparam("courses", expanding=True)))
+    .order_by(_TEST.c.course_id, _TEST.c.specimen_date, _TEST.c.seq)
+)
+_MANY_PRESCRIPTIONS = (
+    select(*_PRESCRIPTIONS.selected_columns, _RX.c.course_id.label("of_course"))
+    .join_from(_RX, _PRESCRIBER, _PRESCRIBER.c.id == _RX.c.prescriber_id)
+    .where(_RX.c.course_id.in_(bindparam("courses", expanding=True)))
+    .order_by(_RX.c.course_id, _RX.c.seq)
+)
+_MANY_AUTHORIZATIONS = (
+    select(*_AUTHORIZATIONS.selected_columns, _AUTHORIZATION.c.course_id.label("of_course"))
+    .join_from(_AUTHORIZATION, _RX, _RX.c.id == _AUTHORIZATION.c.prescription_id)
+    .where(_AUTHORIZATION.c.course_id.in_(bindparam("courses", expanding=True)))
+    .order_by(_AUTHORIZATION.c.course_id, _AUTHORIZATION.c.issued_at)
+)
+_ZONES = select(_PRESCRIBER.c.id, _PRESCRIBER.c.time_zone).where(
+    _PRESCRIBER.c.id.in_(bindparam("prescribers", expanding=True))
+)
+
+
+def load_many(session: Session, courses: Sequence[CourseFields]) -> Iterator[CourseFacts]:
+    """The facts of each of ``courses``, in their order, the same as ``load`` gives one by one,
+    read in a few queries per chunk of courses."""
+    for start in range(0, len(courses), CHUNK):
+        chunk = courses[start : start + CHUNK]
+        ids = {"courses": [c.id for c in chunk]}
+        grouped: list[dict[Any, list[Any]]] = []
+        for stmt in (_MANY_RECORDS, _MANY_TESTS, _MANY_PRESCRIPTIONS, _MANY_AUTHORIZATIONS):
+            rows: dict[Any, list[Any]] = {}
+            for row in session.execute(stmt, ids):
+                rows.setdefault(row.of_course, []).append(row)
+            grouped.append(rows)
+        zones = dict(
+            session.execute(_ZONES, {"prescribers": list({c.prescriber_id for c in chunk})}).all()
+        )
+        for c in chunk:
+            records, tests, rxs, auths = (g.get(c.id, []) for g in grouped)
+            zone = zones.get(c.prescriber_id)
+            yield _build(c, records, tests, rxs, auths, None if zone is None else str(zone))
+
+
+def _build(
+    course: CourseFields,
+    records: Iterable[Any],
+    test_rows: Iterable[Any],
+    rx_rows: Iterable[Any],
+    auth_rows: Iterable[Any],
+    zone: str | None,
+) -> CourseFacts:
     consents: set[str] = set()
     counselling: set[int] = set()
     comprehension: set[int] = set()
@@ -156,7 +234,7 @@ def load(session: Session, course: CourseFields) -> CourseFacts:
             test_schedule = str(r.payload["schedule"])
         elif r.kind == NOTE and r.payload.get("event") == "resume":
             resumed = r.seq
-    tests = tuple(test_record(t) for t in session.execute(_TESTS, key))
+    tests = tuple(test_record(t) for t in test_rows)
     prescriptions = tuple(
         PrescriptionRecord(
             id=rx.short_id,
@@ -167,7 +245,7 @@ def load(session: Session, course: CourseFields) -> CourseFacts:
             refills=rx.refills,
             prescriber_certified=rx.status == PrescriberStatus.ACTIVATED,
         )
-        for rx in session.execute(_PRESCRIPTIONS, key)
+        for rx in rx_rows
     )
     authorizations = tuple(
         AuthorizationRecord(
@@ -181,7 +259,7 @@ def load(session: Session, course: CourseFields) -> CourseFacts:
             reversed_at=a.reversed_at,
             dispensed_at=a.dispensed_at,
         )
-        for a in session.execute(_AUTHORIZATIONS, key)
+        for a in auth_rows
     )
     return CourseFacts(
         ruleset=get(course.ruleset_id),
@@ -206,7 +284,7 @@ def load(session: Session, course: CourseFields) -> CourseFacts:
         resumed_seq=resumed,
         methods_cycle=methods_cycle,
         confirmed_tests=frozenset(confirmed_tests),
-        prescriber_zone=prescriber_zone(session, course),
+        prescriber_zone=zone,
     )
 
 

@@ -1,0 +1,56 @@
+"""The worklist reads the facts of many courses in a few queries per chunk (``load_many``): the
+facts must be exactly those ``load`` reads one course at a time, for courses in every state and
+across chunk boundaries, on both backends."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from compliance.db import course_facts as cf
+from compliance.db import models as m
+from tests.conftest import next_npi
+from tests.test_timelines_mechanics import (
+    LEGACY,
+    STARTS,
+    Timeline,
+    monthly_visit,
+    pcgp_first_dispense,
+)
+
+
+@pytest.mark.parametrize("chunk", [2, 500])
+def test_bulk_facts_are_the_single_course_facts(
+    db_url: str, chunk: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    t = Timeline(db_url, STARTS[LEGACY])
+    app, prs = t.app, t.prs
+    dispensed = pcgp_first_dispense(t, "Ana")
+    ended = pcgp_first_dispense(t, "Bea")
+    monthly = pcgp_first_dispense(t, "Cleo")
+    t.day(50)
+    app.end_treatment(prs, ended, t.date(50))
+    monthly_visit(t, monthly, 50)
+    app.prescribe(prs, monthly, 30)
+    pregnant = app.register_patient(prs, "Dora", "1999-01-01").patient.id
+    app.enrol(prs, pregnant)
+    app.report_pregnancy(prs, pregnant)
+    other = app.register_prescriber(
+        t.world.admin.id, "Dr Zoned", next_npi(), time_zone="Asia/Tokyo"
+    )
+    app.activate_prescriber(t.world.admin.id, other.id)
+    zoned = app.register_patient(other.id, "Emi", "1998-02-02").patient.id
+    app.enrol(other.id, zoned)
+    assert dispensed and zoned
+
+    monkeypatch.setattr(cf, "CHUNK", chunk)
+    with Session(app.engine) as session:
+        courses = list(session.execute(select(m.Course).order_by(m.Course.created_at)).scalars())
+        assert len(courses) == 5
+        single = [cf.load(session, c) for c in courses]
+        bulk = list(cf.load_many(session, courses))
+    assert bulk == single
+    assert {f.state.value for f in bulk} >= {"dispensed", "treatment_ended", "qualified"}
+    assert {f.prescriber_zone for f in bulk} == {None, "Asia/Tokyo"}
+    t.app.close()
