@@ -183,28 +183,24 @@ def _after_treatment_items(f: CourseFacts) -> tuple[ChecklistItem, ...]:
     if not category.pregnancy_testing:
         return tuple(items)
     if f.ruleset.testing.end_of_treatment_required:
-        done = end_of_treatment_test_done(f)
-        items.append(
-            ChecklistItem(
-                "end_of_treatment_test",
-                "done" if done else "missing",
-                None if done else "no end-of-treatment test on file",
-                None if done else "record the end-of-treatment pregnancy test",
-                None if done else f.last_dose_on,
-            )
-        )
+        items.append(_owed("end_of_treatment", end_of_treatment_test_done(f), f.last_dose_on))
     if category.post_treatment:
-        done = post_treatment_test_done(f)
-        items.append(
-            ChecklistItem(
-                "post_treatment_test",
-                "done" if done else "missing",
-                None if done else "no post-treatment test on file",
-                None if done else "record the post-treatment pregnancy test",
-                post_treatment_due(f),
-            )
-        )
+        items.append(_owed("post_treatment", post_treatment_test_done(f), post_treatment_due(f)))
     return tuple(items)
+
+
+def _owed(kind: str, done: bool, due: date | None) -> ChecklistItem:
+    """A test still owed after the last dose (or on file)."""
+    label = kind.replace("_", "-")
+    if done:
+        return ChecklistItem(f"{kind}_test", "done")
+    return ChecklistItem(
+        f"{kind}_test",
+        "missing",
+        f"no {label} test on file",
+        f"record the {label} pregnancy test",
+        due,
+    )
 
 
 def status(session: Session, actor: Actor, now: datetime, patient_ref: object) -> CourseStatus:
