@@ -23,17 +23,12 @@ from compliance.domain.ids import Kind
 from compliance.domain.roles import Action, Role
 
 
-def _prescriber(actor: Actor) -> Any:
-    """The prescriber whose patients a prescriber or designee sees."""
-    return actor.prescriber_uuid
-
-
 def patients(actor: Actor) -> ColumnElement[bool]:
     """The patients ``actor`` may look up or correct."""
     if actor.role is Role.ADMINISTRATOR:
         return true()
     if actor.role in {Role.PRESCRIBER, Role.DESIGNEE}:
-        owner = _prescriber(actor)
+        owner = actor.prescriber_uuid  # a designee's: the grantor's
         if owner is None:
             return false()
         prescriber_id = select(m.Prescriber.short_id).where(m.Prescriber.id == owner)
