@@ -6,7 +6,11 @@ host and a shell script can both branch on the kind of failure without parsing m
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the domain's decision; errors import nothing at run time
+    from compliance.domain.evaluation import Decision
 
 
 class ComplianceError(Exception):
@@ -53,7 +57,7 @@ class Refused(ComplianceError):
         on_behalf_of: str | None = None,
         ruleset_id: str | None = None,
         state: str | None = None,
-        decision: Mapping[str, object] | None = None,
+        decision: Decision | None = None,
     ) -> None:
         super().__init__(message)
         self.reasons = tuple(reasons)
@@ -63,7 +67,7 @@ class Refused(ComplianceError):
         self.on_behalf_of = on_behalf_of
         self.ruleset_id = ruleset_id
         self.state = state
-        self.decision = dict(decision) if decision is not None else None
+        self.decision = decision
 
     def to_dict(self) -> dict[str, object]:
         body: dict[str, object] = {
@@ -72,7 +76,7 @@ class Refused(ComplianceError):
             "reasons": list(self.reasons),
         }
         if self.decision is not None:
-            body["decision"] = self.decision
+            body["decision"] = self.decision.to_dict()
         return body
 
 

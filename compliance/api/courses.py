@@ -20,7 +20,13 @@ from sqlalchemy.orm import Session
 from compliance.api import settings
 from compliance.api.authz import Actor, refuse
 from compliance.api.parties import load, record
-from compliance.api.results_course import AuthorizationInfo, CourseInfo, Outcome, PrescriptionInfo
+from compliance.api.results_course import (
+    AuthorizationInfo,
+    CourseInfo,
+    Prescribed,
+    PrescriptionInfo,
+    StepResult,
+)
 from compliance.db import course_facts as cf
 from compliance.db import models as m
 from compliance.db.rows import CourseFields, Named
@@ -28,8 +34,7 @@ from compliance.domain import reasons as rc
 from compliance.domain import validate as v
 from compliance.domain.authorization_number import formatted
 from compliance.domain.course import CourseState, next_state
-from compliance.domain.evaluation import Evaluation
-from compliance.domain.evaluation import Outcome as GateOutcome
+from compliance.domain.evaluation import Evaluation, Outcome
 from compliance.domain.facts import CourseFacts, TestResult
 from compliance.domain.gates import Decision, course_is_open, prescribe_gate, test_problems
 from compliance.domain.ids import Kind, new_short_id
@@ -57,7 +62,7 @@ def refusal(decision: Decision, course: CourseFields, patient: str) -> RuleRefus
         subjects=(patient,),
         ruleset_id=decision.ruleset_id,
         state=course.state,
-        decision=decision.to_dict(),
+        decision=decision,
     )
 
 
@@ -123,7 +128,7 @@ def course_info_of(course: CourseFields, patient: str, prescriber: str) -> Cours
         patient=patient,
         prescriber=prescriber,
         ruleset=course.ruleset_id,
-        state=course.state,
+        state=CourseState(course.state),
         cycle=course.cycle,
         enrolled_on=course.enrolled_on,
         category=course.category,
@@ -359,8 +364,10 @@ def facts(session: Session, course: CourseFields) -> CourseFacts:
     return cf.load(session, course)
 
 
-def outcome(session: Session, course: CourseFields, **kw: Any) -> Outcome:
-    return Outcome(course=course_info(session, course), **kw)
+def outcome(
+    session: Session, course: CourseFields, record: Mapping[str, Any] | None = None
+) -> StepResult:
+    return StepResult(course=course_info(session, course), record=record or {})
 
 
 # --- enrolment and category -------------------------------------------------------------------
@@ -373,7 +380,7 @@ def enrol(
     patient_ref: object,
     programme: str = "ipledge",
     enrolled_on: object = None,
-) -> Outcome:
+) -> StepResult:
     patient = load(session, Kind.PATIENT, patient_ref, "patient")
     if open_course(session, patient) is not None:
         raise Conflict(f"patient {patient.short_id} already has an open course")
@@ -425,7 +432,7 @@ def assign_category(
     patient_ref: object,
     category: object,
     reason: object,
-) -> Outcome:
+) -> StepResult:
     patient, course = active(session, actor, Action.CATEGORY_ASSIGN, patient_ref)
     ruleset = ruleset_of(course)
     name = v.text("category", category, max_len=32)
@@ -484,7 +491,7 @@ def _simple_record(
     on: object,
     payload: Mapping[str, Any] | Callable[[m.Course], Mapping[str, Any]],
     date_field: str = "date",
-) -> Outcome:
+) -> StepResult:
     patient, course = active(session, actor, action, patient_ref)
     fields = payload(course) if callable(payload) else payload
     day = clinical_date(
@@ -515,7 +522,7 @@ def record_consent(
     patient_ref: object,
     form: object,
     signed_on: object = None,
-) -> Outcome:
+) -> StepResult:
     def consent(course: m.Course) -> dict[str, Any]:
         name = v.text("form", form, max_len=64).upper()
         known = ruleset_of(course).consent_catalogue
@@ -538,7 +545,7 @@ def record_consent(
 
 def record_counselling(
     session: Session, actor: Actor, now: datetime, patient_ref: object, counselled_on: object = None
-) -> Outcome:
+) -> StepResult:
     return _simple_record(
         session,
         actor,
@@ -554,7 +561,7 @@ def record_counselling(
 
 def set_test_schedule(
     session: Session, actor: Actor, now: datetime, patient_ref: object, schedule: object
-) -> Outcome:
+) -> StepResult:
     """The ruleset's named testing schedule for this patient (e.g. irregular cycles), chosen
     by the prescriber with the category."""
 
@@ -571,7 +578,7 @@ def set_test_schedule(
 
 def record_comprehension(
     session: Session, actor: Actor, now: datetime, patient_ref: object
-) -> Outcome:
+) -> StepResult:
     return _simple_record(
         session, actor, now, Action.COMPREHENSION_RECORD, patient_ref, cf.COMPREHENSION, None, {}
     )
@@ -599,7 +606,7 @@ def record_contraception(
     now: datetime,
     patient_ref: object,
     methods: Mapping[str, object],
-) -> Outcome:
+) -> StepResult:
     """The prescriber's entry of the patient's methods (each with its start date)."""
     patient, course = active(session, actor, Action.CONTRACEPTION_RECORD, patient_ref)
     if not isinstance(methods, Mapping) or len(methods) > 6:
@@ -642,7 +649,7 @@ def record_contraception(
 
 def confirm_contraception(
     session: Session, actor: Actor, now: datetime, patient_ref: object, methods: Iterable[object]
-) -> Outcome:
+) -> StepResult:
     """The patient's own confirmation, this cycle, of the methods they use."""
     patient, course = active(session, actor, Action.CONTRACEPTION_CONFIRM, patient_ref)
     if isinstance(methods, str | bytes) or not isinstance(methods, Iterable):
@@ -766,7 +773,7 @@ def record_test(
     result: object,
     sensitivity_miu_ml: object = 25,
     clia: bool = False,
-) -> Outcome:
+) -> StepResult:
     patient, course = active(session, actor, Action.TEST_RECORD, patient_ref)
     ruleset = ruleset_of(course)
     test_kind = _choice("kind", kind, TestKind, ruleset.testing.names)
@@ -835,7 +842,9 @@ def record_test(
     return outcome(session, course, record=payload)
 
 
-def confirm_patient(session: Session, actor: Actor, now: datetime, patient_ref: object) -> Outcome:
+def confirm_patient(
+    session: Session, actor: Actor, now: datetime, patient_ref: object
+) -> StepResult:
     """The prescriber confirms the patient in the programme for the latest negative result on
     file (workflows.md 1.1 step 4). The confirmation names that result: a new test needs a new
     confirmation. Refused with its reasons when there is no negative result to confirm (none
@@ -861,7 +870,7 @@ def confirm_patient(session: Session, actor: Actor, now: datetime, patient_ref: 
     if ev.reasons:
         decision = Decision(
             gate="confirm_patient",
-            outcome=GateOutcome.REFUSE,
+            outcome=Outcome.REFUSE,
             reasons=tuple(ev.reasons),
             ruleset_id=ruleset.id,
             evaluated_at=now,
@@ -925,7 +934,7 @@ def prescribe(
     refills: object = 0,
     written_on: object = None,
     office_visit_on: object = None,
-) -> Outcome:
+) -> Prescribed:
     patient, course = active(session, actor, Action.PRESCRIBE, patient_ref)
     supply = _count("days_supply", days_supply, 1, 366)
     repeats = _count("refills", refills, 0, 99)
@@ -989,7 +998,7 @@ def prescribe(
             "decision": decision.to_dict(),
         },
     )
-    return outcome(session, course, decision=decision, prescription=info)
+    return Prescribed(course=course_info(session, course), decision=decision, prescription=info)
 
 
 def _rx_id(session: Session) -> str:
@@ -1004,7 +1013,7 @@ def _rx_id(session: Session) -> str:
 
 def end_treatment(
     session: Session, actor: Actor, now: datetime, patient_ref: object, last_dose_on: object
-) -> Outcome:
+) -> StepResult:
     patient, course = active(session, actor, Action.TREATMENT_END, patient_ref)
     if CourseState(course.state) is CourseState.AUTHORIZED:
         raise Conflict("an authorization is open: it must be dispensed or reversed first")
@@ -1051,7 +1060,7 @@ def report_pregnancy(
     patient_ref: object,
     reported_on: object = None,
     note: object = None,
-) -> Outcome:
+) -> StepResult:
     patient, course = active(session, actor, Action.PREGNANCY_REPORT, patient_ref)
     day = clinical_date(
         "reported_on",
@@ -1085,7 +1094,7 @@ def change_state(
     patient_ref: object,
     event: str,
     note: object = None,
-) -> Outcome:
+) -> StepResult:
     """Resume a suspended course, withdraw it, or mark it lost to follow-up."""
     patient, course = active(session, actor, action, patient_ref)
     text = v.text("note", note, max_len=500) if note else None

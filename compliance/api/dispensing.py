@@ -21,17 +21,22 @@ from compliance.api.courses import (
     authorization_info,
     authorization_kind,
     check_scope,
+    course_info,
     course_info_of,
     facts,
     fire,
-    outcome,
     prescription_info,
     refusal,
     rule_refusal,
     ruleset_of,
 )
 from compliance.api.parties import checked_ref
-from compliance.api.results_course import AuthorizationInfo, Outcome, PrescriptionInfo
+from compliance.api.results_course import (
+    AuthorizationInfo,
+    AuthorizationUpdated,
+    Authorized,
+    PrescriptionInfo,
+)
 from compliance.db import models as m
 from compliance.db.base import table_of
 from compliance.db.rows import CourseRow, Named, PharmacyRow
@@ -166,7 +171,7 @@ def request_authorization(
     prescription_ref: object,
     idempotency_key: object = None,
     days_supply: object = None,
-) -> Outcome:
+) -> Authorized:
     """Ask for an authorization stating the days' supply dispensed (by default the
     prescription's); the authorization records the supply stated."""
     key = _idempotency_key(idempotency_key)
@@ -250,7 +255,7 @@ def request_authorization(
             "decision": decision.to_dict(),
         },
     )
-    return Outcome(
+    return Authorized(
         course=course_info_of(course, patient.short_id, rx.prescriber),
         decision=decision,
         authorization=info,
@@ -263,7 +268,9 @@ def _idempotency_key(value: object) -> str | None:
     return v.identifier("idempotency_key", value)
 
 
-def _replay(session: Session, actor: Actor, prescription_ref: object, key: str) -> Outcome | None:
+def _replay(
+    session: Session, actor: Actor, prescription_ref: object, key: str
+) -> Authorized | None:
     """The authorization an earlier request with the same key produced, unchanged."""
     found = session.execute(
         select(m.Authorization).where(
@@ -277,7 +284,13 @@ def _replay(session: Session, actor: Actor, prescription_ref: object, key: str) 
     if found.prescription_id != rx.id:
         raise Conflict(f"idempotency key {key!r} was used for another prescription")
     info = authorization_info(session, found, rx.patient.short_id)
-    return outcome(session, rx.course, authorization=info, record={"replayed": True})
+    return Authorized(
+        course=course_info(session, rx.course),
+        authorization=info,
+        decision=None,
+        replayed=True,
+        record={"replayed": True},
+    )
 
 
 def _authorization(
@@ -316,7 +329,7 @@ def refuse_not_found(number: str) -> Exception:
 
 def reverse_authorization(
     session: Session, actor: Actor, now: datetime, number: object, reason: object
-) -> Outcome:
+) -> AuthorizationUpdated:
     found, course, patient = _authorization(session, actor, Action.AUTHORIZATION_REVERSE, number)
     why = v.text("reason", reason, max_len=200)
     if found.dispensed_at is not None:
@@ -347,7 +360,7 @@ def reverse_authorization(
         before,
         {"authorization": found.number, "reason": why},
     )
-    return outcome(session, course, authorization=info)
+    return AuthorizationUpdated(course=course_info(session, course), authorization=info)
 
 
 def _pickup_refusal(
@@ -364,7 +377,9 @@ def _pickup_refusal(
     return pickup_gate(pickup, now)
 
 
-def record_dispense(session: Session, actor: Actor, now: datetime, number: object) -> Outcome:
+def record_dispense(
+    session: Session, actor: Actor, now: datetime, number: object
+) -> AuthorizationUpdated:
     found, course, patient = _authorization(session, actor, Action.DISPENSE_RECORD, number)
     if found.dispensed_at is not None:
         raise Conflict(
@@ -405,7 +420,7 @@ def record_dispense(session: Session, actor: Actor, now: datetime, number: objec
             "supply_ends_on": (dispensed_on + timedelta(days=found.days_supply)).isoformat(),
         },
     )
-    return outcome(session, course, authorization=info)
+    return AuthorizationUpdated(course=course_info(session, course), authorization=info)
 
 
 def find_prescription(

@@ -131,9 +131,11 @@ def person_info(row: Any, role: Role, pharmacy: str | None = None) -> PersonInfo
     return PersonInfo(
         id=row.short_id,
         uuid=row.id,
-        role=role.value,
+        role=role,
         name=row.name,
-        status=str(row.status),
+        status=(
+            PrescriberStatus(row.status) if role is Role.PRESCRIBER else StaffStatus(row.status)
+        ),
         created_at=row.created_at,
         id_system=getattr(row, "id_system", None),
         external_id=getattr(row, "external_id", None),
@@ -150,7 +152,7 @@ def pharmacy_info(row: m.Pharmacy) -> PharmacyInfo:
         id_system=row.id_system,
         external_id=row.external_id,
         time_zone=row.time_zone,
-        status=str(row.status),
+        status=PharmacyStatus(row.status),
         created_at=row.created_at,
         activation_expires_on=row.activation_expires_on,
     )

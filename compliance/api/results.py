@@ -5,7 +5,14 @@ from __future__ import annotations
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
-from typing import Any
+from typing import Any, TypeAlias
+
+from compliance.domain.lifecycle import PharmacyStatus, PrescriberStatus, StaffStatus
+from compliance.domain.roles import Role
+
+# A calendar date where the API takes one: a ``date``, or its ISO 8601 text (``2027-01-31``)
+# as a command line or a form passes it. Either is validated the same way.
+DateInput: TypeAlias = date | str
 
 
 def _plain(value: Any) -> Any:
@@ -33,9 +40,11 @@ class PersonInfo(_Result):
 
     id: str
     uuid: uuid.UUID
-    role: str
+    role: Role
     name: str
-    status: str
+    # A prescriber's PrescriberStatus; an administrator's, designee's or pharmacist's
+    # StaffStatus.
+    status: PrescriberStatus | StaffStatus
     created_at: datetime
     id_system: str | None = None
     external_id: str | None = None
@@ -52,7 +61,7 @@ class PharmacyInfo(_Result):
     id_system: str
     external_id: str
     time_zone: str
-    status: str
+    status: PharmacyStatus
     created_at: datetime
     activation_expires_on: date | None
 

@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
 from compliance.api.results import _Result
+from compliance.domain.course import CourseState
 from compliance.domain.gates import Decision
 from compliance.domain.next_step import NextStep
 
 
 @dataclass(frozen=True)
 class CourseInfo(_Result):
+    """A treatment course as it stands: the state of its machine, its cycle and category."""
+
     id: str
     patient: str
     prescriber: str
     ruleset: str
-    state: str
+    state: CourseState
     cycle: int
     enrolled_on: date
     category: str | None
@@ -60,24 +64,57 @@ class AuthorizationInfo(_Result):
     kind: str = "authorization"
 
 
-@dataclass(frozen=True)
-class Outcome(_Result):
-    """What a course operation did: the course afterwards, and what it produced."""
+@dataclass(frozen=True, kw_only=True)
+class StepResult(_Result):
+    """What a course step did: the course afterwards, and what the step recorded (``record``,
+    JSON data whose keys depend on the step, e.g. the methods entered or a test's problems).
+
+    Steps that produce something return a subclass naming it with a precise type:
+    ``Prescribed``, ``Authorized``, ``AuthorizationUpdated``. Every step renders the same JSON
+    keys, so a script reads one shape whatever the step.
+    """
 
     course: CourseInfo
-    decision: Decision | None = None
-    prescription: PrescriptionInfo | None = None
-    authorization: AuthorizationInfo | None = None
-    record: dict[str, Any] = field(default_factory=dict)
+    record: Mapping[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        decision: Decision | None = getattr(self, "decision", None)
+        prescription: PrescriptionInfo | None = getattr(self, "prescription", None)
+        authorization: AuthorizationInfo | None = getattr(self, "authorization", None)
         return {
             "course": self.course.to_dict(),
-            "decision": self.decision.to_dict() if self.decision else None,
-            "prescription": self.prescription.to_dict() if self.prescription else None,
-            "authorization": self.authorization.to_dict() if self.authorization else None,
-            "record": self.record,
+            "decision": decision.to_dict() if decision else None,
+            "prescription": prescription.to_dict() if prescription else None,
+            "authorization": authorization.to_dict() if authorization else None,
+            "record": dict(self.record),
         }
+
+
+@dataclass(frozen=True, kw_only=True)
+class Prescribed(StepResult):
+    """A prescription the prescribe gate allowed, with the decision that allowed it."""
+
+    decision: Decision
+    prescription: PrescriptionInfo
+
+
+@dataclass(frozen=True, kw_only=True)
+class Authorized(StepResult):
+    """An authorization issued to the pharmacy (or, where the programme has no central
+    service, a local dispense record). ``replayed`` is true when a request with the same
+    idempotency key had already produced it: the answer is then the earlier authorization
+    unchanged and ``decision`` is ``None`` (no gate ran again)."""
+
+    authorization: AuthorizationInfo
+    decision: Decision | None
+    replayed: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuthorizationUpdated(StepResult):
+    """An authorization after its reversal or the record of its pickup."""
+
+    authorization: AuthorizationInfo
 
 
 @dataclass(frozen=True)

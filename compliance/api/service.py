@@ -33,6 +33,7 @@ from compliance.api import (
 from compliance.api.authz import Acting, Actor, authorize, refuse
 from compliance.api.course_list import CourseListing
 from compliance.api.results import (
+    DateInput,
     GrantInfo,
     PatientInfo,
     PatientRegistration,
@@ -43,10 +44,13 @@ from compliance.api.results import (
 from compliance.api.results_clients import Caller, ClientInfo, IssuedKey
 from compliance.api.results_course import (
     AuthorizationInfo,
+    AuthorizationUpdated,
+    Authorized,
     CourseStatus,
     Flag,
-    Outcome,
+    Prescribed,
     PrescriptionInfo,
+    StepResult,
 )
 from compliance.api.rule_changes import ImpactReport, MigrationReport
 from compliance.audit import store as audit
@@ -295,7 +299,7 @@ class Compliance:
         on_behalf_of = refusal.on_behalf_of or safe_ref(acting.on_behalf_of)
         payload: dict[str, object] = {"message": refusal.message}
         if refusal.decision is not None:
-            payload["decision"] = refusal.decision
+            payload["decision"] = refusal.decision.to_dict()
         draft = audit.EventDraft(
             action=action.value,
             outcome="refused",
@@ -486,7 +490,7 @@ class Compliance:
         )
 
     def activate_pharmacy(
-        self, actor: str, pharmacy: str, expires_on: object = None
+        self, actor: str, pharmacy: str, expires_on: DateInput | None = None
     ) -> PharmacyInfo:
         return self._call(
             Acting(actor),
@@ -577,7 +581,7 @@ class Compliance:
         self,
         actor: str,
         name: str,
-        date_of_birth: object,
+        date_of_birth: DateInput,
         external_ids: Mapping[str, object] | None = None,
         on_behalf_of: str | None = None,
     ) -> PatientRegistration:
@@ -628,7 +632,7 @@ class Compliance:
         self,
         actor: str,
         name: str | None = None,
-        date_of_birth: object = None,
+        date_of_birth: DateInput | None = None,
         limit: int = 50,
         on_behalf_of: str | None = None,
     ) -> list[PatientInfo]:
@@ -700,7 +704,7 @@ class Compliance:
         with self._transaction(read_only=True) as session:
             return courses.schedule(session)
 
-    def set_rules_schedule(self, actor: str, ruleset: str, effective: object) -> dict[str, date]:
+    def set_rules_schedule(self, actor: str, ruleset: str, effective: DateInput) -> dict[str, date]:
         return self._call(
             Acting(actor),
             Action.RULES_SCHEDULE,
@@ -708,7 +712,7 @@ class Compliance:
         )
 
     def set_home_testing(
-        self, actor: str, enabled: bool, procedure: str | None = None, on: object = None
+        self, actor: str, enabled: bool, procedure: str | None = None, on: DateInput | None = None
     ) -> dict[str, object]:
         """A prescriber's opt-in (with the anti-falsification procedure) to home tests."""
         return self._call(
@@ -733,10 +737,10 @@ class Compliance:
         self,
         actor: str,
         patient: str,
-        enrolled_on: object = None,
+        enrolled_on: DateInput | None = None,
         programme: str = "ipledge",
         on_behalf_of: str | None = None,
-    ) -> Outcome:
+    ) -> StepResult:
         """Open a course; it is governed by the ruleset in force on the enrolment date."""
         return self._course_call(
             actor,
@@ -748,7 +752,7 @@ class Compliance:
 
     def assign_category(
         self, actor: str, patient: str, category: str, reason: str, on_behalf_of: str | None = None
-    ) -> Outcome:
+    ) -> StepResult:
         return self._course_call(
             actor,
             on_behalf_of,
@@ -762,9 +766,9 @@ class Compliance:
         actor: str,
         patient: str,
         form: str,
-        signed_on: object = None,
+        signed_on: DateInput | None = None,
         on_behalf_of: str | None = None,
-    ) -> Outcome:
+    ) -> StepResult:
         return self._course_call(
             actor,
             on_behalf_of,
@@ -777,9 +781,9 @@ class Compliance:
         self,
         actor: str,
         patient: str,
-        counselled_on: object = None,
+        counselled_on: DateInput | None = None,
         on_behalf_of: str | None = None,
-    ) -> Outcome:
+    ) -> StepResult:
         return self._course_call(
             actor,
             on_behalf_of,
@@ -790,7 +794,7 @@ class Compliance:
 
     def set_test_schedule(
         self, actor: str, patient: str, schedule: str, on_behalf_of: str | None = None
-    ) -> Outcome:
+    ) -> StepResult:
         """Choose the ruleset's named testing schedule for this course (e.g. irregular cycles)."""
         return self._course_call(
             actor,
@@ -800,7 +804,7 @@ class Compliance:
             lambda s, a, now: courses.set_test_schedule(s, a, now, patient, schedule),
         )
 
-    def record_comprehension(self, actor: str, patient: str) -> Outcome:
+    def record_comprehension(self, actor: str, patient: str) -> StepResult:
         """The patient completed this cycle's comprehension questions (the patient acts)."""
         return self._course_call(
             actor,
@@ -816,7 +820,7 @@ class Compliance:
         patient: str,
         methods: Mapping[str, object],
         on_behalf_of: str | None = None,
-    ) -> Outcome:
+    ) -> StepResult:
         """The prescriber's entry: each method with its start date (``abstinence`` allowed)."""
         return self._course_call(
             actor,
@@ -826,7 +830,7 @@ class Compliance:
             lambda s, a, now: courses.record_contraception(s, a, now, patient, methods),
         )
 
-    def confirm_contraception(self, actor: str, patient: str, methods: list[str]) -> Outcome:
+    def confirm_contraception(self, actor: str, patient: str, methods: list[str]) -> StepResult:
         """The patient's own confirmation of their methods for this cycle."""
         return self._course_call(
             actor,
@@ -842,13 +846,13 @@ class Compliance:
         patient: str,
         *,
         kind: str,
-        specimen_date: object,
+        specimen_date: DateInput,
         setting: str,
         result: str,
         sensitivity_miu_ml: float = 25,
         clia: bool = False,
         on_behalf_of: str | None = None,
-    ) -> Outcome:
+    ) -> StepResult:
         """A pregnancy test; a positive one suspends the course at once."""
         return self._course_call(
             actor,
@@ -869,7 +873,9 @@ class Compliance:
             ),
         )
 
-    def confirm_patient(self, actor: str, patient: str, on_behalf_of: str | None = None) -> Outcome:
+    def confirm_patient(
+        self, actor: str, patient: str, on_behalf_of: str | None = None
+    ) -> StepResult:
         """The prescriber confirms the patient for the latest negative result on file (iPLEDGE):
         the pharmacy's request needs it; a new test needs a new confirmation."""
         return self._course_call(
@@ -886,9 +892,9 @@ class Compliance:
         patient: str,
         days_supply: int,
         refills: int = 0,
-        written_on: object = None,
-        office_visit_on: object = None,
-    ) -> Outcome:
+        written_on: DateInput | None = None,
+        office_visit_on: DateInput | None = None,
+    ) -> Prescribed:
         """Write a prescription if the prescribe gate passes; refused with every reason if not."""
         return self._course_call(
             actor,
@@ -900,7 +906,7 @@ class Compliance:
             ),
         )
 
-    def end_treatment(self, actor: str, patient: str, last_dose_on: object) -> Outcome:
+    def end_treatment(self, actor: str, patient: str, last_dose_on: DateInput) -> StepResult:
         return self._course_call(
             actor,
             None,
@@ -913,10 +919,10 @@ class Compliance:
         self,
         actor: str,
         patient: str,
-        reported_on: object = None,
+        reported_on: DateInput | None = None,
         note: str | None = None,
         on_behalf_of: str | None = None,
-    ) -> Outcome:
+    ) -> StepResult:
         return self._course_call(
             actor,
             on_behalf_of,
@@ -925,7 +931,7 @@ class Compliance:
             lambda s, a, now: courses.report_pregnancy(s, a, now, patient, reported_on, note),
         )
 
-    def resume_course(self, actor: str, patient: str, note: str) -> Outcome:
+    def resume_course(self, actor: str, patient: str, note: str) -> StepResult:
         return self._course_call(
             actor,
             None,
@@ -936,7 +942,7 @@ class Compliance:
             ),
         )
 
-    def withdraw_course(self, actor: str, patient: str, note: str | None = None) -> Outcome:
+    def withdraw_course(self, actor: str, patient: str, note: str | None = None) -> StepResult:
         return self._course_call(
             actor,
             None,
@@ -947,7 +953,9 @@ class Compliance:
             ),
         )
 
-    def mark_lost_to_follow_up(self, actor: str, patient: str, note: str | None = None) -> Outcome:
+    def mark_lost_to_follow_up(
+        self, actor: str, patient: str, note: str | None = None
+    ) -> StepResult:
         return self._course_call(
             actor,
             None,
@@ -1046,7 +1054,7 @@ class Compliance:
         )
 
     def find_prescription(
-        self, actor: str, patient: str, date_of_birth: object, prescriber_npi: str
+        self, actor: str, patient: str, date_of_birth: DateInput, prescriber_npi: str
     ) -> PrescriptionInfo:
         """The latest undispensed prescription of the prescriber with this NPI for this patient
         (programme id and date of birth): what a pharmacy holding a paper prescription knows.
@@ -1067,7 +1075,7 @@ class Compliance:
         idempotency_key: str | None = None,
         *,
         days_supply: int | None = None,
-    ) -> Outcome:
+    ) -> Authorized:
         """Issue a dispense authorization if the dispense gate passes now.
 
         ``days_supply`` is the supply the pharmacy dispenses (by default the prescription's
@@ -1084,14 +1092,14 @@ class Compliance:
             ),
         )
 
-    def reverse_authorization(self, actor: str, number: str, reason: str) -> Outcome:
+    def reverse_authorization(self, actor: str, number: str, reason: str) -> AuthorizationUpdated:
         return self._call(
             Acting(actor),
             Action.AUTHORIZATION_REVERSE,
             lambda s, a, now: dispensing.reverse_authorization(s, a, now, number, reason),
         )
 
-    def record_dispense(self, actor: str, number: str) -> Outcome:
+    def record_dispense(self, actor: str, number: str) -> AuthorizationUpdated:
         """The patient picked up: refused after do-not-dispense-after or once reversed."""
         return self._call(
             Acting(actor),

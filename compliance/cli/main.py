@@ -25,7 +25,7 @@ from compliance.cli.patient_cmds import patient
 from compliance.cli.rules_cmds import rules
 from compliance.cli.serve_cmd import serve
 from compliance.cli.simulate_cmd import simulate
-from compliance.errors import EXIT_CODES, ComplianceError, InvalidInput
+from compliance.errors import EXIT_CODES, ComplianceError, InvalidInput, Refused
 
 #: The name the package is published under (the import package and the command are ``compliance``).
 DISTRIBUTION = "compliance-ppp"
@@ -272,9 +272,9 @@ def _report(error: ComplianceError, as_json: bool) -> None:
         return
     click.echo(f"error: {error.message}", err=True)
     reasons = getattr(error, "reasons", ())
-    decision = getattr(error, "decision", None)
-    if decision and decision.get("reasons"):
-        for line in decision_lines(decision):
+    decision = error.decision if isinstance(error, Refused) else None
+    if decision is not None and decision.reasons:
+        for line in decision_lines(decision.to_dict()):
             click.echo(line, err=True)
     elif reasons:
         click.echo(f"reasons: {', '.join(reasons)}", err=True)

@@ -228,13 +228,13 @@ def rems_etasu(
         return _fhir(answer)
     except Refused as refusal:
         # A refusal before any gate ran (e.g. no open course): its reasons are the requirements.
-        listed = (refusal.decision or {}).get("reasons")
+        decision = refusal.decision.to_dict() if refusal.decision is not None else None
         reasons = (
-            [dict(r) for r in listed if isinstance(r, dict)]
-            if isinstance(listed, list)
+            list(decision["reasons"])
+            if decision is not None
             else [{"code": c, "message": rc.MESSAGES.get(c, c)} for c in refusal.reasons]
         )
-        return _fhir(guidance(refusal.decision, reasons, None, None, "data-required"))
+        return _fhir(guidance(decision, reasons, None, None, "data-required"))
     return _fhir(answer)
 
 

@@ -87,9 +87,9 @@ def problem(
 
 def refusal_body(refusal: Refused) -> dict[str, Any]:
     """A rule refusal as an answer: every reason with message, next step and earliest date."""
-    decision = refusal.decision
+    decision = refusal.decision.to_dict() if refusal.decision is not None else None
     if decision is not None:
-        reasons = decision.get("reasons", [])
+        reasons = decision["reasons"]
     else:
         reasons = [
             {"code": c, "message": rc.MESSAGES.get(c, c), "next_step": None, "earliest": None}

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Header
 from fastapi.responses import JSONResponse
 
 from compliance.api.results_clients import Caller
-from compliance.api.results_course import Outcome
+from compliance.api.results_course import Authorized, StepResult
 from compliance.errors import NotPermitted, Refused
 from compliance.http.auth import ServiceDep, act, requires
 from compliance.http.models import (
@@ -27,17 +27,15 @@ from compliance.http.problems import refusal_body
 router = APIRouter(tags=["pharmacy"])
 
 
-def approved(outcome: Outcome) -> dict[str, Any]:
-    data = outcome.to_dict()
-    auth = outcome.authorization
-    period = None
-    if auth is not None:
-        period = {
-            "effective": auth.issued_at.isoformat(),
-            "expiration": (
-                auth.do_not_dispense_after.isoformat() if auth.do_not_dispense_after else None
-            ),
-        }
+def approved(issued: Authorized) -> dict[str, Any]:
+    data = issued.to_dict()
+    auth = issued.authorization
+    period = {
+        "effective": auth.issued_at.isoformat(),
+        "expiration": (
+            auth.do_not_dispense_after.isoformat() if auth.do_not_dispense_after else None
+        ),
+    }
     return {"status": "approved", "authorization_period": period, **data}
 
 
@@ -47,7 +45,7 @@ def denied(refusal: Refused) -> JSONResponse:
     return JSONResponse(body)
 
 
-def answer(call: Callable[[], Outcome]) -> Any:
+def answer(call: Callable[[], StepResult]) -> Any:
     """An outcome, or the rules' refusal as a 200 answer; not-permitted stays a 403."""
     try:
         return {"status": "ok", **call().to_dict()}

@@ -13,9 +13,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
-from compliance.api.results_course import CourseStatus, Outcome
+from compliance.api.results_course import (
+    AuthorizationUpdated,
+    Authorized,
+    CourseStatus,
+    Prescribed,
+    StepResult,
+)
 from compliance.api.service import Compliance
 from compliance.domain import reasons as rc
 from compliance.domain.gates import Decision
@@ -293,11 +299,10 @@ class _Replayer:
         if op == "dispense":
             self.authorizations[event.index] = None
             target = self._target(event)
-            done = app.request_authorization(by, target, days_supply=p.get("days_supply"))
-            if done.authorization is not None:
-                self.authorizations[event.index] = done.authorization.number
-                self.latest_authorization[event.patient or ""] = done.authorization.number
-            return done
+            issued = app.request_authorization(by, target, days_supply=p.get("days_supply"))
+            self.authorizations[event.index] = issued.authorization.number
+            self.latest_authorization[event.patient or ""] = issued.authorization.number
+            return issued
         if op == "pickup":
             return app.record_dispense(by, self._target(event))
         if op == "reverse":
@@ -332,7 +337,7 @@ def _refused(base: EventResult, refusal: Refused) -> EventResult:
     decision = refusal.decision
     reasons: tuple[dict[str, Any], ...]
     if decision is not None:
-        reasons = tuple(cast(list[dict[str, Any]], decision["reasons"]))
+        reasons = tuple(r.to_dict() for r in decision.reasons)
     elif len(refusal.reasons) == 1:
         # A single refusal carries its detail in the message (e.g. the do-not-dispense-after time).
         reasons = (_reason(refusal.reasons[0], refusal.message),)
@@ -344,8 +349,8 @@ def _refused(base: EventResult, refusal: Refused) -> EventResult:
         message=refusal.message,
         reasons=reasons,
         state=refusal.state,
-        cycle=decision.get("cycle") if decision else None,
-        decision=decision,
+        cycle=decision.cycle if decision else None,
+        decision=decision.to_dict() if decision else None,
     )
 
 
@@ -375,15 +380,17 @@ def _allowed(base: EventResult, event: Event, answer: object) -> EventResult:
             decision=answer.decision.to_dict(),
             flags=tuple(_flag(f.code, f.message) for f in answer.flags),
         )
-    if not isinstance(answer, Outcome):
+    if not isinstance(answer, StepResult):
         return base  # home testing: a setting of the prescriber's, not of a course
     flags = [_flag(code) for code in answer.record.get("problems", ())]
     positive = event.op == "test" and event.params["result"] == "positive"
     if (positive or event.op == "pregnancy") and answer.course.pregnancy_actions:
         flags.append(_flag(rc.PREGNANCY_ACTIONS))
+    decision = answer.decision if isinstance(answer, Prescribed | Authorized) else None
+    issued = answer.prescription if isinstance(answer, Prescribed) else None
+    a = answer.authorization if isinstance(answer, Authorized | AuthorizationUpdated) else None
     authorization = None
-    if answer.authorization is not None:
-        a = answer.authorization
+    if a is not None:
         limit = a.do_not_dispense_after
         authorization = {
             "number": a.number,
@@ -399,14 +406,8 @@ def _allowed(base: EventResult, event: Event, answer: object) -> EventResult:
         flags=tuple(flags),
         state=answer.course.state,
         cycle=answer.course.cycle,
-        decision=answer.decision.to_dict() if answer.decision else None,
-        prescription=(
-            answer.prescription.id
-            if answer.prescription
-            else answer.authorization.prescription
-            if answer.authorization
-            else base.prescription
-        ),
+        decision=decision.to_dict() if decision else None,
+        prescription=issued.id if issued else a.prescription if a else base.prescription,
         authorization=authorization,
     )
 
