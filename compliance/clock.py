@@ -7,13 +7,18 @@ from typing import Protocol
 
 
 class Clock(Protocol):
+    """Where the engine reads the time: injected, so hosts and tests choose it."""
+
     def now(self) -> datetime:
         """Return the current instant, timezone-aware, in UTC."""
         ...
 
 
 class SystemClock:
+    """The host's clock, in UTC."""
+
     def now(self) -> datetime:
+        """The current instant, in UTC."""
         return datetime.now(UTC)
 
 
@@ -25,9 +30,11 @@ class FixedClock:
         self._instant = within_calendar(instant, "now")
 
     def now(self) -> datetime:
+        """The instant last set."""
         return self._instant
 
     def set(self, instant: datetime) -> None:
+        """Move the clock to ``instant`` (aware; stored in UTC)."""
         self._instant = within_calendar(instant, "now")
 
 

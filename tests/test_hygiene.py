@@ -65,14 +65,57 @@ FORBIDDEN = {
 }
 
 
+# Imports a module may make for type annotations only (under ``if TYPE_CHECKING:``), never at
+# run time: the one exception tree names the domain's decision a refusal carries.
+TYPE_ONLY = {"compliance/errors.py": ("compliance.domain.evaluation",)}
+
+
+def _type_only(tree: ast.Module) -> set[ast.AST]:
+    """The import statements inside ``if TYPE_CHECKING:`` blocks."""
+    found: set[ast.AST] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and ast.unparse(node.test) in {
+            "TYPE_CHECKING",
+            "typing.TYPE_CHECKING",
+        }:
+            for inner in node.body:
+                found.update(ast.walk(inner))
+    return found
+
+
 def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    allowed = TYPE_ONLY.get(str(path.relative_to(ROOT)), ())
+    typing_only = _type_only(tree)
     names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
+            found = {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module)
+            found = {node.module}
+        else:
+            continue
+        if node in typing_only:
+            found -= set(allowed)
+        names.update(found)
     return names
+
+
+def test_type_only_imports_are_not_run() -> None:
+    """An allowed annotation-only import must stay one: importing errors loads no domain."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, compliance.errors; "
+            "print(sorted(m for m in sys.modules if m.startswith('compliance.')))",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert result.stdout.strip() == "['compliance.errors']"
 
 
 @pytest.mark.parametrize("layer", sorted(FORBIDDEN))

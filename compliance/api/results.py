@@ -31,6 +31,7 @@ def _plain(value: Any) -> Any:
 
 class _Result:
     def to_dict(self) -> dict[str, Any]:
+        """The result as JSON-ready data: instants and dates in ISO 8601, ids as text."""
         return {k: _plain(v) for k, v in asdict(self).items()}  # type: ignore[call-overload]
 
 
@@ -55,6 +56,8 @@ class PersonInfo(_Result):
 
 @dataclass(frozen=True)
 class PharmacyInfo(_Result):
+    """A pharmacy: its identifier, the zone its times are judged in, its certification."""
+
     id: str
     uuid: uuid.UUID
     name: str
@@ -68,6 +71,8 @@ class PharmacyInfo(_Result):
 
 @dataclass(frozen=True)
 class GrantInfo(_Result):
+    """A designee's grant to act for a prescriber in some scopes, until an expiry or revocation."""
+
     designee: str
     prescriber: str
     scopes: tuple[str, ...]
@@ -80,6 +85,8 @@ class GrantInfo(_Result):
 
 @dataclass(frozen=True)
 class PatientInfo(_Result):
+    """A registered patient and their identifiers in other systems."""
+
     id: str
     uuid: uuid.UUID
     name: str
@@ -103,6 +110,8 @@ class PatientRegistration(_Result):
 
 @dataclass(frozen=True)
 class SchemaStatus(_Result):
+    """Which migration a database is at, against the newest this version ships."""
+
     url: str
     current: str | None
     head: str

@@ -11,6 +11,8 @@ from compliance.api.results import _Result
 
 @dataclass(frozen=True)
 class KeyInfo(_Result):
+    """One key of an API client: when it was made, expires or was revoked (never its secret)."""
+
     key_id: str
     created_at: datetime
     expires_at: datetime
@@ -20,6 +22,9 @@ class KeyInfo(_Result):
 
 @dataclass(frozen=True)
 class ClientInfo(_Result):
+    """An API client (a pharmacy terminal, a prescriber's system, an administrator's tool):
+    the party its keys are bound to, the scopes they narrow it to, and the keys."""
+
     id: str
     name: str
     kind: str

@@ -34,6 +34,8 @@ class CourseInfo(_Result):
 
 @dataclass(frozen=True)
 class PrescriptionInfo(_Result):
+    """A prescription written for a cycle, as a pharmacy looks it up."""
+
     id: str
     patient: str
     cycle: int
@@ -46,6 +48,9 @@ class PrescriptionInfo(_Result):
 
 @dataclass(frozen=True)
 class AuthorizationInfo(_Result):
+    """A dispense authorization (or local dispense record): its number, the supply and the
+    instant after which it must not be dispensed, and whether it was reversed or picked up."""
+
     number: str
     formatted: str
     patient: str
@@ -119,6 +124,9 @@ class AuthorizationUpdated(StepResult):
 
 @dataclass(frozen=True)
 class ChecklistItem(_Result):
+    """One requirement of the current step: done, missing or not required, what to do and by
+    when."""
+
     item: str
     status: str  # done | missing | not_required
     detail: str | None = None
@@ -128,6 +136,8 @@ class ChecklistItem(_Result):
 
 @dataclass(frozen=True)
 class Flag(_Result):
+    """Something a worklist shows: a test due, a window closing, a reversal owed, a pregnancy."""
+
     code: str
     patient: str
     message: str
@@ -137,6 +147,9 @@ class Flag(_Result):
 
 @dataclass(frozen=True)
 class CourseStatus(_Result):
+    """Where a course stands: the prescribe decision now, its checklist, the open
+    authorization and current prescription, flags, and what is next."""
+
     course: CourseInfo
     decision: Decision
     checklist: tuple[ChecklistItem, ...]

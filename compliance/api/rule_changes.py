@@ -69,6 +69,9 @@ class CourseImpactRow:
 
 @dataclass(frozen=True)
 class ImpactReport:
+    """A dry run of moving a programme's open courses to ``ruleset``: for each course how its
+    gates would answer, and how many answers change."""
+
     ruleset: str
     programme: str
     evaluated_at: datetime
@@ -79,6 +82,7 @@ class ImpactReport:
 
     @property
     def summary(self) -> dict[str, int]:
+        """How many courses move in each way, and how many are already on the ruleset."""
         counts = {"courses": len(self.courses)}
         counts.update({c.value: 0 for c in Change})
         for row in self.courses:
@@ -87,6 +91,7 @@ class ImpactReport:
         return counts
 
     def to_dict(self) -> dict[str, Any]:
+        """The report as JSON data."""
         return {
             "ruleset": self.ruleset,
             "programme": self.programme,
@@ -185,18 +190,24 @@ class MigratedCourse:
 
 @dataclass(frozen=True)
 class MigrationReport:
+    """The courses a migration to ``ruleset`` covered, each with its gates' decisions before
+    and after."""
+
     ruleset: str
     courses: tuple[MigratedCourse, ...]
 
     @property
     def migrated(self) -> int:
+        """How many courses moved."""
         return sum(c.result == MIGRATED for c in self.courses)
 
     @property
     def unchanged(self) -> int:
+        """How many courses were already on the ruleset."""
         return sum(c.result == UNCHANGED for c in self.courses)
 
     def to_dict(self) -> dict[str, Any]:
+        """The report as JSON data."""
         return {
             "to": self.ruleset,
             "migrated": self.migrated,

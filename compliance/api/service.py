@@ -138,6 +138,7 @@ class Compliance:
         return cls(make_engine(url, create=create), clock, owns_engine=True, simulated=simulated)
 
     def close(self) -> None:
+        """Release the database connections, if this object opened the engine itself."""
         if self._owns_engine:
             self.engine.dispose()
 
@@ -150,12 +151,14 @@ class Compliance:
     # --- schema ---------------------------------------------------------------------------
 
     def migrate(self, revision: str = "head") -> SchemaStatus:
+        """Bring the schema to ``revision`` (the newest by default) and say where it stands."""
         with _database_errors():
             migrate.upgrade(self.engine, revision)
         self._schema_checked = False
         return self.schema_status()
 
     def schema_status(self) -> SchemaStatus:
+        """Which migration the database is at, and whether that is the newest."""
         with _database_errors():
             current = migrate.current_revision(self.engine)
         head = migrate.head_revision()
@@ -324,6 +327,7 @@ class Compliance:
     # --- administrators -------------------------------------------------------------------
 
     def add_administrator(self, actor: str, name: str) -> PersonInfo:
+        """Add an administrator (an administrator acts); audited."""
         return self._call(
             Acting(actor),
             Action.ADMINISTRATOR_CREATE,
@@ -331,6 +335,7 @@ class Compliance:
         )
 
     def deactivate_administrator(self, actor: str, administrator: str) -> PersonInfo:
+        """Deactivate an administrator; the last active one cannot be."""
         return self._call(
             Acting(actor),
             Action.ADMINISTRATOR_DEACTIVATE,
@@ -378,26 +383,31 @@ class Compliance:
     def activate_prescriber(
         self, actor: str, prescriber: str, note: str | None = None
     ) -> PersonInfo:
+        """Activate a registered prescriber: only then may they prescribe."""
         return self._prescriber(actor, Action.PRESCRIBER_ACTIVATE, prescriber, note)
 
     def suspend_prescriber(
         self, actor: str, prescriber: str, note: str | None = None
     ) -> PersonInfo:
+        """Suspend a prescriber's certification: their courses stop at the gates."""
         return self._prescriber(actor, Action.PRESCRIBER_SUSPEND, prescriber, note)
 
     def reinstate_prescriber(
         self, actor: str, prescriber: str, note: str | None = None
     ) -> PersonInfo:
+        """Lift a prescriber's suspension."""
         return self._prescriber(actor, Action.PRESCRIBER_REINSTATE, prescriber, note)
 
     def deactivate_prescriber(
         self, actor: str, prescriber: str, note: str | None = None
     ) -> PersonInfo:
+        """Deactivate a prescriber for good; their records remain."""
         return self._prescriber(actor, Action.PRESCRIBER_DEACTIVATE, prescriber, note)
 
     # --- designees ------------------------------------------------------------------------
 
     def register_designee(self, actor: str, name: str) -> PersonInfo:
+        """Register a designee: someone who acts for prescribers under grants."""
         return self._call(
             Acting(actor),
             Action.DESIGNEE_REGISTER,
@@ -405,6 +415,7 @@ class Compliance:
         )
 
     def deactivate_designee(self, actor: str, designee: str) -> PersonInfo:
+        """Deactivate a designee; every grant to them stops acting at once."""
         return self._call(
             Acting(actor),
             Action.DESIGNEE_DEACTIVATE,
@@ -420,6 +431,8 @@ class Compliance:
         scopes: list[str] | None = None,
         expires_at: datetime | None = None,
     ) -> GrantInfo:
+        """Let a designee act for a prescriber in ``scopes`` (default: every delegable
+        step) until ``expires_at``, an aware instant (None: until revoked)."""
         if expires_at is not None and not isinstance(expires_at, datetime):
             raise InvalidInput("expires_at", "must be an instant (a datetime with its zone)")
         expiry = ensure_utc(expires_at, "expires_at") if expires_at is not None else None
@@ -460,6 +473,7 @@ class Compliance:
         )
 
     def revoke_grant(self, actor: str, designee: str, prescriber: str) -> GrantInfo:
+        """End a designee's grant for a prescriber at once; the grant stays on record."""
         return self._call(
             Acting(actor),
             Action.GRANT_REVOKE,
@@ -470,6 +484,7 @@ class Compliance:
     def list_grants(
         self, actor: str, designee: str | None = None, on_behalf_of: str | None = None
     ) -> list[GrantInfo]:
+        """Grants, live and ended, of one designee or of all that the actor may see."""
         return self._call(
             Acting(actor, on_behalf_of),
             Action.PARTY_READ,
@@ -481,6 +496,8 @@ class Compliance:
     def register_pharmacy(
         self, actor: str, name: str, external_id: str, time_zone: str, id_system: str = "NCPDP"
     ) -> PharmacyInfo:
+        """Register a pharmacy by its identifier (NCPDP by default) and IANA zone:
+        its pharmacists' windows and do-not-dispense-after times are judged there."""
         return self._call(
             Acting(actor),
             Action.PHARMACY_REGISTER,
@@ -492,6 +509,7 @@ class Compliance:
     def activate_pharmacy(
         self, actor: str, pharmacy: str, expires_on: DateInput | None = None
     ) -> PharmacyInfo:
+        """Activate (or re-certify) a pharmacy, until ``expires_on`` if given."""
         return self._call(
             Acting(actor),
             Action.PHARMACY_ACTIVATE,
@@ -500,6 +518,7 @@ class Compliance:
         )
 
     def deactivate_pharmacy(self, actor: str, pharmacy: str) -> PharmacyInfo:
+        """Deactivate a pharmacy: the dispense gate refuses its requests from then on."""
         return self._call(
             Acting(actor),
             Action.PHARMACY_DEACTIVATE,
@@ -508,6 +527,7 @@ class Compliance:
         )
 
     def register_pharmacist(self, actor: str, name: str, pharmacy: str) -> PersonInfo:
+        """Register a pharmacist at a pharmacy they will act for."""
         return self._call(
             Acting(actor),
             Action.PHARMACIST_REGISTER,
@@ -516,6 +536,7 @@ class Compliance:
         )
 
     def deactivate_pharmacist(self, actor: str, pharmacist: str) -> PersonInfo:
+        """Deactivate a pharmacist; their past authorizations remain."""
         return self._call(
             Acting(actor),
             Action.PHARMACIST_DEACTIVATE,
@@ -526,6 +547,7 @@ class Compliance:
     def get_pharmacy(
         self, actor: str, pharmacy: str, on_behalf_of: str | None = None
     ) -> PharmacyInfo:
+        """One pharmacy, for those who may see it (not the clinic's staff)."""
         return self._call(
             Acting(actor, on_behalf_of),
             Action.PARTY_READ,
@@ -536,6 +558,7 @@ class Compliance:
     def list_pharmacies(
         self, actor: str, status: str | None = None, on_behalf_of: str | None = None
     ) -> list[PharmacyInfo]:
+        """Pharmacies, optionally of one status, that the actor may see."""
         return self._call(
             Acting(actor, on_behalf_of),
             Action.PARTY_READ,
@@ -562,6 +585,8 @@ class Compliance:
     def list_people(
         self, actor: str, role: str, status: str | None = None, on_behalf_of: str | None = None
     ) -> list[PersonInfo]:
+        """The people of one role (``administrator``, ``prescriber``, ``designee`` or
+        ``pharmacist``), optionally of one status, that the actor may see."""
         kinds = {
             "administrator": Kind.ADMINISTRATOR,
             "prescriber": Kind.PRESCRIBER,
@@ -585,6 +610,8 @@ class Compliance:
         external_ids: Mapping[str, object] | None = None,
         on_behalf_of: str | None = None,
     ) -> PatientRegistration:
+        """Register a patient; the answer lists existing patients with the same
+        name and birth date, which the clinic decides about (nothing is merged)."""
         return self._call(
             Acting(actor, on_behalf_of),
             Action.PATIENT_REGISTER,
@@ -594,6 +621,7 @@ class Compliance:
     def add_patient_external_id(
         self, actor: str, patient: str, system: str, value: str, on_behalf_of: str | None = None
     ) -> PatientInfo:
+        """Add an identifier from another system (``MRN``, ...) to a patient."""
         return self._call(
             Acting(actor, on_behalf_of),
             Action.PATIENT_UPDATE,
@@ -636,6 +664,7 @@ class Compliance:
         limit: int = 50,
         on_behalf_of: str | None = None,
     ) -> list[PatientInfo]:
+        """Patients matching a name and/or birth date, among those the actor may see."""
         return self._call(
             Acting(actor, on_behalf_of),
             Action.PATIENT_READ,
@@ -651,6 +680,7 @@ class Compliance:
 
     @staticmethod
     def ruleset(ruleset_id: str) -> Ruleset:
+        """One ruleset by id (e.g. ``ipledge/2026-mod``); ``NotFound`` if unknown."""
         if not isinstance(ruleset_id, str):
             raise InvalidInput("ruleset", "must be a ruleset id such as ipledge/2026-mod")
         return loader.get(ruleset_id)
@@ -705,6 +735,8 @@ class Compliance:
             return courses.schedule(session)
 
     def set_rules_schedule(self, actor: str, ruleset: str, effective: DateInput) -> dict[str, date]:
+        """From ``effective`` on, new courses of the ruleset's programme are governed
+        by it (administrators only); the schedule afterwards."""
         return self._call(
             Acting(actor),
             Action.RULES_SCHEDULE,
@@ -753,6 +785,8 @@ class Compliance:
     def assign_category(
         self, actor: str, patient: str, category: str, reason: str, on_behalf_of: str | None = None
     ) -> StepResult:
+        """Record the patient's category (``can_get_pregnant`` or
+        ``cannot_get_pregnant``) with the ruleset's reason code for it."""
         return self._course_call(
             actor,
             on_behalf_of,
@@ -769,6 +803,8 @@ class Compliance:
         signed_on: DateInput | None = None,
         on_behalf_of: str | None = None,
     ) -> StepResult:
+        """Record a signed consent form of the ruleset (its name, e.g.
+        ``PATIENT_INFORMATION_CONSENT``) on ``signed_on`` (default: today)."""
         return self._course_call(
             actor,
             on_behalf_of,
@@ -784,6 +820,7 @@ class Compliance:
         counselled_on: DateInput | None = None,
         on_behalf_of: str | None = None,
     ) -> StepResult:
+        """Record the prescriber's risk counselling on ``counselled_on``."""
         return self._course_call(
             actor,
             on_behalf_of,
@@ -907,6 +944,8 @@ class Compliance:
         )
 
     def end_treatment(self, actor: str, patient: str, last_dose_on: DateInput) -> StepResult:
+        """The last dose was taken on ``last_dose_on``: the course moves to the tests
+        owed after treatment; no prescription follows."""
         return self._course_call(
             actor,
             None,
@@ -923,6 +962,8 @@ class Compliance:
         note: str | None = None,
         on_behalf_of: str | None = None,
     ) -> StepResult:
+        """A pregnancy reported (on ``reported_on``): the course is suspended and
+        the pregnancy actions are owed, as for a positive test."""
         return self._course_call(
             actor,
             on_behalf_of,
@@ -932,6 +973,7 @@ class Compliance:
         )
 
     def resume_course(self, actor: str, patient: str, note: str) -> StepResult:
+        """Resume a suspended course (a prescriber, with the reason)."""
         return self._course_call(
             actor,
             None,
@@ -943,6 +985,7 @@ class Compliance:
         )
 
     def withdraw_course(self, actor: str, patient: str, note: str | None = None) -> StepResult:
+        """Close the course: the patient stopped treatment or left the programme."""
         return self._course_call(
             actor,
             None,
@@ -956,6 +999,7 @@ class Compliance:
     def mark_lost_to_follow_up(
         self, actor: str, patient: str, note: str | None = None
     ) -> StepResult:
+        """Close the course as lost to follow-up (the tests owed were not had)."""
         return self._course_call(
             actor,
             None,
@@ -984,6 +1028,8 @@ class Compliance:
         )
 
     def status(self, actor: str, patient: str, on_behalf_of: str | None = None) -> CourseStatus:
+        """Where the patient's course stands: the prescribe decision now, the checklist
+        with dates, the open authorization, flags, and what is next."""
         return self._course_call(
             actor,
             on_behalf_of,
@@ -1093,6 +1139,8 @@ class Compliance:
         )
 
     def reverse_authorization(self, actor: str, number: str, reason: str) -> AuthorizationUpdated:
+        """Reverse an unused authorization (the patient did not collect, or
+        the pharmacy made a mistake) with the reason; the cycle can be authorized again."""
         return self._call(
             Acting(actor),
             Action.AUTHORIZATION_REVERSE,
@@ -1146,12 +1194,15 @@ class Compliance:
         )
 
     def audit_log(self, actor: str, log_filter: audit.LogFilter | None = None) -> list[AuditRecord]:
+        """Audit events matching ``log_filter`` in recorded order (the latest first with
+        ``newest_first``); administrators only."""
         f = _checked_filter(log_filter)
         return self._call(
             Acting(actor), Action.AUDIT_READ, lambda s, a, now: list(audit.stream(s, f))
         )
 
     def audit_count(self, actor: str, log_filter: audit.LogFilter | None = None) -> int:
+        """How many audit events match ``log_filter`` (to say when more exist)."""
         f = _checked_filter(log_filter)
         return self._call(Acting(actor), Action.AUDIT_READ, lambda s, a, now: audit.count(s, f))
 
@@ -1190,11 +1241,13 @@ class Compliance:
         )
 
     def list_clients(self, actor: str) -> list[ClientInfo]:
+        """Every API client with its keys' ids and dates (never a secret)."""
         return self._call(
             Acting(actor), Action.CLIENT_READ, lambda s, a, now: clients.list_clients(s, now)
         )
 
     def get_client(self, actor: str, client: str) -> ClientInfo:
+        """One API client with its keys' ids and dates (never a secret)."""
         return self._call(
             Acting(actor),
             Action.CLIENT_READ,

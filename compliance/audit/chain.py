@@ -36,9 +36,11 @@ class AuditRecord:
     hash: str = ""
 
     def canonical(self) -> bytes:
+        """The bytes the event's hash covers: RFC 8785 canonical JSON without the hash."""
         return canonical_bytes(self)
 
     def to_dict(self) -> dict[str, Any]:
+        """The event as JSON data, as the hash and an export render it."""
         return {
             "id": self.id,
             "chain": self.chain_id,

@@ -29,9 +29,11 @@ class Signer(Protocol):
     """Signs checkpoint statements. ``public_key`` is the raw 32-byte Ed25519 public key."""
 
     @property
-    def public_key(self) -> bytes: ...
+    def public_key(self) -> bytes:
+        """The raw Ed25519 public key a verifier checks signatures with."""
 
-    def sign(self, message: bytes) -> bytes: ...
+    def sign(self, message: bytes) -> bytes:
+        """The signature of ``message``."""
 
 
 class Ed25519Signer:
@@ -42,18 +44,22 @@ class Ed25519Signer:
 
     @classmethod
     def generate(cls) -> Ed25519Signer:
+        """A signer with a new random key."""
         return cls(Ed25519PrivateKey.generate())
 
     @property
     def public_key(self) -> bytes:
+        """The raw Ed25519 public key a verifier checks signatures with."""
         return self._key.public_key().public_bytes(
             serialization.Encoding.Raw, serialization.PublicFormat.Raw
         )
 
     def sign(self, message: bytes) -> bytes:
+        """The signature of ``message``."""
         return self._key.sign(message)
 
     def private_pem(self) -> bytes:
+        """The private key as unencrypted PKCS #8 PEM, for a key file."""
         return self._key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,

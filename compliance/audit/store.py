@@ -188,6 +188,9 @@ def to_record(row: AuditEvent) -> AuditRecord:
 
 @dataclass(frozen=True)
 class Checkpoint:
+    """A signed (or unsigned) statement of every chain's head at one instant: what a later
+    verification compares the trail against to detect truncation or rewriting."""
+
     event_id: int
     chains: int
     digest: str
@@ -196,6 +199,7 @@ class Checkpoint:
     signed: Mapping[str, Any]
 
     def to_dict(self) -> dict[str, Any]:
+        """The checkpoint as JSON data, as stored and as a verifier reads it."""
         statement = self.signed["statement"]
         return {
             "event_id": self.event_id,
@@ -338,6 +342,9 @@ def checkpoint(session: Session, actor_id: str, at: datetime, signer: Signer) ->
 
 @dataclass(frozen=True)
 class VerifyReport:
+    """The outcome of verifying the audit trail: whether every chain links and hashes, and each
+    break found."""
+
     ok: bool
     events: int
     chains: int
@@ -352,6 +359,7 @@ class VerifyReport:
     against: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """The report as JSON data."""
         return {
             "ok": self.ok,
             "events": self.events,
@@ -670,6 +678,8 @@ def _subject_index_break(session: Session, batch: int) -> Break | None:
 
 @dataclass(frozen=True)
 class LogFilter:
+    """Which audit events to list: by subject, actor, action and time, at most ``limit``."""
+
     subject: str | None = None
     actor: str | None = None
     action: str | None = None

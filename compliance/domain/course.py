@@ -17,6 +17,8 @@ from compliance.errors import Conflict
 
 
 class CourseState(enum.StrEnum):
+    """The states of a treatment course's machine, from enrolment to closure."""
+
     ENROLLED = "enrolled"  # course opened; category not yet assigned
     PRE_TREATMENT = "pre_treatment"  # qualifying for the first (or, after a change, next) Rx
     QUALIFIED = "qualified"  # a prescription passed the gate for the current cycle

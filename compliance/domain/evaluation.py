@@ -15,6 +15,8 @@ from compliance.programs.model import Anchor, CategoryRules, ContraceptionOption
 
 
 class Outcome(enum.StrEnum):
+    """A gate's answer: allow, refuse, or allow with a flag someone must act on."""
+
     ALLOW = "ALLOW"
     REFUSE = "REFUSE"
     FLAG = "FLAG"
@@ -22,12 +24,16 @@ class Outcome(enum.StrEnum):
 
 @dataclass(frozen=True)
 class Reason:
+    """Why a gate refused or flagged: a stable reason code, its message, what to do next and
+    the earliest day it could pass."""
+
     code: str
     message: str
     next_step: str | None = None
     earliest: date | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """The reason as JSON data."""
         return {
             "code": self.code,
             "message": self.message,
@@ -38,6 +44,9 @@ class Reason:
 
 @dataclass(frozen=True)
 class Decision:
+    """A gate's whole answer: the outcome, every reason, the ruleset, the day it was judged
+    and the window the step falls in."""
+
     gate: str
     outcome: Outcome
     reasons: tuple[Reason, ...]
@@ -50,10 +59,12 @@ class Decision:
 
     @property
     def allowed(self) -> bool:
+        """True when the step may go ahead now."""
         return self.outcome is Outcome.ALLOW
 
     @property
     def codes(self) -> tuple[str, ...]:
+        """The reason codes, in the order the reasons are listed."""
         return tuple(r.code for r in self.reasons)
 
     @property
@@ -63,6 +74,7 @@ class Decision:
         return max(dates) if dates else None
 
     def to_dict(self) -> dict[str, Any]:
+        """The decision as JSON data, as the CLI, the service and the audit trail show it."""
         return {
             "gate": self.gate,
             "outcome": self.outcome.value,

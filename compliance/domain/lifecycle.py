@@ -15,6 +15,8 @@ from compliance.errors import Conflict
 
 
 class PrescriberStatus(enum.StrEnum):
+    """A prescriber's certification: only an activated prescriber may prescribe."""
+
     REGISTERED = "registered"
     ACTIVATED = "activated"
     SUSPENDED = "suspended"
@@ -22,12 +24,16 @@ class PrescriberStatus(enum.StrEnum):
 
 
 class PharmacyStatus(enum.StrEnum):
+    """A pharmacy's certification: only an activated pharmacy is authorized."""
+
     REGISTERED = "registered"
     ACTIVATED = "activated"
     DEACTIVATED = "deactivated"
 
 
 class StaffStatus(enum.StrEnum):
+    """An administrator's, designee's or pharmacist's account."""
+
     ACTIVE = "active"
     DEACTIVATED = "deactivated"
 

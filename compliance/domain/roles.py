@@ -11,6 +11,8 @@ from types import MappingProxyType
 
 
 class Role(enum.StrEnum):
+    """Who may act: each role's permitted actions are listed in the permission table."""
+
     ADMINISTRATOR = "administrator"
     PRESCRIBER = "prescriber"
     DESIGNEE = "designee"

@@ -59,10 +59,12 @@ class Window:
         return self.closes_at - timedelta(microseconds=1)
 
     def contains(self, now: datetime) -> bool:
+        """Whether ``now`` falls in the window, judged in the window's own zone."""
         zone = ZoneInfo(self.zone)
         return self.first_day <= today_in(zone, now) and now < self.closes_at
 
     def to_dict(self) -> dict[str, str]:
+        """The window as JSON data."""
         return {
             "first_day": self.first_day.isoformat(),
             "last_day": self.last_day.isoformat(),
