@@ -19,7 +19,7 @@ DECISION_KEYS = {"gate", "outcome", "reasons", "ruleset", "evaluated_at", "today
                  "window", "test", "earliest"}
 AUTH_KEYS = {"number", "formatted", "patient", "prescription", "pharmacy", "cycle", "issued_at",
              "do_not_dispense_after", "test", "days_supply", "reversed_at", "reversal_reason",
-             "dispensed_at", "kind"}
+             "dispensed_at", "zone", "kind"}
 
 
 @pytest.fixture
@@ -118,6 +118,7 @@ def test_a_course_through_the_cli(clinic: tuple[Shell, dict[str, str]]) -> None:
     auth = sh.json(*at("2026-12-02", "dispense", "authorize", rx_id), actor=rph)
     assert set(auth["authorization"]) == AUTH_KEYS
     assert auth["authorization"]["kind"] == "authorization"
+    assert auth["authorization"]["zone"] == "America/New_York"  # iPLEDGE judges in Eastern
     number = auth["authorization"]["number"]
     assert auth["authorization"]["do_not_dispense_after"] is None  # no window under 2026-mod
     again = sh.run(*at("2026-12-02", "dispense", "authorize", rx_id, "--json"), actor=rph,

@@ -31,7 +31,7 @@ from compliance.domain import timing
 from compliance.domain.course import CourseState
 from compliance.domain.facts import CourseFacts
 from compliance.domain.gates import Decision, prescribe_gate, readiness, scheduled_test_due
-from compliance.domain.next_step import next_month_on, next_step
+from compliance.domain.next_step import next_month_on, next_step, prescription_last_day
 from compliance.domain.pregnancy_tests import (
     end_of_treatment_test_done,
     post_treatment_due,
@@ -234,11 +234,17 @@ def status(session: Session, actor: Actor, now: datetime, patient_ref: object) -
     items = checklist(f, ready, zone)
     missing = next((i for i in items if i.status == "missing"), None)
     category = f.ruleset.judged_category(f.category, f.category_reason)
+    held = authorization_info(session, live, patient.short_id) if live else None
+    # The pickup deadline is a day on the calendar that judges it: the pharmacy's (EU/UK).
     pickup_by = (
-        live.do_not_dispense_after.astimezone(zone).date()
-        if live is not None and live.do_not_dispense_after is not None
+        held.do_not_dispense_after.astimezone(ZoneInfo(held.zone)).date()
+        if held is not None and held.do_not_dispense_after is not None
         else None
     )
+    window_last_day = ready.window.last_day if ready.window else None
+    written = f.prescription(current.short_id) if current is not None else None
+    if written is not None:
+        window_last_day = prescription_last_day(f, written) or window_last_day
     step = next_step(
         f,
         zone,
@@ -246,7 +252,7 @@ def status(session: Session, actor: Actor, now: datetime, patient_ref: object) -
         first_missing=(missing.next_step or missing.detail or missing.item, missing.due_by)
         if missing
         else None,
-        window_last_day=ready.window.last_day if ready.window else None,
+        window_last_day=window_last_day,
         pickup_by=pickup_by,
     )
     return CourseStatus(
@@ -254,7 +260,7 @@ def status(session: Session, actor: Actor, now: datetime, patient_ref: object) -
         course=course_info(session, course),
         decision=decision,
         checklist=items,
-        open_authorization=authorization_info(session, live, patient.short_id) if live else None,
+        open_authorization=held,
         current_prescription=prescription_info(session, current, patient.short_id)
         if current
         else None,

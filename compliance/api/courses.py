@@ -40,7 +40,7 @@ from compliance.domain.gates import Decision, course_is_open, prescribe_gate, te
 from compliance.domain.ids import Kind, new_short_id
 from compliance.domain.pregnancy_tests import end_of_treatment_test_done, post_treatment_test_done
 from compliance.domain.roles import Action, Role
-from compliance.domain.timing import clinic_zone, today_in
+from compliance.domain.timing import clinic_zone, today_in, zone_for
 from compliance.errors import Conflict, InvalidInput, Refused
 from compliance.programs import loader
 from compliance.programs.model import Ruleset, Setting, TestKind
@@ -176,6 +176,7 @@ def authorization_info(session: Session, a: m.Authorization, patient: str) -> Au
         reversed_at=a.reversed_at,
         reversal_reason=a.reversal_reason,
         dispensed_at=a.dispensed_at,
+        zone=zone_for(ruleset_of(course), pharmacy.time_zone).key,
         kind=authorization_kind(ruleset_of(course)),
     )
 

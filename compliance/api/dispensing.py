@@ -233,6 +233,7 @@ def request_authorization(
         reversed_at=None,
         reversal_reason=None,
         dispensed_at=None,
+        zone=zone_for(ruleset_of(course), pharmacy.time_zone).key,
         kind=authorization_kind(ruleset_of(course)),
     )
     audit(

@@ -64,6 +64,10 @@ class AuthorizationInfo(_Result):
     reversed_at: datetime | None
     reversal_reason: str | None
     dispensed_at: datetime | None
+    # The IANA zone its deadline is judged in: the programme's (iPLEDGE: Eastern) or, where the
+    # ruleset judges dispensing in each pharmacy's zone (EU/UK), the pharmacy's. People are
+    # shown the deadline in this zone, beside their own.
+    zone: str
     # "authorization" from a central service (iPLEDGE), or "dispense_record": a local record
     # where the programme has no central service (EU/UK); both follow the same decision.
     kind: str = "authorization"

@@ -86,7 +86,7 @@ def show_outcome(
         say(f"prescription {rx['id']}: {rx['days_supply']} days, written {rx['written_on']}")
     if data.get("authorization"):
         a = data["authorization"]
-        after = deadline(a["do_not_dispense_after"], course["ruleset"]) or "no time limit"
+        after = deadline(a["do_not_dispense_after"], a["zone"]) or "no time limit"
         what = a.get("kind", "authorization").replace("_", " ")
         say(f"{what} {a['formatted']} for {a['prescription']}: do not dispense after {after}")
         if a["reversed_at"]:
@@ -472,7 +472,7 @@ def status(state: Context, patient: str, as_json: bool) -> None:
     )
     window = data["decision"]["window"]
     if window:
-        closes = deadline(window["closes_at"], c["ruleset"]) or window["closes_at"]
+        closes = deadline(window["closes_at"], window["zone"]) or window["closes_at"]
         say(f"window {window['first_day']} to {window['last_day']} (closes {closes})")
     if data["current_prescription"]:
         say(f"current prescription {data['current_prescription']['id']}")
@@ -480,7 +480,7 @@ def status(state: Context, patient: str, as_json: bool) -> None:
         a = data["open_authorization"]
         say(
             f"open authorization {a['formatted']} (do not dispense after "
-            f"{deadline(a['do_not_dispense_after'], c['ruleset']) or '-'})"
+            f"{deadline(a['do_not_dispense_after'], a['zone']) or '-'})"
         )
     show_rows(data["checklist"], CHECKLIST_COLUMNS, False, title="Checklist")
     if data["flags"]:

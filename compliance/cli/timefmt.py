@@ -76,21 +76,11 @@ def human_instant(value: datetime, governing: str | None) -> str:
     return f"{shown} ({_minute(here, with_date=not same_day)} your time, {here.tzname()})"
 
 
-def dispense_zone(ruleset_id: str) -> str | None:
-    """The zone a ruleset judges dispensing deadlines in; None when it is each pharmacy's own
-    (not known to the command), so the deadline is shown in UTC beside the user's clock."""
-    from compliance.programs.loader import all_rulesets
-
-    ruleset = all_rulesets().get(ruleset_id)
-    if ruleset is None or ruleset.dispense_zone == "pharmacy":
-        return None
-    return ruleset.dispense_zone or ruleset.today_zone
-
-
-def deadline(value: object, ruleset_id: str) -> str | None:
-    """A dispensing deadline as people read it (None stays None)."""
+def deadline(value: object, zone: str | None) -> str | None:
+    """A deadline as people read it, in ``zone`` (the one that governs it, as the engine
+    reports beside the instant) and the user's own; None stays None."""
     at = as_instant(value)
-    return None if at is None else human_instant(at, dispense_zone(ruleset_id))
+    return None if at is None else human_instant(at, zone)
 
 
 def when(value: object) -> str:

@@ -15,12 +15,13 @@ from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from compliance.domain.course import CourseState
-from compliance.domain.facts import CourseFacts
+from compliance.domain.facts import CourseFacts, PrescriptionRecord
 from compliance.domain.pregnancy_tests import (
     end_of_treatment_test_done,
     post_treatment_due,
     post_treatment_test_done,
 )
+from compliance.programs.model import Anchor
 
 S = CourseState
 
@@ -33,6 +34,18 @@ class NextStep:
     what: str
     who: str | None = None
     due_by: date | None = None
+
+
+def prescription_last_day(facts: CourseFacts, rx: PrescriptionRecord) -> date | None:
+    """The last day a window that runs from the prescription itself (the date written, EU/UK;
+    the office visit, iPLEDGE PCNGP) allows the pharmacy; None when the window runs from a
+    test (the test's window says it) or the category has no window. A day count, so the same in
+    every zone; each pharmacy judges it on its own calendar."""
+    rule = facts.ruleset.judged_category(facts.category, facts.category_reason).window
+    if rule is None or rule.anchor is Anchor.SPECIMEN_DATE:
+        return None
+    day_one = rx.office_visit_on if rule.anchor is Anchor.OFFICE_VISIT else rx.written_on
+    return day_one + timedelta(days=rule.days - 1)
 
 
 def next_month_on(facts: CourseFacts, zone: ZoneInfo) -> date | None:
