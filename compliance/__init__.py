@@ -58,6 +58,9 @@ _HOMES = {
     "NextStep": "compliance.domain.next_step",
     "Role": "compliance.domain.roles",
     "Window": "compliance.domain.timing",
+    "TestResult": "compliance.domain.facts",
+    "Setting": "compliance.programs.model",
+    "TestKind": "compliance.programs.model",
 }
 
 __all__ = [
@@ -99,10 +102,13 @@ __all__ = [
     "Reason",
     "Role",
     "SchemaStatus",
+    "Setting",
     "Signer",
     "StaffStatus",
     "StepResult",
     "SystemClock",
+    "TestKind",
+    "TestResult",
     "VerifyReport",
     "Window",
     "__version__",
@@ -142,10 +148,12 @@ if TYPE_CHECKING:
     from compliance.clock import Clock, FixedClock, SystemClock
     from compliance.domain.course import CourseState
     from compliance.domain.evaluation import Decision, Outcome, Reason
+    from compliance.domain.facts import TestResult
     from compliance.domain.lifecycle import PharmacyStatus, PrescriberStatus, StaffStatus
     from compliance.domain.next_step import NextStep
     from compliance.domain.roles import Role
     from compliance.domain.timing import Window
+    from compliance.programs.model import Setting, TestKind
 
 
 def __getattr__(name: str) -> Any:

@@ -61,10 +61,13 @@ PUBLIC = [
     "Reason",
     "Role",
     "SchemaStatus",
+    "Setting",
     "Signer",
     "StaffStatus",
     "StepResult",
     "SystemClock",
+    "TestKind",
+    "TestResult",
     "VerifyReport",
     "Window",
     "__version__",
@@ -238,3 +241,35 @@ def test_documented_examples_pass_mypy_strict(tmp_path: Path) -> None:
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_enum_arguments_are_accepted_as_members_or_values(sqlite_url: str) -> None:
+    """A typed host passes ``TestKind.SCREENING``; a form passes ``"screening"``: both count."""
+    from tests.conftest import T0, build_world
+
+    with Compliance.open(sqlite_url, compliance.FixedClock(T0)) as app:
+        world = build_world(app)
+        prs = world.prescriber.id
+        for name, typed in (("Tess Typed", True), ("Tom Text", False)):
+            pat = app.register_patient(prs, name, "2000-01-01").patient.id
+            app.enrol(prs, pat)
+            app.assign_category(prs, pat, "can_get_pregnant", "REPRODUCTIVE_POTENTIAL")
+            step = app.record_test(
+                prs,
+                pat,
+                kind=compliance.TestKind.SCREENING if typed else "screening",
+                specimen_date=T0.date() if typed else T0.date().isoformat(),
+                setting=compliance.Setting.CLINIC if typed else "clinic",
+                result=compliance.TestResult.NEGATIVE if typed else "negative",
+            )
+            assert isinstance(step, compliance.StepResult)
+            assert step.course.state is compliance.CourseState.PRE_TREATMENT
+        with pytest.raises(compliance.errors.InvalidInput, match="kind: must be one of"):
+            app.record_test(
+                prs,
+                pat,
+                kind="weekly",
+                specimen_date=T0.date(),
+                setting="clinic",
+                result="negative",
+            )

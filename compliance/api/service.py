@@ -61,6 +61,7 @@ from compliance.db import migrate
 from compliance.db.engine import make_engine
 from compliance.domain import reasons
 from compliance.domain.course import mermaid
+from compliance.domain.facts import TestResult
 from compliance.domain.gates import Decision
 from compliance.domain.ids import Kind, kind_of, normalise
 from compliance.domain.roles import READ_ONLY, Action, Role
@@ -75,7 +76,7 @@ from compliance.errors import (
 )
 from compliance.programs import loader
 from compliance.programs.diff import RulesetDiff, diff
-from compliance.programs.model import Ruleset
+from compliance.programs.model import Ruleset, Setting, TestKind
 
 T = TypeVar("T")
 
@@ -882,15 +883,17 @@ class Compliance:
         actor: str,
         patient: str,
         *,
-        kind: str,
+        kind: TestKind | str,
         specimen_date: DateInput,
-        setting: str,
-        result: str,
+        setting: Setting | str,
+        result: TestResult | str,
         sensitivity_miu_ml: float = 25,
         clia: bool = False,
         on_behalf_of: str | None = None,
     ) -> StepResult:
-        """A pregnancy test; a positive one suspends the course at once."""
+        """A pregnancy test (``kind``, ``setting`` and ``result`` as the enums or their values;
+        a programme's own name for a kind is accepted too); a positive one suspends the course
+        at once."""
         return self._course_call(
             actor,
             on_behalf_of,

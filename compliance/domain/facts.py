@@ -16,6 +16,8 @@ ABSTINENCE = "abstinence"
 
 
 class TestResult(enum.StrEnum):
+    """A pregnancy test's result: a positive one suspends the course."""
+
     NEGATIVE = "negative"
     POSITIVE = "positive"
 

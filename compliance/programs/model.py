@@ -45,12 +45,16 @@ class Tier(enum.StrEnum):
 
 
 class Setting(enum.StrEnum):
+    """Where a test was done: a laboratory, the clinic, or at home (remote, where allowed)."""
+
     LAB = "lab"
     CLINIC = "clinic"
     HOME = "home"
 
 
 class TestKind(enum.StrEnum):
+    """Which test of the course it is: before treatment, monthly, at and after its end."""
+
     SCREENING = "screening"
     CONFIRMATION = "confirmation"
     MONTHLY = "monthly"
