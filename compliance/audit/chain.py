@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import rfc8785
+from compliance.audit.canonical import canonical
 
 GENESIS = "0" * 64
 SYSTEM_CHAIN = "system"
@@ -69,7 +69,7 @@ def format_instant(instant: datetime) -> str:
 def canonical_bytes(record: AuditRecord) -> bytes:
     body = record.to_dict()
     del body["hash"]
-    return bytes(rfc8785.dumps(body))
+    return canonical(body)
 
 
 def compute_hash(record: AuditRecord) -> str:

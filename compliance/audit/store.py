@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import rfc8785
 from sqlalchemy import Select, String, and_, bindparam, func, insert, or_, select, text, update
 from sqlalchemy.orm import Session
 
+from compliance.audit.canonical import canonical
 from compliance.audit.chain import (
     GENESIS,
     SYSTEM_CHAIN,
@@ -165,7 +165,8 @@ def _as_tuple(value: object) -> tuple[Any, ...]:
     return tuple(value) if isinstance(value, list) else (value,)
 
 
-def to_record(row: AuditEvent) -> AuditRecord:
+def to_record(row: Any) -> AuditRecord:
+    """An event as hashed, from an ``AuditEvent`` or a Core row of its table (same names)."""
     return AuditRecord(
         id=row.id,
         chain_id=row.chain_id,
@@ -219,7 +220,7 @@ CHECKPOINT_LOCK = 0x636F6D706C6961
 
 
 def canonical_json(value: Mapping[str, Any]) -> bytes:
-    return bytes(rfc8785.dumps(dict(value)))
+    return canonical(dict(value))
 
 
 def signed_ref(doc: Mapping[str, Any]) -> str:
@@ -532,13 +533,13 @@ def verify(
         trusted_key = trusted_key or _b64(against.get("public_key"))
     checkpoints, checkpoint_break = _checkpoint_digests_break(session)
     walk = ChainWalk(heads=_heads(session, batch), claims=_claims(session, batch))
+    # Core rows: the same column types, without building and discarding an ORM object each.
     stream = session.execute(
-        select(AuditEvent).order_by(_by_chain(session, AuditEvent.chain_id), AuditEvent.chain_seq),
+        select(_EVENTS).order_by(_by_chain(session, _EVENTS.c.chain_id), _EVENTS.c.chain_seq),
         execution_options={"yield_per": batch},
-    ).scalars()
+    )
     for row in stream:
         walk.feed((to_record(row),))
-        session.expunge(row)
         if walk.first_break is not None:
             break
     signed = _SignedCheck(trusted_key, against)
@@ -689,8 +690,9 @@ class LogFilter:
     newest_first: bool = False  # with ``limit``: the latest events rather than the earliest
 
 
-def query(f: LogFilter) -> Select[AuditEvent]:
-    stmt = select(AuditEvent)
+def query(f: LogFilter) -> Select[Any]:
+    """The events ``f`` selects, as Core rows (every column of ``audit_events``)."""
+    stmt = select(_EVENTS)
     if f.subject is not None:
         stmt = stmt.join(AuditSubject, AuditSubject.event_id == AuditEvent.id).where(
             AuditSubject.subject == f.subject
@@ -715,10 +717,8 @@ def count(session: Session, f: LogFilter) -> int:
 
 
 def stream(session: Session, f: LogFilter, batch: int = 2000) -> Iterator[AuditRecord]:
-    for row in session.execute(query(f), execution_options={"yield_per": batch}).scalars():
-        record = to_record(row)
-        session.expunge(row)
-        yield record
+    for row in session.execute(query(f), execution_options={"yield_per": batch}):
+        yield to_record(row)
 
 
 # --- business tables against the trail ---------------------------------------------------------
