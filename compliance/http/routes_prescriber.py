@@ -7,8 +7,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
 
-from compliance.api.results_clients import Caller
-from compliance.http.auth import ServiceDep, act, requires
+from compliance.api.results_clients import Credential
+from compliance.http.auth import ServiceDep, requires
 from compliance.http.models import (
     Category,
     Consent,
@@ -22,21 +22,13 @@ from compliance.http.models import (
 from compliance.http.routes_pharmacy import answer
 
 router = APIRouter(tags=["prescriber"])
-Writer = Annotated[Caller, Depends(requires("course:write"))]
+Reader = Annotated[Credential, Depends(requires("course:read"))]
+Writer = Annotated[Credential, Depends(requires("course:write"))]
 
 
 @router.post("/prescription-checks", summary="May this patient be prescribed now? Changes nothing")
-def prescription_check(
-    body: PrescriptionCheck,
-    svc: ServiceDep,
-    caller: Annotated[Caller, Depends(requires("course:read"))],
-) -> dict[str, Any]:
-    decision = act(
-        caller,
-        lambda: svc.compliance.check_prescribe(
-            caller.actor, body.patient, body.days_supply, body.refills, caller.on_behalf_of
-        ),
-    )
+def prescription_check(body: PrescriptionCheck, svc: ServiceDep, key: Reader) -> dict[str, Any]:
+    decision = svc.compliance.check_prescribe(key, body.patient, body.days_supply, body.refills)
     return decision.to_dict()
 
 
@@ -44,76 +36,43 @@ def prescription_check(
 def prescribe(
     body: Prescription,
     svc: ServiceDep,
-    caller: Annotated[Caller, Depends(requires("prescribe"))],
+    key: Annotated[Credential, Depends(requires("prescribe"))],
 ) -> Any:
-    return act(
-        caller,
-        lambda: answer(
-            lambda: svc.compliance.prescribe(
-                caller.actor,
-                body.patient,
-                body.days_supply,
-                body.refills,
-                body.written_on,
-                body.office_visit_on,
-            )
-        ),
+    return answer(
+        lambda: svc.compliance.prescribe(
+            key, body.patient, body.days_supply, body.refills, body.written_on, body.office_visit_on
+        )
     )
 
 
 @router.post("/courses", summary="Enrol a patient: open a course")
-def enrol(body: Enrolment, svc: ServiceDep, caller: Writer) -> Any:
-    return act(
-        caller,
-        lambda: answer(
-            lambda: svc.compliance.enrol(
-                caller.actor, body.patient, body.enrolled_on, body.programme, caller.on_behalf_of
-            )
-        ),
-    )
+def enrol(body: Enrolment, svc: ServiceDep, key: Writer) -> Any:
+    return answer(lambda: svc.compliance.enrol(key, body.patient, body.enrolled_on, body.programme))
 
 
 @router.post("/patients/{patient}/category", summary="Assign the reproductive-potential category")
-def category(patient: str, body: Category, svc: ServiceDep, caller: Writer) -> Any:
-    return act(
-        caller,
-        lambda: answer(
-            lambda: svc.compliance.assign_category(
-                caller.actor, patient, body.category, body.reason, caller.on_behalf_of
-            )
-        ),
-    )
+def category(patient: str, body: Category, svc: ServiceDep, key: Writer) -> Any:
+    return answer(lambda: svc.compliance.assign_category(key, patient, body.category, body.reason))
 
 
 @router.post("/patients/{patient}/consents", summary="Record a signed consent form")
-def consent(patient: str, body: Consent, svc: ServiceDep, caller: Writer) -> Any:
-    return act(
-        caller,
-        lambda: answer(
-            lambda: svc.compliance.record_consent(
-                caller.actor, patient, body.form, body.signed_on, caller.on_behalf_of
-            )
-        ),
-    )
+def consent(patient: str, body: Consent, svc: ServiceDep, key: Writer) -> Any:
+    return answer(lambda: svc.compliance.record_consent(key, patient, body.form, body.signed_on))
 
 
 @router.post("/patients/{patient}/tests", summary="Record a pregnancy test")
-def record_test(patient: str, body: TestResult, svc: ServiceDep, caller: Writer) -> Any:
-    return act(
-        caller,
-        lambda: answer(
-            lambda: svc.compliance.record_test(
-                caller.actor,
-                patient,
-                kind=body.kind,
-                specimen_date=body.specimen_date,
-                setting=body.setting,
-                result=body.result,
-                sensitivity_miu_ml=body.sensitivity_miu_ml,
-                clia=body.clia,
-                on_behalf_of=caller.on_behalf_of,
-            )
-        ),
+def record_test(patient: str, body: TestResult, svc: ServiceDep, key: Writer) -> Any:
+    return answer(
+        lambda: svc.compliance.record_test(
+            key,
+            patient,
+            kind=body.kind,
+            specimen_date=body.specimen_date,
+            setting=body.setting,
+            result=body.result,
+            sensitivity_miu_ml=body.sensitivity_miu_ml,
+            clia=body.clia,
+        )
     )
 
 
@@ -121,35 +80,16 @@ def record_test(patient: str, body: TestResult, svc: ServiceDep, caller: Writer)
     "/patients/{patient}/confirmation",
     summary="The prescriber confirms the patient for the latest negative result (iPLEDGE)",
 )
-def confirm_patient(patient: str, svc: ServiceDep, caller: Writer) -> Any:
-    return act(
-        caller,
-        lambda: answer(
-            lambda: svc.compliance.confirm_patient(caller.actor, patient, caller.on_behalf_of)
-        ),
-    )
+def confirm_patient(patient: str, svc: ServiceDep, key: Writer) -> Any:
+    return answer(lambda: svc.compliance.confirm_patient(key, patient))
 
 
 @router.post("/patients/{patient}/counselling", summary="Record counselling")
-def counselling(patient: str, body: Counselling, svc: ServiceDep, caller: Writer) -> Any:
-    return act(
-        caller,
-        lambda: answer(
-            lambda: svc.compliance.record_counselling(
-                caller.actor, patient, body.counselled_on, caller.on_behalf_of
-            )
-        ),
-    )
+def counselling(patient: str, body: Counselling, svc: ServiceDep, key: Writer) -> Any:
+    return answer(lambda: svc.compliance.record_counselling(key, patient, body.counselled_on))
 
 
 @router.post("/patients/{patient}/contraception", summary="Record contraception methods")
-def contraception(patient: str, body: Contraception, svc: ServiceDep, caller: Writer) -> Any:
+def contraception(patient: str, body: Contraception, svc: ServiceDep, key: Writer) -> Any:
     methods: dict[str, object] = dict(body.methods)
-    return act(
-        caller,
-        lambda: answer(
-            lambda: svc.compliance.record_contraception(
-                caller.actor, patient, methods, caller.on_behalf_of
-            )
-        ),
-    )
+    return answer(lambda: svc.compliance.record_contraception(key, patient, methods))
