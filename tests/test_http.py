@@ -10,6 +10,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ uvicorn = pytest.importorskip("uvicorn")
 pytest.importorskip("fastapi")
 
 from fastapi import FastAPI  # noqa: E402
+from sqlalchemy import event  # noqa: E402
 
 from compliance.api import Compliance  # noqa: E402
 from compliance.audit.store import LogFilter  # noqa: E402
@@ -295,6 +297,110 @@ def test_a_prescribers_system_may_not_dispense_nor_administer(running: Running) 
         assert_problem(http.get("/v1/clients"), 403, "NOT_PERMITTED")
     with running.terminal() as http:
         assert_problem(http.get("/v1/clients"), 403, "NOT_PERMITTED")
+
+
+@dataclass
+class Transactions:
+    """What the engine of a running server did, seen through SQLAlchemy's events."""
+
+    begun: int = 0
+    committed: int = 0
+    rolled_back: int = 0
+    writers: int = 0  # SQLite: transactions that took the write lock at BEGIN
+
+
+@contextmanager
+def counting(app: Compliance) -> Iterator[Transactions]:
+    seen = Transactions()
+
+    def begin(conn: Any) -> None:
+        seen.begun += 1
+
+    def commit(conn: Any) -> None:
+        seen.committed += 1
+
+    def rollback(conn: Any) -> None:
+        seen.rolled_back += 1
+
+    def statement(conn: Any, cursor: Any, sql: str, *_: Any) -> None:
+        if sql.strip().upper() in {"BEGIN IMMEDIATE", "BEGIN EXCLUSIVE"}:
+            seen.writers += 1
+
+    hooks = [
+        ("begin", begin),
+        ("commit", commit),
+        ("rollback", rollback),
+        ("before_cursor_execute", statement),
+    ]
+    for name, hook in hooks:
+        event.listen(app.engine, name, hook)
+    try:
+        yield seen
+    finally:
+        for name, hook in hooks:
+            event.remove(app.engine, name, hook)
+
+
+def test_one_request_is_one_transaction(running: Running) -> None:
+    """Authentication (key, acting person, scope) runs inside the operation's own transaction:
+    a read is one read, an authorization one write, and a caller who may not act never holds
+    the SQLite write lock and commits nothing."""
+    rx = prescription(running)
+    sqlite = running.app.engine.dialect.name == "sqlite"
+    with running.terminal() as http:
+        http.get("/v1/health")  # the connection is open before counting
+        with counting(running.app) as read:
+            assert http.post("/v1/dispense-checks", json={"prescription": rx}).status_code == 200
+        assert (read.begun, read.committed, read.writers) == (1, 1, 0)
+        with counting(running.app) as write:
+            issued = http.post("/v1/authorizations", json={"prescription": rx})
+            assert issued.status_code == 201, issued.text
+        assert (write.begun, write.committed, write.rolled_back) == (1, 1, 0)
+        assert write.writers == 0  # SQLite: begun as a read, the lock taken once allowed
+        number = issued.json()["authorization"]["number"]
+        with counting(running.app) as pickup:
+            assert http.post(f"/v1/authorizations/{number}/dispense").status_code == 200
+        assert (pickup.begun, pickup.committed) == (1, 1)
+    refusals = [
+        (running.client(), 401),  # no key: refused before any transaction
+        (running.client("cpl_0123456789abcdef_" + "A" * 43), 401),
+        (running.client(running.narrow_key, **{"X-Acting-Person": running.w.pharmacist.id}), 403),
+        (running.client(running.terminal_key, **{"X-Acting-Person": running.pharmacist2}), 403),
+    ]
+    for client, status in refusals:
+        other = prescription(running)
+        with client as http, counting(running.app) as refused:
+            response = http.post("/v1/authorizations", json={"prescription": other})
+            assert response.status_code == status, response.text
+        assert refused.committed == 0 and refused.writers == 0
+        assert refused.begun == (0 if client.headers.get("authorization") is None else 1)
+    if sqlite:  # and a request that may act still waits its turn for the lock like any writer
+        with running.ehr() as http, counting(running.app) as steps:
+            pat = ready_patient(running)
+            steps.begun = steps.committed = 0
+            written = http.post("/v1/prescriptions", json={"patient": pat, "days_supply": 30})
+            assert written.json()["status"] == "ok", written.text
+        assert (steps.begun, steps.committed) == (1, 1)
+
+
+def test_a_key_revoked_between_two_requests_is_refused_on_the_second(running: Running) -> None:
+    w = running.w
+    issued = running.app.add_client(
+        w.admin.id, "Short-lived", "pharmacy-terminal", w.pharmacy.id, pepper=PEPPER
+    )
+    rx = prescription(running)
+    with running.client(issued.key, **{"X-Acting-Person": w.pharmacist.id}) as http:
+        assert http.post("/v1/dispense-checks", json={"prescription": rx}).status_code == 200
+        running.app.revoke_client(w.admin.id, issued.client.id, issued.key_id)
+        refused = http.post("/v1/authorizations", json={"prescription": rx})
+        assert assert_problem(refused, 401, "UNAUTHENTICATED")["codes"] == [rc.CREDENTIAL_REVOKED]
+        check = http.post("/v1/dispense-checks", json={"prescription": rx})
+        assert assert_problem(check, 401, "UNAUTHENTICATED")["codes"] == [rc.CREDENTIAL_REVOKED]
+    # Nothing was authorized, and no refusal of the key was written to the audit trail.
+    events = running.app.audit_log(w.admin.id, LogFilter(action="dispense.authorize"))
+    assert not [e for e in events if e.payload.get("key_id") == issued.key_id]
+    with running.terminal() as http:  # the prescription is still there for a live key
+        assert http.post("/v1/authorizations", json={"prescription": rx}).status_code == 201
 
 
 # --- the pharmacy ---------------------------------------------------------------------------------
