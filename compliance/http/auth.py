@@ -30,7 +30,9 @@ class Service:
     pepper: bytes
 
 
-def service(request: Request) -> Service:
+async def service(request: Request) -> Service:
+    """The app's service; ``async`` (it does no I/O) so it runs on the event loop, not in a
+    worker thread: each thread hop of a dependency costs a request about as much as a query."""
     found = request.app.state.service
     assert isinstance(found, Service)
     return found
@@ -51,7 +53,7 @@ def requires(scope: str | None) -> Callable[..., Credential]:
     the body and the database's schema: a bad body is then a 422, an old schema a 503).
     """
 
-    def presented(
+    async def presented(  # no I/O: on the event loop, like ``service``
         svc: ServiceDep,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)],
         x_acting_person: Annotated[
