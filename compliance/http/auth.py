@@ -9,9 +9,9 @@ handler makes, so a request is one transaction and nobody is refused half-way th
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -45,7 +45,7 @@ def _unauthenticated(code: str) -> Unauthenticated:
     return Unauthenticated(rc.MESSAGES[code], [code])
 
 
-def requires(scope: str | None) -> Callable[..., Credential]:
+def requires(scope: str | None) -> Callable[..., Coroutine[Any, Any, Credential]]:
     """A dependency: the request's credential, needing ``scope`` (None: any valid key).
 
     A missing key is a 401 here, before the body is even read; a malformed, unknown, expired
