@@ -5,6 +5,8 @@ authorization. ``compliance serve`` runs in its own process; one client authoriz
 prescriptions through it with a keep-alive connection (``httpx``), and the same pharmacist
 authorizes the other half in process, in alternating rounds so both see the same machine. The
 ratio is HTTP throughput over in-process throughput (goal: at least 0.5). Nothing here asserts.
+``python -m benchmarks.run`` runs it on SQLite and PostgreSQL (``http_benchmark``) and reports
+the ratio beside the others.
 
     python -m benchmarks.http [--patients 200] [--rounds 4] [--db URL | --postgres]
 """
@@ -24,11 +26,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import httpx
+from rich.console import Console
 
-from benchmarks.common import pg_create, pg_drop, scratch_pg_url
+from benchmarks.common import Measurement, pg_create, pg_drop, scratch_pg_url
 from compliance import Compliance
 
 GOAL = 0.5
+LIMIT_LABEL = "the same request_authorization in process, alternating rounds in the same run"
 
 
 def _ready(app: Compliance, count: int) -> tuple[str, str, list[str]]:
@@ -78,25 +82,64 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--access-log", action="store_true", help="keep the service's access log on"
     )
     args = parser.parse_args(argv)
-    work = Path(tempfile.mkdtemp(prefix="bench-http-"))
-    url = args.db or f"sqlite:///{work / 'bench.db'}"
+    result = measure(args.patients, args.rounds, args.db, args.postgres, args.access_log)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def measure(
+    patients: int,
+    rounds: int,
+    db: str | None = None,
+    postgres: bool = False,
+    access_log: bool = False,
+    work: Path | None = None,
+) -> dict[str, object]:
+    """One run on a new database (SQLite in ``work``, or a scratch PostgreSQL one)."""
+    folder = Path(tempfile.mkdtemp(prefix="bench-http-", dir=work))
+    url = db or f"sqlite:///{folder / 'bench.db'}"
     scratch = None
-    if args.postgres:
+    if postgres:
         scratch = url = scratch_pg_url("http")
         pg_create(url)
     try:
-        return _run(args, url)
+        return _run(url, patients, rounds, access_log)
     finally:
         if scratch is not None:
             pg_drop(scratch)
 
 
-def _run(args: argparse.Namespace, url: str) -> int:
+def http_benchmark(
+    backends: Sequence[str], patients: int, rounds: int, work: Path, console: Console
+) -> list[Measurement]:
+    """The report's rows: authorization throughput over HTTP against in process, per backend."""
+    out = []
+    for backend in backends:
+        label = "SQLite" if backend == "sqlite" else "PostgreSQL"
+        with console.status(f"HTTP beside in process on {label}, {patients} prescriptions"):
+            result = measure(patients, rounds, postgres=backend == "postgresql", work=work)
+        out.append(
+            Measurement(
+                "Dispense authorization over HTTP",
+                f"throughput, {label}, one keep-alive client",
+                "authorizations/s",
+                float(str(result["http_per_second"])),
+                float(str(result["in_process_per_second"])),
+                LIMIT_LABEL,
+                True,
+                (">=", GOAL),
+                result,
+            )
+        )
+    return out
+
+
+def _run(url: str, patients: int, rounds: int, access_log: bool) -> dict[str, object]:
     pepper = secrets.token_hex(32)
     env = {**os.environ, "COMPLIANCE_API_PEPPER": pepper}
     env.pop("COMPLIANCE_ACTOR", None)
     with Compliance.open(url) as app:
-        admin, rph, prescriptions = _ready(app, args.patients)
+        admin, rph, prescriptions = _ready(app, patients)
         pharmacy = app.get_person(admin, rph).pharmacy
         assert pharmacy is not None
         key = app.add_client(
@@ -104,7 +147,7 @@ def _run(args: argparse.Namespace, url: str) -> int:
         ).key
         port = _free_port()
         command = [sys.executable, "-m", "compliance", "--db", url, "serve", "--port", str(port)]
-        if not args.access_log:
+        if not access_log:
             command.append("--no-access-log")
         server = subprocess.Popen(  # noqa: S603 - our own command line
             command,
@@ -123,10 +166,10 @@ def _run(args: argparse.Namespace, url: str) -> int:
                         time.sleep(0.05)
                 half = len(prescriptions) // 2
                 over_http, in_process = prescriptions[:half], prescriptions[half:]
-                per = max(1, half // args.rounds)
+                per = max(1, half // rounds)
                 http_time = local_time = 0.0
                 done_http = done_local = 0
-                for r in range(args.rounds):
+                for r in range(rounds):
                     batch_h = over_http[r * per : (r + 1) * per]
                     batch_l = in_process[r * per : (r + 1) * per]
 
@@ -145,9 +188,9 @@ def _run(args: argparse.Namespace, url: str) -> int:
             server.wait(timeout=30)
     http_rate, local_rate = done_http / http_time, done_local / local_time
     ratio = http_rate / local_rate
-    result = {
+    return {
         "database": url.split(":", 1)[0],
-        "access_log": args.access_log,
+        "access_log": access_log,
         "authorizations_per_kind": done_http,
         "http_per_second": round(http_rate, 1),
         "in_process_per_second": round(local_rate, 1),
@@ -155,8 +198,6 @@ def _run(args: argparse.Namespace, url: str) -> int:
         "goal": f">= {GOAL}",
         "met": ratio >= GOAL,
     }
-    print(json.dumps(result, indent=2))
-    return 0
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from typing import Any
 from rich.console import Console
 
 from benchmarks import dispense, history, machine, profile, report, startup, verify
+from benchmarks import http as http_bench
 from benchmarks.common import (
     Measurement,
     pg_drop,
@@ -37,7 +38,7 @@ from benchmarks.common import (
 from benchmarks.generate import generate
 
 ROOT = Path(__file__).resolve().parent
-BENCHMARKS = ("dispense", "profile", "history", "verify", "startup")
+BENCHMARKS = ("dispense", "http", "profile", "history", "verify", "startup")
 BACKENDS = ("sqlite", "postgresql")
 
 
@@ -54,10 +55,26 @@ class Sizes:
     verify_sample: int
     startup_repetitions: int
     profile_calls: int
+    http_patients: int = 200  # half authorized over HTTP, half in process
+    http_rounds: int = 4
 
 
 QUICK = Sizes(200, 100, (1, 4), 5, 4, 1_000, 20_000, 40, 2_000, 9, 100)
-FULL = Sizes(2_000, 1_000, (1, 4), 20, 10, 100_000, 2_000_000, 300, 20_000, 41, 300)
+FULL = Sizes(
+    2_000,
+    1_000,
+    (1, 4),
+    20,
+    10,
+    100_000,
+    2_000_000,
+    300,
+    20_000,
+    41,
+    300,
+    http_patients=600,
+    http_rounds=6,
+)
 
 
 def _large_database(
@@ -214,6 +231,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     measurements: list[Measurement] = []
     if "dispense" in plan.chosen:
         measurements += _dispense(plan, console)
+    if "http" in plan.chosen:
+        console.rule("dispense authorization over HTTP")
+        measurements += http_bench.http_benchmark(
+            ["sqlite", "postgresql"] if plan.postgres else ["sqlite"],
+            sizes.http_patients,
+            sizes.http_rounds,
+            plan.work,
+            console,
+        )
     profiles: dict[str, Any] = {}
     if "profile" in plan.chosen:
         console.rule("where the time of an authorization goes")

@@ -10,6 +10,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ uvicorn = pytest.importorskip("uvicorn")
 pytest.importorskip("fastapi")
 
 from fastapi import FastAPI  # noqa: E402
+from sqlalchemy import event  # noqa: E402
 
 from compliance.api import Compliance  # noqa: E402
 from compliance.audit.store import LogFilter  # noqa: E402
@@ -38,6 +40,7 @@ from tests.conftest import (  # noqa: E402
     build_world,
     create_pg_database,
     drop_pg_database,
+    next_npi,
 )
 
 PEPPER = b"http-test-pepper-0123456789abcdef"
@@ -214,6 +217,29 @@ def test_openapi_31_describes_every_endpoint(running: Running) -> None:
         "/v1/clients",
         "/v1/clients/{client}/keys",
         "/v1/clients/{client}/keys/{key_id}",
+        "/v1/patients",
+        "/v1/patients/{patient}",
+        "/v1/patients/{patient}/corrections",
+        "/v1/patients/{patient}/external-ids",
+        "/v1/patients/{patient}/treatment-end",
+        "/v1/patients/{patient}/pregnancy",
+        "/v1/patients/{patient}/resumption",
+        "/v1/patients/{patient}/withdrawal",
+        "/v1/patients/{patient}/lost-to-follow-up",
+        "/v1/patients/{patient}/test-schedule",
+        "/v1/home-testing",
+        "/v1/designees",
+        "/v1/grants",
+        "/v1/designees/{designee}/grants/{prescriber}",
+        "/v1/designees/{designee}/deactivation",
+        "/v1/prescribers",
+        "/v1/prescribers/{prescriber}/zone",
+        "/v1/prescribers/{prescriber}/{change}",
+        "/v1/pharmacies",
+        "/v1/pharmacies/{pharmacy}/activation",
+        "/v1/pharmacies/{pharmacy}/deactivation",
+        "/v1/pharmacists",
+        "/v1/pharmacists/{pharmacist}/deactivation",
     } <= paths
     assert "HTTPBearer" in spec["components"]["securitySchemes"]
     responses = spec["paths"]["/v1/authorizations"]["post"]["responses"]
@@ -295,6 +321,110 @@ def test_a_prescribers_system_may_not_dispense_nor_administer(running: Running) 
         assert_problem(http.get("/v1/clients"), 403, "NOT_PERMITTED")
     with running.terminal() as http:
         assert_problem(http.get("/v1/clients"), 403, "NOT_PERMITTED")
+
+
+@dataclass
+class Transactions:
+    """What the engine of a running server did, seen through SQLAlchemy's events."""
+
+    begun: int = 0
+    committed: int = 0
+    rolled_back: int = 0
+    writers: int = 0  # SQLite: transactions that took the write lock at BEGIN
+
+
+@contextmanager
+def counting(app: Compliance) -> Iterator[Transactions]:
+    seen = Transactions()
+
+    def begin(conn: Any) -> None:
+        seen.begun += 1
+
+    def commit(conn: Any) -> None:
+        seen.committed += 1
+
+    def rollback(conn: Any) -> None:
+        seen.rolled_back += 1
+
+    def statement(conn: Any, cursor: Any, sql: str, *_: Any) -> None:
+        if sql.strip().upper() in {"BEGIN IMMEDIATE", "BEGIN EXCLUSIVE"}:
+            seen.writers += 1
+
+    hooks = [
+        ("begin", begin),
+        ("commit", commit),
+        ("rollback", rollback),
+        ("before_cursor_execute", statement),
+    ]
+    for name, hook in hooks:
+        event.listen(app.engine, name, hook)
+    try:
+        yield seen
+    finally:
+        for name, hook in hooks:
+            event.remove(app.engine, name, hook)
+
+
+def test_one_request_is_one_transaction(running: Running) -> None:
+    """Authentication (key, acting person, scope) runs inside the operation's own transaction:
+    a read is one read, an authorization one write, and a caller who may not act never holds
+    the SQLite write lock and commits nothing."""
+    rx = prescription(running)
+    sqlite = running.app.engine.dialect.name == "sqlite"
+    with running.terminal() as http:
+        http.get("/v1/health")  # the connection is open before counting
+        with counting(running.app) as read:
+            assert http.post("/v1/dispense-checks", json={"prescription": rx}).status_code == 200
+        assert (read.begun, read.committed, read.writers) == (1, 1, 0)
+        with counting(running.app) as write:
+            issued = http.post("/v1/authorizations", json={"prescription": rx})
+            assert issued.status_code == 201, issued.text
+        assert (write.begun, write.committed, write.rolled_back) == (1, 1, 0)
+        assert write.writers == 0  # SQLite: begun as a read, the lock taken once allowed
+        number = issued.json()["authorization"]["number"]
+        with counting(running.app) as pickup:
+            assert http.post(f"/v1/authorizations/{number}/dispense").status_code == 200
+        assert (pickup.begun, pickup.committed) == (1, 1)
+    refusals = [
+        (running.client(), 401),  # no key: refused before any transaction
+        (running.client("cpl_0123456789abcdef_" + "A" * 43), 401),
+        (running.client(running.narrow_key, **{"X-Acting-Person": running.w.pharmacist.id}), 403),
+        (running.client(running.terminal_key, **{"X-Acting-Person": running.pharmacist2}), 403),
+    ]
+    for client, status in refusals:
+        other = prescription(running)
+        with client as http, counting(running.app) as refused:
+            response = http.post("/v1/authorizations", json={"prescription": other})
+            assert response.status_code == status, response.text
+        assert refused.committed == 0 and refused.writers == 0
+        assert refused.begun == (0 if client.headers.get("authorization") is None else 1)
+    if sqlite:  # and a request that may act still waits its turn for the lock like any writer
+        with running.ehr() as http, counting(running.app) as steps:
+            pat = ready_patient(running)
+            steps.begun = steps.committed = 0
+            written = http.post("/v1/prescriptions", json={"patient": pat, "days_supply": 30})
+            assert written.json()["status"] == "ok", written.text
+        assert (steps.begun, steps.committed) == (1, 1)
+
+
+def test_a_key_revoked_between_two_requests_is_refused_on_the_second(running: Running) -> None:
+    w = running.w
+    issued = running.app.add_client(
+        w.admin.id, "Short-lived", "pharmacy-terminal", w.pharmacy.id, pepper=PEPPER
+    )
+    rx = prescription(running)
+    with running.client(issued.key, **{"X-Acting-Person": w.pharmacist.id}) as http:
+        assert http.post("/v1/dispense-checks", json={"prescription": rx}).status_code == 200
+        running.app.revoke_client(w.admin.id, issued.client.id, issued.key_id)
+        refused = http.post("/v1/authorizations", json={"prescription": rx})
+        assert assert_problem(refused, 401, "UNAUTHENTICATED")["codes"] == [rc.CREDENTIAL_REVOKED]
+        check = http.post("/v1/dispense-checks", json={"prescription": rx})
+        assert assert_problem(check, 401, "UNAUTHENTICATED")["codes"] == [rc.CREDENTIAL_REVOKED]
+    # Nothing was authorized, and no refusal of the key was written to the audit trail.
+    events = running.app.audit_log(w.admin.id, LogFilter(action="dispense.authorize"))
+    assert not [e for e in events if e.payload.get("key_id") == issued.key_id]
+    with running.terminal() as http:  # the prescription is still there for a live key
+        assert http.post("/v1/authorizations", json={"prescription": rx}).status_code == 201
 
 
 # --- the pharmacy ---------------------------------------------------------------------------------
@@ -572,6 +702,156 @@ def test_a_designee_acts_through_the_prescribers_system_only_with_a_grant(runnin
     assert [e.outcome for e in events] == ["refused"] and events[0].payload["client"].startswith(
         "CLI-"
     )
+
+
+def test_the_prescribers_system_registers_corrects_and_follows_a_patient(running: Running) -> None:
+    """Patients, corrections and the course after prescribing, over HTTP: each answer is the
+    engine's, a rule refusal a 200, a bad value a 422 naming the field."""
+    app, prs = running.app, running.w.prescriber.id
+    with running.ehr() as http:
+        made = http.post(
+            "/v1/patients",
+            json={"name": "Hana Htp", "date_of_birth": "1992-04-04", "external_ids": {"MRN": "H1"}},
+        )
+        assert made.status_code == 201, made.text
+        pat = made.json()["patient"]["id"]
+        assert http.get(f"/v1/patients/{pat}").json()["name"] == "Hana Htp"
+        assert http.get("/v1/patients/MRN:H1").json()["id"] == pat
+        fixed = http.post(
+            f"/v1/patients/{pat}/corrections", json={"reason": "typo", "name": "Hana Hope"}
+        )
+        assert fixed.status_code == 200 and fixed.json()["name"] == "Hana Hope", fixed.text
+        added = http.post(f"/v1/patients/{pat}/external-ids", json={"system": "NHS", "value": "9"})
+        assert added.status_code == 200 and added.json()["external_ids"]["NHS"] == "9"
+        bad = http.post("/v1/patients", json={"name": "X", "date_of_birth": "1992-13-01"})
+        assert assert_problem(bad, 422, "INVALID_INPUT")["field"] == "date_of_birth"
+        unknown = http.post(
+            f"/v1/patients/{new_short_id(Kind.PATIENT)}/corrections",
+            json={"reason": "x", "name": "Y"},
+        )
+        assert_problem(unknown, 404, "NOT_FOUND")
+        # A patient reported pregnant: the course stops, and only the prescriber resumes it.
+        assert http.post("/v1/courses", json={"patient": pat}).json()["status"] == "ok"
+        reported = http.post(f"/v1/patients/{pat}/pregnancy", json={"note": "called in"})
+        assert reported.status_code == 200 and reported.json()["status"] == "ok", reported.text
+        assert reported.json()["course"]["state"] == "suspended"
+        no_note = http.post(f"/v1/patients/{pat}/resumption", json={"note": ""})
+        assert assert_problem(no_note, 422, "INVALID_INPUT")["field"] == "note"
+        withdrawn = http.post(f"/v1/patients/{pat}/withdrawal", json={"note": "moved away"})
+        assert withdrawn.json()["status"] == "ok", withdrawn.text
+        # Treatment ends with the last dose; then the post-treatment tests are due.
+        ready = ready_patient(running)
+        app.prescribe(prs, ready, 30)
+        schedule = http.put(f"/v1/patients/{ready}/test-schedule", json={"schedule": "none-such"})
+        assert assert_problem(schedule, 422, "INVALID_INPUT")["field"] == "schedule"
+        ended = http.post(
+            f"/v1/patients/{ready}/treatment-end", json={"last_dose_on": T0.date().isoformat()}
+        )
+        assert ended.status_code == 200 and ended.json()["status"] == "ok", ended.text
+        assert ended.json()["course"]["state"] in {"treatment_ended", "post_treatment", "completed"}
+        lost = http.post(f"/v1/patients/{ready}/lost-to-follow-up", json={})
+        assert lost.status_code == 200, lost.text
+        listed = http.get("/v1/courses", params={"limit": 500}).json()["courses"]
+        assert {pat, ready} <= {c["patient"] for c in listed}
+        no_procedure = http.put("/v1/home-testing", json={"enabled": True})
+        assert assert_problem(no_procedure, 422, "INVALID_INPUT")["field"] == "procedure"
+        home = http.put(
+            "/v1/home-testing", json={"enabled": True, "procedure": "video-observed test"}
+        )
+        assert home.status_code == 200 and home.json()["enabled"] is True, home.text
+        assert http.put("/v1/home-testing", json={"enabled": False}).status_code == 200
+        assert_problem(http.put("/v1/home-testing", json={"enabled": False}), 409, "CONFLICT")
+    events = app.audit_log(running.w.admin.id, LogFilter(subject=pat))
+    through = [e for e in events if "client" in e.payload]
+    assert {"patient.register", "patient.correct", "course.pregnancy", "course.withdraw"} <= {
+        e.action for e in through
+    }
+    with running.terminal() as http:  # a pharmacist's role registers no patient
+        refused = http.post("/v1/patients", json={"name": "Z", "date_of_birth": "1990-01-01"})
+        assert_problem(refused, 403, "NOT_PERMITTED")
+
+
+def test_grants_through_the_prescribers_system(running: Running) -> None:
+    app, w = running.app, running.w
+    prs = w.prescriber.id
+    with running.ehr() as http:
+        made = http.post("/v1/designees", json={"name": f"Gus {uuid.uuid4().hex[:4]}"})
+        assert made.status_code == 201, made.text
+        dsg = made.json()["id"]
+        granted = http.put(
+            f"/v1/designees/{dsg}/grants/{prs}", json={"scopes": ["course.read", "patient.read"]}
+        )
+        assert granted.status_code == 200, granted.text
+        listed = http.get("/v1/grants", params={"designee": dsg}).json()["grants"]
+        assert [g["prescriber"] for g in listed] == [prs]
+        amended = http.patch(
+            f"/v1/designees/{dsg}/grants/{prs}",
+            json={"reason": "covers enrolment", "scopes": ["course.read", "course.enrol"]},
+        )
+        assert amended.status_code == 200 and "course.enrol" in amended.json()["scopes"]
+        no_reason = http.patch(f"/v1/designees/{dsg}/grants/{prs}", json={"scopes": []})
+        assert assert_problem(no_reason, 422, "INVALID_INPUT")["field"] == "reason"
+    pat = app.register_patient(prs, f"Gp {uuid.uuid4().hex[:4]}", "2000-02-02").patient.id
+    with running.ehr(**{"X-Acting-Person": dsg}) as http:
+        assert http.post("/v1/courses", json={"patient": pat}).json()["status"] == "ok"
+    with running.ehr() as http:
+        assert http.delete(f"/v1/designees/{dsg}/grants/{prs}").json()["revoked_at"]
+    with running.ehr(**{"X-Acting-Person": dsg}) as http:
+        refused = http.get(f"/v1/patients/{pat}/status")
+        assert rc.DESIGNEE_GRANT_EXPIRED in assert_problem(refused, 403, "NOT_PERMITTED")["codes"]
+    with running.terminal() as http:
+        assert_problem(http.get("/v1/grants"), 403, "NOT_PERMITTED")
+
+
+def test_the_administrator_sets_a_prescribers_zone_and_manages_parties(running: Running) -> None:
+    app, w = running.app, running.w
+    with running.admin() as http:
+        made = http.post(
+            "/v1/prescribers",
+            json={"name": "Dr Zed", "npi": next_npi(), "time_zone": "Europe/Lisbon"},
+        )
+        assert made.status_code == 201, made.text
+        prs = made.json()["id"]
+        zoned = http.put(f"/v1/prescribers/{prs}/zone", json={"time_zone": "Europe/Athens"})
+        assert zoned.status_code == 200 and zoned.json()["time_zone"] == "Europe/Athens"
+        cleared = http.put(f"/v1/prescribers/{prs}/zone", json={"time_zone": None})
+        assert cleared.status_code == 200 and cleared.json()["time_zone"] is None
+        bad = http.put(f"/v1/prescribers/{prs}/zone", json={"time_zone": "Mars/Olympus"})
+        assert assert_problem(bad, 422, "INVALID_INPUT")["field"] == "time_zone"
+        unknown = http.put(
+            f"/v1/prescribers/{new_short_id(Kind.PRESCRIBER)}/zone", json={"time_zone": None}
+        )
+        assert_problem(unknown, 404, "NOT_FOUND")
+        for change, status in (
+            ("activation", "activated"),
+            ("suspension", "suspended"),
+            ("reinstatement", "activated"),
+        ):
+            changed = http.post(f"/v1/prescribers/{prs}/{change}", json={"note": "checked"})
+            assert changed.status_code == 200 and changed.json()["status"] == status, changed.text
+        assert_problem(http.post(f"/v1/prescribers/{prs}/promotion", json={}), 422, "INVALID_INPUT")
+        pharmacy = http.post(
+            "/v1/pharmacies",
+            json={"name": "Quay", "ncpdp": "7000001", "time_zone": "America/Denver"},
+        )
+        assert pharmacy.status_code == 201, pharmacy.text
+        pha = pharmacy.json()["id"]
+        active = http.post(f"/v1/pharmacies/{pha}/activation", json={})
+        assert active.status_code == 200 and active.json()["status"] == "activated", active.text
+        rph = http.post("/v1/pharmacists", json={"name": "Quay Pharmacist", "pharmacy": pha})
+        assert rph.status_code == 201, rph.text
+        gone = http.post(f"/v1/pharmacists/{rph.json()['id']}/deactivation")
+        assert gone.status_code == 200 and gone.json()["status"] == "deactivated", gone.text
+        closed = http.post(f"/v1/pharmacies/{pha}/deactivation")
+        assert closed.status_code == 200 and closed.json()["status"] == "deactivated"
+        dsg = app.register_designee(w.admin.id, f"Old {uuid.uuid4().hex[:4]}").id
+        off = http.post(f"/v1/designees/{dsg}/deactivation")
+        assert off.status_code == 200 and off.json()["status"] == "deactivated", off.text
+    event = app.audit_log(w.admin.id, LogFilter(subject=prs, action="prescriber.set_zone"))[0]
+    assert event.actor_id == w.admin.id and event.payload["client"].startswith("CLI-")
+    with running.ehr() as http:  # a prescriber's system sets no zone, not even its own
+        refused = http.put(f"/v1/prescribers/{w.prescriber.id}/zone", json={"time_zone": None})
+        assert assert_problem(refused, 403, "NOT_PERMITTED")["codes"] == [rc.SCOPE_NOT_GRANTED]
 
 
 # --- administration -------------------------------------------------------------------------------

@@ -54,6 +54,11 @@ def audit_notes() -> dict[str, Any]:
     caller = _CALLER.get()
     if caller is None:
         return {}
+    return notes_of(caller)
+
+
+def notes_of(caller: Caller) -> dict[str, Any]:
+    """What every audit event of a call through an API client records about it."""
     return {"client": caller.client, "key_id": caller.key_id}
 
 
@@ -355,6 +360,15 @@ def authenticate(
         actor,
         behalf,
     )
+
+
+def require_scope(caller: Caller, scope: str | None) -> None:
+    """The key must carry ``scope`` (scopes only narrow what the party's role allows)."""
+    if scope is not None and scope not in caller.scopes:
+        raise NotPermitted(
+            f"the key of client {caller.client} lacks the scope {scope!r}",
+            [rc.SCOPE_NOT_GRANTED],
+        )
 
 
 def _not_of_client(client: m.ApiClient, person: str) -> NotPermitted:

@@ -15,6 +15,7 @@ from datetime import date, datetime, timedelta
 from typing import TypeVar
 
 from sqlalchemy import Engine
+from sqlalchemy import text as text_sql
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -41,7 +42,7 @@ from compliance.api.results import (
     PharmacyInfo,
     SchemaStatus,
 )
-from compliance.api.results_clients import Caller, ClientInfo, IssuedKey
+from compliance.api.results_clients import Caller, ClientInfo, Credential, IssuedKey
 from compliance.api.results_course import (
     AuthorizationInfo,
     AuthorizationUpdated,
@@ -206,7 +207,7 @@ class Compliance:
             Acting(actor),
             Action.CLOCK_OVERRIDE_SET,
             lambda s, a, now: settings.set_clock_override(
-                s, a, now, SystemClock().now(), enabled, hours
+                s, a, now, SystemClock().now(), enabled, hours, isinstance(actor, Credential)
             ),
         )
 
@@ -269,21 +270,65 @@ class Compliance:
     ) -> T:
         self._require_schema()
         now = ensure_utc(self.clock.now(), "clock")
+        presented = acting.actor if isinstance(acting.actor, Credential) else None
+        if presented is not None and acting.on_behalf_of is not None:
+            raise InvalidInput(
+                "on_behalf_of", "a credential names the prescriber it acts for (X-On-Behalf-Of)"
+            )
+        read_only = action in READ_ONLY
+        # On SQLite a write transaction takes the database's write lock at BEGIN. A credential's
+        # transaction begins as a read and takes the lock only once its caller is allowed, so a
+        # request with a bad key never holds it (see _claim_writer).
+        deferred = [presented is not None and not read_only and self._is_sqlite()]
+        resolved: list[Caller] = []
 
         def attempt() -> T:
             with self._transaction(
-                read_only=action in READ_ONLY, snapshot=action in _SNAPSHOT
+                read_only=read_only or deferred[0], snapshot=action in _SNAPSHOT
             ) as session:
-                actor = authorize(session, acting, action, now)
+                who = acting
+                if presented is not None:
+                    resolved[:] = [self._resolve(session, presented, now)]
+                    who = Acting(resolved[0].actor, resolved[0].on_behalf_of)
+                actor = authorize(session, who, action, now)
                 if self.is_simulated():
                     settings.require_clock_override(session, action, SystemClock().now())
+                if deferred[0]:
+                    deferred[0] = False  # the caller is allowed: a retry may begin as a writer
+                    _claim_writer(session)
                 return body(session, actor, now)
 
         try:
             return _with_retries(attempt)
         except Refused as refusal:
-            self._record_refusal(acting, action, refusal, now, about)
+            if presented is None:
+                self._record_refusal(acting, action, refusal, now, about)
+            elif resolved:  # a refusal of the key itself (its person, its scope) writes nothing
+                caller = resolved[0]
+                with clients.calling_as(caller):
+                    who = Acting(caller.actor, caller.on_behalf_of)
+                    self._record_refusal(who, action, refusal, now, about)
             raise
+
+    def _is_sqlite(self) -> bool:
+        return self.engine.dialect.name == "sqlite"
+
+    @staticmethod
+    def _resolve(session: Session, credential: Credential, now: datetime) -> Caller:
+        """Who a credential stands for, checked in ``session``; the audit events the session
+        writes then name the client and key."""
+        caller = clients.authenticate(
+            session,
+            now,
+            credential.pepper,
+            credential.key,
+            credential.acting_person,
+            credential.on_behalf_of,
+        )
+        clients.require_scope(caller, credential.scope)
+        notes = session.info.get(audit.ANNOTATIONS) or {}
+        session.info[audit.ANNOTATIONS] = {**notes, **clients.notes_of(caller)}
+        return caller
 
     def _record_refusal(
         self,
@@ -1296,14 +1341,34 @@ class Compliance:
         pepper: bytes | None = None,
     ) -> Caller:
         """The client a presented key belongs to and the person it acts as; raises
-        ``Unauthenticated`` (no, unknown, expired or revoked key) or ``NotPermitted``."""
-        secret = clients.load_pepper(pepper)
+        ``Unauthenticated`` (no, unknown, expired or revoked key) or ``NotPermitted``.
+
+        ``key`` may be a ``Credential``, which carries the person, the pepper and the scope it
+        needs (checked too). An operation called with a credential checks it again itself, in
+        its own transaction: this is for a caller who must know who calls before choosing."""
+        if isinstance(key, Credential):
+            credential = key
+        else:
+            credential = Credential(
+                key,
+                pepper=clients.load_pepper(pepper),
+                acting_person=acting_person,
+                on_behalf_of=on_behalf_of,
+            )
+        return self._authenticated(credential, lambda s, caller: caller)
+
+    def rules_schedule_as(self, credential: Credential) -> dict[str, date]:
+        """``rules_schedule`` for the holder of any valid key, checked in the same read."""
+        return self._authenticated(credential, lambda s, caller: courses.schedule(s))
+
+    def _authenticated(self, credential: Credential, body: Callable[[Session, Caller], T]) -> T:
+        """``body`` in one read transaction that first resolves ``credential``."""
         self._require_schema()
         now = ensure_utc(self.clock.now(), "clock")
 
-        def attempt() -> Caller:
+        def attempt() -> T:
             with self._transaction(read_only=True) as session:
-                return clients.authenticate(session, now, secret, key, acting_person, on_behalf_of)
+                return body(session, self._resolve(session, credential, now))
 
         return _with_retries(attempt)
 
@@ -1360,11 +1425,34 @@ def _with_retries(operation: Callable[[], T]) -> T:
     for attempt in range(1, RETRIES + 1):
         try:
             return operation()
-        except (Busy, _Race):
+        except (Busy, _Race) as exc:
             if attempt == RETRIES:
                 raise
-            time.sleep(random.uniform(0, 0.02 * 2**attempt))  # noqa: S311 - jitter only
+            if not isinstance(exc, _WriterLost):  # that retry waits for the lock by itself
+                time.sleep(random.uniform(0, 0.02 * 2**attempt))  # noqa: S311 - jitter only
     raise AssertionError("unreachable")
+
+
+class _WriterLost(Busy):
+    """SQLite: another writer held or took the lock while a credential was being checked."""
+
+
+# A write that changes no row but makes SQLite take the write lock (WAL: the writer's lock).
+_CLAIM_WRITER = text_sql("UPDATE settings SET key = key WHERE 0")
+
+
+def _claim_writer(session: Session) -> None:
+    """Upgrade a SQLite read transaction to a write transaction, now that its caller is known
+    to be allowed. If another writer holds the lock or has committed since this transaction's
+    first read, SQLite refuses at once (it cannot wait without breaking the snapshot): the call
+    is then retried at once with ``BEGIN IMMEDIATE``, which waits for the lock and checks the
+    credential again inside it."""
+    try:
+        session.execute(_CLAIM_WRITER)
+    except OperationalError as exc:
+        if "locked" not in str(exc.orig).lower() and "busy" not in str(exc.orig).lower():
+            raise
+        raise _WriterLost("another writer holds the database") from None
 
 
 _SNAPSHOT = frozenset({Action.AUDIT_VERIFY, Action.AUDIT_READ})

@@ -12,6 +12,7 @@ from compliance.db.models import Setting
 from compliance.domain import reasons as rc
 from compliance.domain import validate as v
 from compliance.domain.roles import Action
+from compliance.errors import NotPermitted
 
 MODE = "database.mode"
 CLOCK_OVERRIDE = "clock.override"
@@ -77,11 +78,20 @@ def set_clock_override(
     real_now: datetime,
     enabled: bool,
     hours: object = OVERRIDE_HOURS,
+    training_only: bool = False,
 ) -> dict[str, Any]:
+    """Set the override; with ``training_only`` (a call through an API client, the HTTP
+    service) it may be enabled only on a database made for training."""
     from compliance.api.parties import record
 
     enabled = v.flag("enable", enabled)
     lasts = v.whole_number("hours", hours, 1, MAX_OVERRIDE_HOURS)
+    if enabled and training_only and not (get(session, MODE) or {}).get("training"):
+        raise NotPermitted(
+            "the clock override cannot be enabled through the service on a database not made "
+            "for training",
+            [rc.CLOCK_OVERRIDE_NOT_ALLOWED],
+        )
     before = get_for_update(session, CLOCK_OVERRIDE, now) or {}
     value: dict[str, Any] = {"enabled": enabled}
     if enabled:

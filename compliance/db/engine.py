@@ -5,17 +5,21 @@ write transactions that begin with ``BEGIN IMMEDIATE`` so a read-then-write neve
 with "database is locked". A new database file is created readable by its owner only.
 PostgreSQL: psycopg 3, with a lock timeout (``COMPLIANCE_LOCK_TIMEOUT_MS``, default 10 s) so a
 writer blocked behind another never waits forever: the timeout is retried, then reported busy.
+A pooled connection is pinged before use only after it sat idle (``PING_AFTER_IDLE``), not on
+every checkout as ``pool_pre_ping`` would: a busy service saves a round trip per transaction,
+and a connection that a restart or failover dropped while idle is still replaced unseen.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DisconnectionError
 
 from compliance.errors import DatabaseNotReady, InvalidInput
 
@@ -26,6 +30,8 @@ LOCK_TIMEOUT_ENV = "COMPLIANCE_LOCK_TIMEOUT_MS"
 DEFAULT_LOCK_TIMEOUT_MS = 10_000
 #: The scheme spellings accepted for PostgreSQL (libpq and most tools also write ``postgres://``).
 POSTGRES_SPELLINGS = frozenset({"postgresql", "postgres", "pgsql"})
+#: Seconds a pooled PostgreSQL connection may sit unused before it is pinged at checkout.
+PING_AFTER_IDLE = 10.0
 
 
 def resolve_url(url: str | None = None) -> str:
@@ -61,12 +67,35 @@ def make_engine(url: str | None = None, *, create: bool = True, **kwargs: Any) -
         configure_sqlite(engine)
         return engine
     timeout = lock_timeout_ms()
-    return create_engine(
-        parsed,
-        pool_pre_ping=True,
-        connect_args={"options": f"-c lock_timeout={timeout}"},
-        **kwargs,
-    )
+    engine = create_engine(parsed, connect_args={"options": f"-c lock_timeout={timeout}"}, **kwargs)
+    ping_when_idle(engine)
+    return engine
+
+
+def ping_when_idle(engine: Engine, after: float = PING_AFTER_IDLE) -> None:
+    """Ping a connection at checkout if it was idle for ``after`` seconds; a dead one is
+    replaced by the pool (up to three tries), as ``pool_pre_ping`` does for every checkout.
+
+    A connection used within the last ``after`` seconds is trusted: if the server dropped it
+    in that moment, the call fails as ``DatabaseNotReady`` (HTTP 503 with ``Retry-After``) and
+    the pool discards every connection of that generation.
+    """
+
+    @event.listens_for(engine, "checkin")
+    def _idle_from(_dbapi: Any, record: Any) -> None:
+        record.info["compliance_idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _maybe_ping(dbapi: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("compliance_idle_since")
+        if since is None or time.monotonic() - since < after:
+            return
+        try:
+            alive = engine.dialect.do_ping(dbapi)
+        except Exception:  # whatever the driver raises, the connection is gone
+            alive = False
+        if not alive:
+            raise DisconnectionError("the pooled connection was dropped while idle")
 
 
 def lock_timeout_ms() -> int:

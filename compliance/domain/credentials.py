@@ -62,10 +62,23 @@ SCOPES: MappingProxyType[str, frozenset[Action]] = MappingProxyType(
                 Action.CONTRACEPTION_RECORD,
                 Action.TEST_RECORD,
                 Action.PATIENT_CONFIRM,
+                Action.TEST_SCHEDULE_SET,
+                Action.TREATMENT_END,
+                Action.PREGNANCY_REPORT,
+                Action.COURSE_RESUME,
+                Action.COURSE_WITHDRAW,
+                Action.COURSE_LOST,
+                Action.HOME_TESTING_SET,
+                Action.PATIENT_REGISTER,
+                Action.PATIENT_UPDATE,
+                Action.PATIENT_CORRECT,
             }
         ),
         "prescribe": frozenset({Action.PRESCRIBE}),
         "worklist:read": frozenset({Action.COURSE_READ}),
+        "designee:manage": frozenset(
+            {Action.DESIGNEE_REGISTER, Action.GRANT_CREATE, Action.GRANT_AMEND, Action.GRANT_REVOKE}
+        ),
         "audit:read": frozenset({Action.AUDIT_READ}),
         "admin": frozenset(
             {
@@ -75,6 +88,18 @@ SCOPES: MappingProxyType[str, frozenset[Action]] = MappingProxyType(
                 Action.CLIENT_READ,
                 Action.CLOCK_OVERRIDE_SET,
                 Action.RULES_SCHEDULE,
+                Action.PRESCRIBER_REGISTER,
+                Action.PRESCRIBER_ACTIVATE,
+                Action.PRESCRIBER_SUSPEND,
+                Action.PRESCRIBER_REINSTATE,
+                Action.PRESCRIBER_DEACTIVATE,
+                Action.PRESCRIBER_ZONE_SET,
+                Action.DESIGNEE_DEACTIVATE,
+                Action.PHARMACY_REGISTER,
+                Action.PHARMACY_ACTIVATE,
+                Action.PHARMACY_DEACTIVATE,
+                Action.PHARMACIST_REGISTER,
+                Action.PHARMACIST_DEACTIVATE,
             }
         ),
     }

@@ -17,6 +17,7 @@ from compliance.http import (
     problems,
     routes_admin,
     routes_common,
+    routes_parties,
     routes_pharmacy,
     routes_prescriber,
 )
@@ -68,6 +69,7 @@ def create_app(
         routes_common.router,
         routes_pharmacy.router,
         routes_prescriber.router,
+        routes_parties.router,
         routes_admin.router,
     ):
         app.include_router(router, prefix="/v1", responses=_ERRORS)

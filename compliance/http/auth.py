@@ -1,23 +1,25 @@
 """Who calls: a bearer API key names the client and its party; the person acting comes from the
-key, or from ``X-Acting-Person`` checked against the key's party. Never from the body."""
+key, or from ``X-Acting-Person`` checked against the key's party. Never from the body.
+
+The dependency here only reads the headers into a ``Credential`` and refuses, before anything
+else (the body included), a request without a key. The key itself, the asserted
+person and the scope are checked by the engine inside the transaction of the one call the
+handler makes, so a request is one transaction and nobody is refused half-way through.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Annotated, TypeVar
+from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from compliance.api.clients import calling_as
-from compliance.api.results_clients import Caller
+from compliance.api.results_clients import Credential
 from compliance.api.service import Compliance
 from compliance.domain import reasons as rc
-from compliance.errors import NotPermitted
-
-T = TypeVar("T")
+from compliance.errors import Unauthenticated
 
 _BEARER = HTTPBearer(auto_error=False, description="An API key: cpl_<key id>_<secret>")
 
@@ -28,7 +30,9 @@ class Service:
     pepper: bytes
 
 
-def service(request: Request) -> Service:
+async def service(request: Request) -> Service:
+    """The app's service; ``async`` (it does no I/O) so it runs on the event loop, not in a
+    worker thread: each thread hop of a dependency costs a request about as much as a query."""
     found = request.app.state.service
     assert isinstance(found, Service)
     return found
@@ -37,10 +41,19 @@ def service(request: Request) -> Service:
 ServiceDep = Annotated[Service, Depends(service)]
 
 
-def requires(scope: str | None) -> Callable[..., Caller]:
-    """A dependency that authenticates the request and, if ``scope`` is given, requires it."""
+def _unauthenticated(code: str) -> Unauthenticated:
+    return Unauthenticated(rc.MESSAGES[code], [code])
 
-    def authenticated(
+
+def requires(scope: str | None) -> Callable[..., Coroutine[Any, Any, Credential]]:
+    """A dependency: the request's credential, needing ``scope`` (None: any valid key).
+
+    A missing key is a 401 here, before the body is even read; a malformed, unknown, expired
+    or revoked one is the same 401 from the call, which checks it in its transaction (after
+    the body and the database's schema: a bad body is then a 422, an old schema a 503).
+    """
+
+    async def presented(  # no I/O: on the event loop, like ``service``
         svc: ServiceDep,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)],
         x_acting_person: Annotated[
@@ -50,28 +63,16 @@ def requires(scope: str | None) -> Callable[..., Caller]:
         x_on_behalf_of: Annotated[
             str | None, Header(description="For a designee: the prescriber acted for.")
         ] = None,
-    ) -> Caller:
+    ) -> Credential:
         key = credentials.credentials if credentials is not None else None
-        caller = svc.compliance.authenticate(
-            key, x_acting_person, x_on_behalf_of, pepper=svc.pepper
+        if not key:
+            raise _unauthenticated(rc.CREDENTIAL_MISSING)
+        return Credential(
+            key,
+            pepper=svc.pepper,
+            acting_person=x_acting_person,
+            on_behalf_of=x_on_behalf_of,
+            scope=scope,
         )
-        if scope is not None and scope not in caller.scopes:
-            raise NotPermitted(
-                f"the key of client {caller.client} lacks the scope {scope!r}",
-                [rc.SCOPE_NOT_GRANTED],
-            )
-        return caller
 
-    return authenticated
-
-
-@contextmanager
-def acting(caller: Caller) -> Iterator[None]:
-    """Inside: every audit event the call writes names the client and key it came through."""
-    with calling_as(caller):
-        yield
-
-
-def act(caller: Caller, call: Callable[[], T]) -> T:
-    with acting(caller):
-        return call()
+    return presented

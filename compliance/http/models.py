@@ -3,7 +3,7 @@ are checked again by the engine, which names the field in a 422."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -103,3 +103,104 @@ class ClockOverride(Body):
 class RulesSchedule(Body):
     ruleset: str = Field(max_length=64)
     effective: date
+
+
+# --- the prescriber's further steps, patients and grants ----------------------------------------
+
+
+class NewPatient(Body):
+    name: str = Field(min_length=1, max_length=200)
+    date_of_birth: date
+    external_ids: dict[str, str] | None = Field(
+        default=None, description='Identifiers by system, e.g. {"MRN": "A-123"}.'
+    )
+
+
+class PatientCorrection(Body):
+    """A misspelt name or a wrong date of birth; the audit event keeps both values."""
+
+    reason: str = Field(min_length=1, max_length=200)
+    name: str | None = Field(default=None, max_length=200)
+    date_of_birth: date | None = None
+
+
+class ExternalId(Body):
+    system: str = Field(min_length=1, max_length=64)
+    value: str = Field(min_length=1, max_length=128)
+
+
+class TreatmentEnd(Body):
+    last_dose_on: date
+
+
+class PregnancyReport(Body):
+    reported_on: date | None = None
+    note: str | None = Field(default=None, max_length=500)
+
+
+class Note(Body):
+    note: str | None = Field(default=None, max_length=500)
+
+
+class Resumption(Body):
+    note: str = Field(min_length=1, max_length=500)
+
+
+class TestSchedule(Body):
+    schedule: str = Field(max_length=64)
+
+
+class HomeTesting(Body):
+    enabled: bool
+    procedure: str | None = Field(default=None, max_length=500)
+    on: date | None = None
+
+
+class NewDesignee(Body):
+    name: str = Field(min_length=1, max_length=200)
+
+
+class Grant(Body):
+    scopes: list[str] | None = Field(
+        default=None, description="Actions the grant covers; default: every delegable action."
+    )
+    expires_at: datetime | None = Field(default=None, description="An instant with its offset.")
+
+
+class GrantAmendment(Body):
+    reason: str = Field(min_length=1, max_length=200)
+    scopes: list[str] | None = None
+    expires_at: datetime | None = None
+    clear_expiry: bool = False
+
+
+# --- administration of parties ------------------------------------------------------------------
+
+
+class PrescriberZone(Body):
+    time_zone: str | None = Field(
+        max_length=64, description="The clinic's IANA zone, e.g. Europe/Lisbon; null clears it."
+    )
+
+
+class NewPrescriber(Body):
+    name: str = Field(min_length=1, max_length=200)
+    npi: str = Field(min_length=1, max_length=32, description="The identifier (NPI by default).")
+    id_system: str = Field(default="NPI", max_length=32)
+    time_zone: str | None = Field(default=None, max_length=64)
+
+
+class NewPharmacy(Body):
+    name: str = Field(min_length=1, max_length=200)
+    ncpdp: str = Field(min_length=1, max_length=32, description="The identifier (NCPDP).")
+    time_zone: str = Field(max_length=64)
+    id_system: str = Field(default="NCPDP", max_length=32)
+
+
+class PharmacyActivation(Body):
+    expires_on: date | None = None
+
+
+class NewPharmacist(Body):
+    name: str = Field(min_length=1, max_length=200)
+    pharmacy: str = Ref

@@ -6,8 +6,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 
-from compliance.api.results_clients import Caller
-from compliance.http.auth import ServiceDep, act, requires
+from compliance.api.results_clients import Credential
+from compliance.http.auth import ServiceDep, requires
 from compliance.http.problems import problem
 
 router = APIRouter(tags=["common"])
@@ -28,8 +28,10 @@ def health(svc: ServiceDep) -> Any:
 
 
 @router.get("/rulesets", summary="Every ruleset with the date it takes effect here")
-def rulesets(svc: ServiceDep, caller: Annotated[Caller, Depends(requires(None))]) -> dict[str, Any]:
-    schedule = act(caller, svc.compliance.rules_schedule)
+def rulesets(
+    svc: ServiceDep, key: Annotated[Credential, Depends(requires(None))]
+) -> dict[str, Any]:
+    schedule = svc.compliance.rules_schedule_as(key)
     known = svc.compliance.rulesets()
     return {
         "rulesets": [
@@ -48,17 +50,16 @@ def rulesets(svc: ServiceDep, caller: Annotated[Caller, Depends(requires(None))]
 def patient_status(
     patient: str,
     svc: ServiceDep,
-    caller: Annotated[Caller, Depends(requires("course:read"))],
+    key: Annotated[Credential, Depends(requires("course:read"))],
 ) -> dict[str, Any]:
-    found = act(caller, lambda: svc.compliance.status(caller.actor, patient, caller.on_behalf_of))
-    return found.to_dict()
+    return svc.compliance.status(key, patient).to_dict()
 
 
 @router.get("/worklist", summary="Tests due, windows closing, reversals owed, pregnancies")
 def worklist(
     svc: ServiceDep,
-    caller: Annotated[Caller, Depends(requires("worklist:read"))],
+    key: Annotated[Credential, Depends(requires("worklist:read"))],
     within_days: Annotated[int, Query(ge=0, le=366)] = 7,
 ) -> dict[str, Any]:
-    flags = act(caller, lambda: svc.compliance.due(caller.actor, within_days, caller.on_behalf_of))
+    flags = svc.compliance.due(key, within_days)
     return {"within_days": within_days, "flags": [f.to_dict() for f in flags]}

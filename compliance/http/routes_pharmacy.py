@@ -12,10 +12,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header
 from fastapi.responses import JSONResponse
 
-from compliance.api.results_clients import Caller
+from compliance.api.results_clients import Credential
 from compliance.api.results_course import Authorized, StepResult
 from compliance.errors import NotPermitted, Refused
-from compliance.http.auth import ServiceDep, act, requires
+from compliance.http.auth import ServiceDep, requires
 from compliance.http.models import (
     AuthorizationRequest,
     DispenseCheck,
@@ -25,6 +25,7 @@ from compliance.http.models import (
 from compliance.http.problems import refusal_body
 
 router = APIRouter(tags=["pharmacy"])
+Checker = Annotated[Credential, Depends(requires("dispense:check"))]
 
 
 def approved(issued: Authorized) -> dict[str, Any]:
@@ -59,14 +60,9 @@ def answer(call: Callable[[], StepResult]) -> Any:
 def dispense_check(
     body: DispenseCheck,
     svc: ServiceDep,
-    caller: Annotated[Caller, Depends(requires("dispense:check"))],
+    key: Checker,
 ) -> dict[str, Any]:
-    decision = act(
-        caller,
-        lambda: svc.compliance.check_dispense(
-            caller.actor, body.prescription, caller.on_behalf_of, days_supply=body.days_supply
-        ),
-    )
+    decision = svc.compliance.check_dispense(key, body.prescription, days_supply=body.days_supply)
     return decision.to_dict()
 
 
@@ -79,7 +75,7 @@ def dispense_check(
 def request_authorization(
     body: AuthorizationRequest,
     svc: ServiceDep,
-    caller: Annotated[Caller, Depends(requires("dispense:authorize"))],
+    key: Annotated[Credential, Depends(requires("dispense:authorize"))],
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -89,11 +85,8 @@ def request_authorization(
     ] = None,
 ) -> Any:
     try:
-        outcome = act(
-            caller,
-            lambda: svc.compliance.request_authorization(
-                caller.actor, body.prescription, idempotency_key, days_supply=body.days_supply
-            ),
+        outcome = svc.compliance.request_authorization(
+            key, body.prescription, idempotency_key, days_supply=body.days_supply
         )
     except NotPermitted:
         raise
@@ -111,14 +104,11 @@ def request_authorization(
 def find_prescription(
     body: PrescriptionLookup,
     svc: ServiceDep,
-    caller: Annotated[Caller, Depends(requires("dispense:check"))],
+    key: Checker,
 ) -> dict[str, Any]:
     """A POST, so the date of birth never lands in a URL or an access log."""
-    found = act(
-        caller,
-        lambda: svc.compliance.find_prescription(
-            caller.actor, body.patient, body.date_of_birth, body.prescriber_npi
-        ),
+    found = svc.compliance.find_prescription(
+        key, body.patient, body.date_of_birth, body.prescriber_npi
     )
     return found.to_dict()
 
@@ -127,13 +117,9 @@ def find_prescription(
 def get_authorization(
     number: str,
     svc: ServiceDep,
-    caller: Annotated[Caller, Depends(requires("dispense:check"))],
+    key: Checker,
 ) -> dict[str, Any]:
-    found = act(
-        caller,
-        lambda: svc.compliance.get_authorization(caller.actor, number, caller.on_behalf_of),
-    )
-    return found.to_dict()
+    return svc.compliance.get_authorization(key, number).to_dict()
 
 
 @router.post("/authorizations/{number}/reversal", summary="Reverse an authorization")
@@ -141,20 +127,15 @@ def reverse(
     number: str,
     body: Reversal,
     svc: ServiceDep,
-    caller: Annotated[Caller, Depends(requires("dispense:reverse"))],
+    key: Annotated[Credential, Depends(requires("dispense:reverse"))],
 ) -> Any:
-    return act(
-        caller,
-        lambda: answer(
-            lambda: svc.compliance.reverse_authorization(caller.actor, number, body.reason)
-        ),
-    )
+    return answer(lambda: svc.compliance.reverse_authorization(key, number, body.reason))
 
 
 @router.post("/authorizations/{number}/dispense", summary="Record the patient's pickup")
 def record_pickup(
     number: str,
     svc: ServiceDep,
-    caller: Annotated[Caller, Depends(requires("dispense:record"))],
+    key: Annotated[Credential, Depends(requires("dispense:record"))],
 ) -> Any:
-    return act(caller, lambda: answer(lambda: svc.compliance.record_dispense(caller.actor, number)))
+    return answer(lambda: svc.compliance.record_dispense(key, number))
