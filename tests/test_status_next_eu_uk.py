@@ -26,11 +26,19 @@ def eu(db_url: str) -> Clinics:
     return Clinics(db_url, WINTER)
 
 
-def _written_and_dispensed(c: Clinics, programme: str, supply: int) -> tuple[str, Prescribed]:
-    """An Athens clinic's patient, tested and prescribed on day 0, dispensed in Athens."""
+def _written(c: Clinics, programme: str, supply: int) -> tuple[str, Prescribed]:
+    """An Athens clinic's patient, tested and prescribed on day 0."""
     pat = c.qualified(c.athens, "Eleni", programme)
     c.test(c.athens, pat, c.date(0))
     return pat, c.app.prescribe(c.athens, pat, supply)
+
+
+def _picked_up(c: Clinics, programme: str, supply: int) -> str:
+    """The same patient's prescription dispensed in Athens on day 0."""
+    pat, written = _written(c, programme, supply)
+    issued = c.app.request_authorization(c.athens_rph, written.prescription.id)
+    c.app.record_dispense(c.athens_rph, issued.authorization.number)
+    return pat
 
 
 @PROGRAMMES
@@ -38,7 +46,7 @@ def test_a_written_prescription_waits_for_the_pharmacy_until_day_7(
     eu: Clinics, programme: str
 ) -> None:
     c, app = eu, eu.app
-    pat, written = _written_and_dispensed(c, programme, 28)
+    pat, written = _written(c, programme, 28)
     assert written.prescription.written_on == c.date(0)
     waiting = app.status(c.athens, pat)
     assert waiting.course.state is CourseState.QUALIFIED
@@ -51,7 +59,7 @@ def test_the_dispense_deadline_is_the_pharmacys_own_midnight(eu: Clinics, progra
     """The local dispense record of an Athens pharmacy runs to the end of Day 7 in Athens; the
     same prescription dispensed in Lisbon would run two hours longer in UTC."""
     c, app = eu, eu.app
-    pat, written = _written_and_dispensed(c, programme, 28)
+    pat, written = _written(c, programme, 28)
     c.at(2)
     issued = app.request_authorization(c.athens_rph, written.prescription.id)
     assert isinstance(issued, Authorized)
@@ -74,9 +82,7 @@ def test_after_a_pickup_the_next_test_and_prescription_fall_due_four_weeks_on(
     eu: Clinics, programme: str
 ) -> None:
     c, app = eu, eu.app
-    pat, written = _written_and_dispensed(c, programme, 28)
-    issued = app.request_authorization(c.athens_rph, written.prescription.id)
-    app.record_dispense(c.athens_rph, issued.authorization.number)
+    pat = _picked_up(c, programme, 28)
     after = app.status(c.athens, pat)
     assert after.course.state is CourseState.DISPENSED
     assert after.next is not None
@@ -90,9 +96,7 @@ def test_after_stopping_the_final_test_one_month_on_and_no_end_of_treatment_test
     eu: Clinics, programme: str
 ) -> None:
     c, app = eu, eu.app
-    pat, written = _written_and_dispensed(c, programme, 28)
-    issued = app.request_authorization(c.athens_rph, written.prescription.id)
-    app.record_dispense(c.athens_rph, issued.authorization.number)
+    pat = _picked_up(c, programme, 28)
     c.at(27)
     app.end_treatment(c.athens, pat, c.date(27))
     ended = app.status(c.athens, pat)
@@ -130,7 +134,7 @@ def test_the_cli_shows_an_eu_deadline_in_the_pharmacys_zone_and_the_readers(
     """Not in UTC: to the minute, Athens first, then the reader's clock (New York has moved
     to summer time that very day, 8 March 2026: 21:59 UTC is 17:59 EDT)."""
     c = Clinics(sqlite_url, WINTER)
-    pat, written = _written_and_dispensed(c, "eu-iso", 28)
+    pat, written = _written(c, "eu-iso", 28)
     c.app.request_authorization(c.athens_rph, written.prescription.id)
     c.app.close()
     sh = Shell(sqlite_url)
