@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Any
+from uuid import UUID
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -14,8 +15,12 @@ from sqlalchemy.orm import Session
 from compliance.api.authz import Actor
 from compliance.api.courses import audit, facts, latest_course, open_course, ruleset_of
 from compliance.api.parties import load
+from compliance.db import course_facts as cf
 from compliance.db import models as m
+from compliance.db.base import table_of
+from compliance.db.rows import CourseFields, CourseRow
 from compliance.domain import validate as v
+from compliance.domain.facts import CourseFacts
 from compliance.domain.gates import Decision, readiness
 from compliance.domain.ids import Kind
 from compliance.domain.impact import Change, GateImpact, as_of_instant, course_impact
@@ -27,6 +32,8 @@ from compliance.programs.model import Ruleset
 MIGRATED = "migrated"
 UNCHANGED = "unchanged"
 MAX_PATIENTS = 10_000
+IMPACT_CHUNK = cf.CHUNK  # courses a dry run reads and judges together, by default
+MAX_CHUNK = 10_000
 
 
 def ruleset_arg(field: str, value: object) -> Ruleset:
@@ -103,6 +110,147 @@ class ImpactReport:
         }
 
 
+@dataclass(frozen=True)
+class ImpactPlan:
+    """What a dry run judges, checked before anything is read: the target, the instant (or the
+    date judged from its first instant in each course's clinic zone), the pharmacy's zone, and
+    whose courses (a prescriber's own, or None for all)."""
+
+    target: Ruleset
+    evaluated_at: datetime
+    as_of: date | None
+    pharmacy_zone: str | None
+    prescriber_id: UUID | None
+    chunk: int = IMPACT_CHUNK
+
+
+def impact_plan(
+    actor: Actor,
+    now: datetime,
+    ruleset: object,
+    as_of: object = None,
+    pharmacy_zone: object = None,
+    chunk: object = IMPACT_CHUNK,
+) -> ImpactPlan:
+    """The arguments of a dry run validated (InvalidInput names the field) and its scope fixed
+    from the actor, so a stream can be opened in a read transaction of its own."""
+    target = ruleset_arg("ruleset", ruleset)
+    zone = None if pharmacy_zone is None else v.time_zone("pharmacy_zone", pharmacy_zone)
+    day = None if as_of is None else v.calendar_date("as_of", as_of)
+    when = now if day is None else as_of_instant(day, target, zone)
+    mine = actor.uuid if actor.role is Role.PRESCRIBER else None
+    size = v.whole_number("chunk", chunk, 1, MAX_CHUNK)
+    return ImpactPlan(target, when, day, zone, mine, size)
+
+
+_COURSE = table_of(m.Course)
+_PATIENT = table_of(m.Patient)
+_IN_FLIGHT = (
+    select(*_COURSE.c, _PATIENT.c.short_id.label("patient_short_id"))
+    .join_from(_COURSE, _PATIENT, _PATIENT.c.id == _COURSE.c.patient_id)
+    .where(_COURSE.c.is_open)
+    .order_by(_PATIENT.c.short_id)
+)
+
+
+class ImpactStream:
+    """A dry run read a chunk of courses at a time: the heading at once, the courses as they
+    are judged (each chunk's facts released once judged), the totals once all are read. So a
+    report over any number of courses needs the memory of one chunk. Iterate it once."""
+
+    def __init__(self, session: Session, plan: ImpactPlan) -> None:
+        self._session = session
+        self._plan = plan
+        self._counts: dict[str, int] | None = None
+        self._started = False
+        target = plan.target
+        self.ruleset = target.id
+        self.programme = target.programme
+        self.evaluated_at = plan.evaluated_at
+        self.as_of = plan.as_of
+        self.pharmacy_zone = plan.pharmacy_zone or target.today_zone
+
+    def heading(self) -> dict[str, Any]:
+        """The report's fields that are known before any course is read."""
+        return {
+            "ruleset": self.ruleset,
+            "programme": self.programme,
+            "evaluated_at": self.evaluated_at.isoformat(),
+            "as_of": self.as_of.isoformat() if self.as_of else None,
+            "pharmacy_zone": self.pharmacy_zone,
+        }
+
+    def __iter__(self) -> Iterator[CourseImpactRow]:
+        if self._started:
+            raise RuntimeError("an impact stream is read once")
+        self._started = True
+        return self._rows()
+
+    def _rows(self) -> Iterator[CourseImpactRow]:
+        plan, target = self._plan, self._plan.target
+        counts = {"courses": 0, **{c.value: 0 for c in Change}}
+        already = 0
+        stmt = _IN_FLIGHT.where(
+            _COURSE.c.ruleset_id.startswith(target.programme + "/", autoescape=True)
+        )
+        if plan.prescriber_id is not None:
+            stmt = stmt.where(_COURSE.c.prescriber_id == plan.prescriber_id)
+        result = self._session.execute(stmt.execution_options(yield_per=plan.chunk))
+        for part in result.partitions():
+            chunk = [(CourseRow.of(row._mapping), str(row.patient_short_id)) for row in part]
+            already += sum(course.ruleset_id == target.id for course, _ in chunk)
+            moving = [(c, patient) for c, patient in chunk if c.ruleset_id != target.id]
+            loaded = cf.load_many(self._session, [c for c, _ in moving], plan.chunk)
+            for (course, patient), course_facts in zip(moving, loaded, strict=True):
+                row = judged(plan, course, patient, course_facts)
+                counts["courses"] += 1
+                counts[row.change.value] += 1
+                yield row
+        counts["already_on_ruleset"] = already
+        self._counts = counts
+
+    @property
+    def summary(self) -> dict[str, int]:
+        """The totals, as ``ImpactReport.summary``: known once every course has been read."""
+        if self._counts is None:
+            raise RuntimeError("the totals are known once every course has been read")
+        return dict(self._counts)
+
+    def report(self) -> ImpactReport:
+        """The whole report in memory (for a few courses; a large one is better streamed)."""
+        rows = tuple(self)
+        return ImpactReport(
+            ruleset=self.ruleset,
+            programme=self.programme,
+            evaluated_at=self.evaluated_at,
+            as_of=self.as_of,
+            pharmacy_zone=self.pharmacy_zone,
+            already_on_ruleset=self.summary["already_on_ruleset"],
+            courses=rows,
+        )
+
+
+def judged(
+    plan: ImpactPlan, course: CourseFields, patient: str, course_facts: CourseFacts
+) -> CourseImpactRow:
+    """One course's row of the report, from its facts."""
+    at = plan.evaluated_at
+    if plan.as_of is not None:  # a date is judged from its first instant in the course's clinic
+        at = as_of_instant(
+            plan.as_of, plan.target, plan.pharmacy_zone, course_facts.prescriber_zone
+        )
+    result = course_impact(course_facts, plan.target, at, plan.pharmacy_zone)
+    return CourseImpactRow(
+        patient=patient,
+        course=str(course.id),
+        state=course.state,
+        cycle=course.cycle,
+        ruleset=course.ruleset_id,
+        change=result.change,
+        gates=result.gates,
+    )
+
+
 def impact(
     session: Session,
     actor: Actor,
@@ -110,55 +258,13 @@ def impact(
     ruleset: object,
     as_of: object = None,
     pharmacy_zone: object = None,
+    chunk: object = IMPACT_CHUNK,
 ) -> ImpactReport:
     """Every open course of the target's programme not already on it: the gates now (or at the
     start of ``as_of``) under its own ruleset and under the target. Prescribers see their own
-    courses; administrators see all."""
-    target = ruleset_arg("ruleset", ruleset)
-    zone = None if pharmacy_zone is None else v.time_zone("pharmacy_zone", pharmacy_zone)
-    day = None if as_of is None else v.calendar_date("as_of", as_of)
-    when = now if day is None else as_of_instant(day, target, zone)
-    stmt = (
-        select(m.Course, m.Patient.short_id)
-        .join(m.Patient, m.Patient.id == m.Course.patient_id)
-        .where(
-            m.Course.is_open,
-            m.Course.ruleset_id.startswith(target.programme + "/", autoescape=True),
-        )
-        .order_by(m.Patient.short_id)
-    )
-    if actor.role is Role.PRESCRIBER:
-        stmt = stmt.where(m.Course.prescriber_id == actor.uuid)
-    rows: list[CourseImpactRow] = []
-    already = 0
-    for course, patient in session.execute(stmt).all():
-        if course.ruleset_id == target.id:
-            already += 1
-            continue
-        course_facts = facts(session, course)
-        # A date is judged from its first instant in each course's own clinic zone.
-        at = when if day is None else as_of_instant(day, target, zone, course_facts.prescriber_zone)
-        result = course_impact(course_facts, target, at, zone)
-        rows.append(
-            CourseImpactRow(
-                patient=patient,
-                course=str(course.id),
-                state=course.state,
-                cycle=course.cycle,
-                ruleset=course.ruleset_id,
-                change=result.change,
-                gates=result.gates,
-            )
-        )
-    return ImpactReport(
-        ruleset=target.id,
-        programme=target.programme,
-        evaluated_at=when,
-        as_of=day,
-        pharmacy_zone=zone or target.today_zone,
-        already_on_ruleset=already,
-        courses=tuple(rows),
-    )
+    courses; administrators see all. The whole report in memory: ``ImpactStream`` for many."""
+    plan = impact_plan(actor, now, ruleset, as_of, pharmacy_zone, chunk)
+    return ImpactStream(session, plan).report()
 
 
 # --- moving courses ---------------------------------------------------------------------------

@@ -757,6 +757,30 @@ class Compliance:
             lambda s, a, now: rule_changes.impact(s, a, now, ruleset, as_of, pharmacy_zone),
         )
 
+    @contextmanager
+    def rules_impact_stream(
+        self,
+        actor: str,
+        ruleset: str,
+        as_of: object = None,
+        pharmacy_zone: str | None = None,
+        *,
+        chunk: int = rule_changes.IMPACT_CHUNK,
+    ) -> Iterator[rule_changes.ImpactStream]:
+        """``rules_impact`` for any number of courses, in memory flat in their number: the
+        courses as they are judged, ``chunk`` at a time, in one read snapshot, and the totals
+        once all are read. The actor and the arguments are checked (a refusal audited) before
+        anything is read, as for every call."""
+        plan = self._call(
+            Acting(actor),
+            Action.RULES_IMPACT,
+            lambda s, a, now: rule_changes.impact_plan(
+                a, now, ruleset, as_of, pharmacy_zone, chunk
+            ),
+        )
+        with self._transaction(read_only=True, snapshot=True) as session:
+            yield rule_changes.ImpactStream(session, plan)
+
     def migrate_courses(
         self,
         actor: str,

@@ -168,11 +168,14 @@ _ZONES = select(_PRESCRIBER.c.id, _PRESCRIBER.c.time_zone).where(
 )
 
 
-def load_many(session: Session, courses: Sequence[CourseFields]) -> Iterator[CourseFacts]:
+def load_many(
+    session: Session, courses: Sequence[CourseFields], chunk_size: int | None = None
+) -> Iterator[CourseFacts]:
     """The facts of each of ``courses``, in their order, the same as ``load`` gives one by one,
-    read in a few queries per chunk of courses."""
-    for start in range(0, len(courses), CHUNK):
-        chunk = courses[start : start + CHUNK]
+    read in a few queries per chunk of ``chunk_size`` courses (default ``CHUNK``)."""
+    size = CHUNK if chunk_size is None else chunk_size
+    for start in range(0, len(courses), size):
+        chunk = courses[start : start + size]
         ids = {"courses": [c.id for c in chunk]}
         grouped: list[dict[Any, list[Any]]] = []
         for stmt in (_MANY_RECORDS, _MANY_TESTS, _MANY_PRESCRIPTIONS, _MANY_AUTHORIZATIONS):
