@@ -41,6 +41,7 @@ _HOMES = {
     "IssuedKey": "compliance.api.results_clients",
     "KeyInfo": "compliance.api.results_clients",
     "ImpactReport": "compliance.api.rule_changes",
+    "ImpactStream": "compliance.api.rule_changes",
     "MigrationReport": "compliance.api.rule_changes",
     "AuditRecord": "compliance.audit.chain",
     "Checkpoint": "compliance.audit.store",
@@ -85,6 +86,7 @@ __all__ = [
     "Flag",
     "GrantInfo",
     "ImpactReport",
+    "ImpactStream",
     "IssuedKey",
     "KeyInfo",
     "LogFilter",
@@ -140,7 +142,7 @@ if TYPE_CHECKING:
         PrescriptionInfo,
         StepResult,
     )
-    from compliance.api.rule_changes import ImpactReport, MigrationReport
+    from compliance.api.rule_changes import ImpactReport, ImpactStream, MigrationReport
     from compliance.api.service import Compliance
     from compliance.audit.chain import AuditRecord
     from compliance.audit.signing import Ed25519Signer, Signer

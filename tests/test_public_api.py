@@ -44,6 +44,7 @@ PUBLIC = [
     "Flag",
     "GrantInfo",
     "ImpactReport",
+    "ImpactStream",
     "IssuedKey",
     "KeyInfo",
     "LogFilter",

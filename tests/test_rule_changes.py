@@ -861,3 +861,22 @@ def test_diff_between_the_eu_and_uk_rulesets() -> None:
     assert changes["testing.kinds.monthly.home_with_prescriber_opt_in"] == ("changed", False, True)
     assert "testing.max_days_before_prescription" not in changes  # 3 days in both
     assert "dispense_zone" not in changes and "authorization.central" not in changes
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 500])
+def test_the_streamed_impact_is_the_report_whatever_the_chunk(
+    population: Population, chunk: int
+) -> None:
+    """Read a chunk of courses at a time, the report is the same rows in the same order, the
+    heading is known before any course and the totals only after the last."""
+    p = population
+    whole = p.app.rules_impact(p.admin, MOD)
+    with p.app.rules_impact_stream(p.admin, MOD, chunk=chunk) as stream:
+        heading = stream.heading()
+        assert heading["ruleset"] == MOD
+        rows = list(stream)
+        summary = stream.summary
+    assert [r.to_dict() for r in rows] == [r.to_dict() for r in whole.courses]
+    assert summary == whole.summary
+    with pytest.raises(InvalidInput, match="chunk"), p.app.rules_impact_stream(p.admin, MOD, chunk=0):
+        pass
