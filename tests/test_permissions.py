@@ -372,6 +372,16 @@ def _rules_impact(s: Scene) -> Act:
     return lambda a: s.app.rules_impact(a.actor, "ipledge/2026-mod")
 
 
+def _rules_impact_stream(s: Scene) -> Act:
+    _enrolled(s)
+
+    def act(a: Acting) -> object:
+        with s.app.rules_impact_stream(a.actor, "ipledge/2026-mod") as stream:
+            return list(stream)
+
+    return act
+
+
 def _migrate_courses(s: Scene) -> Act:
     pat = _enrolled(s)
     return lambda a: s.app.migrate_courses(a.actor, "ipledge/2026-mod", [pat])
@@ -626,6 +636,7 @@ def _check_dispense(s: Scene) -> Act:
 
 # The other public entry points that perform an action already covered above.
 OTHER_ENTRY_POINTS: dict[str, tuple[Action, Setup]] = {
+    "rules_impact_stream": (Action.RULES_IMPACT, _rules_impact_stream),
     "get_authorization": (
         Action.COURSE_READ,
         _get_authorization,
