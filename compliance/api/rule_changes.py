@@ -100,14 +100,25 @@ class ImpactReport:
     def to_dict(self) -> dict[str, Any]:
         """The report as JSON data."""
         return {
-            "ruleset": self.ruleset,
-            "programme": self.programme,
-            "evaluated_at": self.evaluated_at.isoformat(),
-            "as_of": self.as_of.isoformat() if self.as_of else None,
-            "pharmacy_zone": self.pharmacy_zone,
+            **_heading(
+                self.ruleset, self.programme, self.evaluated_at, self.as_of, self.pharmacy_zone
+            ),
             "summary": self.summary,
             "courses": [c.to_dict() for c in self.courses],
         }
+
+
+def _heading(
+    ruleset: str, programme: str, evaluated_at: datetime, as_of: date | None, zone: str
+) -> dict[str, Any]:
+    """The fields of an impact report known before any course is judged, as JSON data."""
+    return {
+        "ruleset": ruleset,
+        "programme": programme,
+        "evaluated_at": evaluated_at.isoformat(),
+        "as_of": as_of.isoformat() if as_of else None,
+        "pharmacy_zone": zone,
+    }
 
 
 @dataclass(frozen=True)
@@ -172,13 +183,9 @@ class ImpactStream:
 
     def heading(self) -> dict[str, Any]:
         """The report's fields that are known before any course is read."""
-        return {
-            "ruleset": self.ruleset,
-            "programme": self.programme,
-            "evaluated_at": self.evaluated_at.isoformat(),
-            "as_of": self.as_of.isoformat() if self.as_of else None,
-            "pharmacy_zone": self.pharmacy_zone,
-        }
+        return _heading(
+            self.ruleset, self.programme, self.evaluated_at, self.as_of, self.pharmacy_zone
+        )
 
     def __iter__(self) -> Iterator[CourseImpactRow]:
         if self._started:
