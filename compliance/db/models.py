@@ -204,6 +204,10 @@ class Course(Base):
             sqlite_where=text("is_open"),
             postgresql_where=text("is_open"),
         ),
+        # The worklist finds the courses it must read through these (compliance.api.worklist).
+        Index("ix_courses_attention_checked", "attention_checked"),
+        Index("ix_courses_attention_from", "attention_from"),
+        Index("ix_courses_pregnancy_actions", "pregnancy_actions"),
     )
 
     id: Mapped[UUIDPk]
@@ -223,6 +227,12 @@ class Course(Base):
     last_seq: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    # The worklist's index (compliance.api.worklist), derived after every change of the
+    # course: the first day a flag is due, the last day a flag can show when every flag ends
+    # (windows closing), and the day this was worked out (NULL: not yet, always examined).
+    attention_from: Mapped[date | None]
+    attention_until: Mapped[date | None]
+    attention_checked: Mapped[date | None]
 
 
 class CourseRecord(Base):
@@ -303,6 +313,13 @@ class Authorization(Base):
             unique=True,
             sqlite_where=text("reversed_at IS NULL"),
             postgresql_where=text("reversed_at IS NULL"),
+        ),
+        # The authorizations still waiting for their pickup (few, whatever the history).
+        Index(
+            "ix_authorizations_waiting",
+            "course_id",
+            sqlite_where=text("reversed_at IS NULL AND dispensed_at IS NULL"),
+            postgresql_where=text("reversed_at IS NULL AND dispensed_at IS NULL"),
         ),
         Index(
             "uq_authorizations_idempotency",
