@@ -14,8 +14,8 @@ those exactly as before. The index is a superset by construction:
   that look-ahead runs out;
 - the two flags that do not have a due day in the facts (a pregnancy's actions, a reversal
   owed once a deadline passes) are matched by their own columns instead;
-- a course changed less than a day ago, a course not indexed yet (NULL), and a course indexed
-  on a later day than the one asked about (a clock set back) are always examined;
+- a course indexed on the day asked about or later (UTC; so also when a clock is set back
+  before the change) and a course not indexed yet (NULL) are always examined;
 - "today" is the clinic's: every day compared is widened by one either side of UTC's.
 """
 
@@ -126,7 +126,7 @@ def may_show(tag: str = "") -> Select[tuple[uuid.UUID]]:
     recheck = bindparam(f"recheck{tag}", type_=Date())
     parts = (
         select(c.id).where(c.attention_checked.is_(None)),
-        select(c.id).where(c.attention_checked >= earliest),
+        select(c.id).where(c.attention_checked >= bindparam(f"today{tag}", type_=Date())),
         select(c.id).where(c.attention_checked <= recheck),
         select(c.id).where(c.pregnancy_actions),
         select(a.course_id).where(a.reversed_at.is_(None), a.dispensed_at.is_(None)),
@@ -143,6 +143,7 @@ def bounds(now: datetime, within_days: int, tag: str = "") -> dict[str, date]:
     today = now.date()
     latest = today + timedelta(days=within_days + 1)
     return {
+        f"today{tag}": today,
         f"latest{tag}": latest,
         f"earliest{tag}": today - timedelta(days=1),
         f"recheck{tag}": latest - timedelta(days=LOOKAHEAD_DAYS),

@@ -37,7 +37,7 @@ WITHIN = (0, 7, 30)
 HOURS = (2, 14)  # UTC: the evening before and the afternoon of the day in the Americas
 # PostgreSQL runs the same comparison on a few timelines of each programme (the index is the
 # same SQL on both; the sweep of every timeline runs on SQLite).
-ON_POSTGRES = 8
+ON_POSTGRES = 4
 KIND_TIMELINES = (
     "eu_uk_positive_test_suspends[eu-iso/2018]",
     "eu_athens_pharmacy_last_minutes_of_day_7[eu-iso/2018]",
@@ -140,7 +140,7 @@ def _sweep(url: str, parties: Parties, timeline: Timeline) -> set[str]:
                 days = _days(today, later)
             else:  # after the last step: daily for two months, then past the look-ahead
                 days = _days(today, today + timedelta(days=60)) + _days(
-                    today + timedelta(days=61), today + timedelta(days=440), 3
+                    today + timedelta(days=61), today + timedelta(days=440), 7
                 )
             where = f"{timeline.name} after step {n + 1} ({step.describe()})"
             with Session(run.app.engine) as session:
