@@ -27,7 +27,7 @@ from compliance.domain.gates import Outcome as GateOutcome
 from compliance.domain.gates import prescribe_gate
 from compliance.domain.ids import Kind, new_short_id
 from compliance.domain.impact import Change as ImpactChange
-from compliance.domain.impact import classify, course_impact, pending_prescription
+from compliance.domain.impact import classify, course_impact, pending_prescription, under
 from compliance.errors import InvalidInput, NotFound, NotPermitted, Refused
 from compliance.programs import loader
 from compliance.programs.diff import diff, flatten
@@ -218,6 +218,27 @@ def test_impact_classification_and_pending_prescription() -> None:
     picked = AuthorizationRecord("1", "RX-1", 1, START, None, None, 30, dispensed_at=START)
     assert pending_prescription(dataclasses.replace(with_rx, authorizations=(picked,))) is None
     assert pending_prescription(dataclasses.replace(with_rx, cycle=2)) is None
+
+
+def test_facts_under_another_ruleset_are_replace_of_the_ruleset() -> None:
+    """``under`` (the dry run's copy of a course's facts) is ``dataclasses.replace`` of the
+    ruleset: every other field the same, the original untouched."""
+    rx = PrescriptionRecord("RX-1", 1, START.date(), START.date(), 30, 0)
+    facts = CourseFacts(
+        ruleset=loader.get(LEGACY),
+        state=CourseState.QUALIFIED,
+        cycle=2,
+        enrolled_on=START.date(),
+        category="can_get_pregnant",
+        consents=frozenset({"PATIENT_INFORMATION_CONSENT"}),
+        patient_confirmed={2: frozenset(METHODS)},
+        prescriptions=(rx,),
+        prescriber_zone="America/Chicago",
+    )
+    moved = under(facts, loader.get(MOD))
+    assert moved == dataclasses.replace(facts, ruleset=loader.get(MOD))
+    assert type(moved) is CourseFacts and moved.ruleset.id == MOD and facts.ruleset.id == LEGACY
+    assert vars(moved).keys() == vars(facts).keys()
 
 
 # --- the population ----------------------------------------------------------------------------

@@ -141,8 +141,12 @@ def _raw_key(column: Any) -> Any:
     return type_coerce(column, String()).label("of_course")
 
 
-def _course_id(raw: Any) -> uuid.UUID:
-    return raw if isinstance(raw, uuid.UUID) else uuid.UUID(str(raw))
+def _course_id(raw: Any, by_hex: dict[str, uuid.UUID]) -> uuid.UUID:
+    """A raw course key as the course's id: ``by_hex`` holds the chunk's ids by their hex."""
+    if isinstance(raw, uuid.UUID):
+        return raw
+    known = by_hex.get(raw) if isinstance(raw, str) else None
+    return known if known is not None else uuid.UUID(str(raw))
 
 
 _MANY_RECORDS = (
@@ -188,12 +192,13 @@ def load_many(
     for start in range(0, len(courses), size):
         chunk = courses[start : start + size]
         ids = {"courses": [c.id for c in chunk]}
+        by_hex = {c.id.hex: c.id for c in chunk}
         grouped: list[dict[Any, list[Any]]] = []
         for stmt in (_MANY_RECORDS, _MANY_TESTS, _MANY_PRESCRIPTIONS, _MANY_AUTHORIZATIONS):
             raw: dict[Any, list[Any]] = {}
             for row in session.execute(stmt, ids).all():
                 raw.setdefault(row[-1], []).append(row)  # ``of_course``, the last column
-            grouped.append({_course_id(key): rows for key, rows in raw.items()})
+            grouped.append({_course_id(key, by_hex): rows for key, rows in raw.items()})
         zones = dict(
             session.execute(_ZONES, {"prescribers": list({c.prescriber_id for c in chunk})}).all()
         )
