@@ -245,18 +245,19 @@ def cli(
     tz: str | None,
 ) -> None:
     """Pregnancy-prevention programme engine: treatment courses, gates, authorizations."""
-    from compliance.cli.party_cmds import parse_instant
-    from compliance.cli.timefmt import zone_named
-    from compliance.clock import within_calendar
+    instant = None
+    if now is not None:  # the parser lives with the party commands: load it only when used
+        from compliance.cli.party_cmds import parse_instant
+        from compliance.clock import within_calendar
 
-    instant = parse_instant("--now", now)
-    state = Context(
-        url=url,
-        actor=actor,
-        on_behalf_of=on_behalf_of,
-        now=None if instant is None else within_calendar(instant, "--now"),
-        tz=zone_named("--tz", tz) if tz else None,
-    )
+        parsed = parse_instant("--now", now)
+        instant = None if parsed is None else within_calendar(parsed, "--now")
+    zone = None
+    if tz:
+        from compliance.cli.timefmt import zone_named
+
+        zone = zone_named("--tz", tz)
+    state = Context(url=url, actor=actor, on_behalf_of=on_behalf_of, now=instant, tz=zone)
     ctx.obj = state
     ctx.call_on_close(state.close)
 
