@@ -18,7 +18,8 @@ maximum resident set (Linux ``ru_maxrss``). ``RUSAGE_CHILDREN`` would be the run
 every child so far, and a child forked from the benchmark process itself inherits that
 process's high-water mark; the wrapper is too small (about 10 MB) to hide anything. The
 commands run from a bytecode cache of their own, as an installed package does (see
-``benchmarks/startup.py``). A population command runs once per size; the single-patient
+``benchmarks/startup.py``), filled by one untimed run of each command on the smaller database
+of each backend. A population command is then timed once per size; the single-patient
 commands and ``python -c "import click"`` rotate over several runs after untimed ones, and the
 figure is the median.
 """
@@ -114,14 +115,15 @@ def cached_environment(work: Path) -> dict[str, str]:
 @dataclass(frozen=True)
 class Run:
     seconds: float
+    cpu_seconds: float  # the child's user + system time: less sensitive to a busy machine
     peak_rss_mb: float
     returncode: int
 
 
-# Spawns the command, waits for it with wait4 and writes [seconds, ru_maxrss KiB, exit code] to
-# the file in argv[1]. Linux carries the parent's memory high-water mark over fork and exec into
-# the child's ru_maxrss, so the command is started from this small interpreter (about 10 MB),
-# never from the benchmark process itself (over 100 MB with the engine loaded).
+# Spawns the command, waits for it with wait4 and writes [seconds, CPU seconds, ru_maxrss KiB,
+# exit code] to the file in argv[1]. Linux carries the parent's memory high-water mark over fork
+# and exec into the child's ru_maxrss, so the command is started from this small interpreter
+# (about 10 MB), never from the benchmark process itself (over 100 MB with the engine loaded).
 _WRAPPER = """\
 import json, os, sys, time
 started = time.perf_counter()
@@ -129,7 +131,8 @@ pid = os.posix_spawn(sys.argv[2], sys.argv[2:], os.environ)
 _, status, usage = os.wait4(pid, 0)
 seconds = time.perf_counter() - started
 with open(sys.argv[1], "w") as out:
-    json.dump([seconds, usage.ru_maxrss, os.waitstatus_to_exitcode(status)], out)
+    cpu = usage.ru_utime + usage.ru_stime
+    json.dump([seconds, cpu, usage.ru_maxrss, os.waitstatus_to_exitcode(status)], out)
 """
 
 
@@ -149,9 +152,9 @@ def run_measured(
             env=env,
             check=True,
         )
-    seconds, rss_kib, code = json.loads(measured.read_text())
+    seconds, cpu, rss_kib, code = json.loads(measured.read_text())
     measured.unlink()
-    return Run(float(seconds), int(rss_kib) / 1024, int(code))
+    return Run(float(seconds), float(cpu), int(rss_kib) / 1024, int(code))
 
 
 def _scalar(url: str, sql: str) -> int:
@@ -204,6 +207,7 @@ def _population_run(
     return {
         **found,
         "seconds": round(seconds, 4),
+        "cpu_seconds": round(run.cpu_seconds, 4),
         "peak_rss_mb": round(run.peak_rss_mb, 1),
         "seconds_per_unit": seconds / found["units"] if found["units"] else math.nan,
     }
@@ -247,6 +251,7 @@ def _single_patient(
         **{
             name: {
                 "median_seconds": statistics.median(r.seconds for r in rs),
+                "median_cpu_seconds": statistics.median(r.cpu_seconds for r in rs),
                 "seconds": sorted(round(r.seconds, 4) for r in rs),
                 "peak_rss_mb": round(max(r.peak_rss_mb for r in rs), 1),
             }
@@ -271,11 +276,15 @@ def population_benchmark(
     for backend in backends:
         name = "SQLite" if backend == "sqlite" else "PostgreSQL"
         per_size = []
-        for patients, events in sizes:
+        for n, (patients, events) in enumerate(sizes):
             made = provide(backend, patients, events)
             url, admin = str(made["url"]), str(made["admin"])
             if is_postgres(url):
                 refresh_statistics(url)
+            if n == 0:  # untimed: compiles the bytecode the commands (and this driver) import
+                with console.status(f"{name}: one untimed run of each command"):
+                    for op in OPERATIONS:
+                        _population_run(op, url, admin, env, scratch)
             runs = {}
             for op in OPERATIONS:
                 with console.status(f"{name}, {patients:,} patients: {op.label}"):
@@ -296,6 +305,16 @@ def population_benchmark(
             )
         found["backends"][name] = per_size
     return measurements(found), found
+
+
+def projection(small: Mapping[str, Any], large: Mapping[str, Any], patients: int) -> float:
+    """The wall time at ``GOAL_PATIENTS`` if the cost kept growing as between the two sizes:
+    the larger run plus the marginal cost per unit (between the two runs) for the units a
+    population of that size would add. A projection, not a measurement: it assumes the growth
+    stays linear, which only a run at that size shows."""
+    marginal = (large["seconds"] - small["seconds"]) / max(large["units"] - small["units"], 1)
+    units_at_goal = large["units"] * GOAL_PATIENTS / patients
+    return float(large["seconds"] + max(marginal, 0.0) * (units_at_goal - large["units"]))
 
 
 def _size_label(entry: Mapping[str, Any]) -> str:
@@ -344,6 +363,7 @@ def measurements(found: Mapping[str, Any]) -> list[Measurement]:
                         "seconds": [a["seconds"], b["seconds"]],
                         "marginal_seconds_per_unit": (b["seconds"] - a["seconds"])
                         / max(b["units"] - a["units"], 1),
+                        "linear_projection_at_goal_seconds": projection(a, b, large["patients"]),
                     },
                 )
             )
@@ -408,9 +428,9 @@ def _per_unit(value: float) -> str:
 def render(found: Mapping[str, Any]) -> list[str]:
     """Markdown lines for the report: every run, per size, with its cost per unit."""
     lines = [
-        "| backend | command | patients | events | counted | wall | per unit | growth | "
+        "| backend | command | patients | events | counted | wall | CPU | per unit | growth | "
         "peak RSS | goal |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for name, per_size in found["backends"].items():
         for op in OPERATIONS:
@@ -426,6 +446,7 @@ def render(found: Mapping[str, Any]) -> list[str]:
                 lines.append(
                     f"| {name} | `{op.label}` | {entry['patients']:,} | {entry['events']:,} | "
                     f"{run['units']:,} {op.unit}s | {run['seconds']:.2f} s | "
+                    f"{run.get('cpu_seconds', math.nan):.2f} s | "
                     f"{_per_unit(run['seconds_per_unit'])} | {growth:.2f}x | "
                     f"{_mb(run['peak_rss_mb'])} | {goal} at 100,000 |"
                 )
@@ -439,17 +460,43 @@ def render(found: Mapping[str, Any]) -> list[str]:
                 s = single[key]
                 lines.append(
                     f"| {name} | `{label}` | {entry['patients']:,} | {entry['events']:,} | "
-                    f"1 patient | {s['median_seconds'] * 1e3:,.0f} ms | — | — | "
+                    f"1 patient | {s['median_seconds'] * 1e3:,.0f} ms | "
+                    f"{s.get('median_cpu_seconds', math.nan) * 1e3:,.0f} ms | — | — | "
                     f"{_mb(s['peak_rss_mb'])} | ≤ 5 x click ({click * 1e3:,.0f} ms): "
                     f"{s['median_seconds'] / click:.1f} x |"
                 )
     lines += [
         "",
+        "| backend | command | marginal cost per unit | linear projection at 100,000 patients |"
+        " goal |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for name, per_size in found["backends"].items():
+        if len(per_size) < 2 or per_size[-1]["patients"] >= GOAL_PATIENTS:
+            continue
+        small, large = per_size[0], per_size[-1]
+        for op in OPERATIONS:
+            a, b = small["operations"][op.key], large["operations"][op.key]
+            marginal = (b["seconds"] - a["seconds"]) / max(b["units"] - a["units"], 1)
+            shown = _per_unit(marginal) if marginal > 0 else "none measured (noise)"
+            lines.append(
+                f"| {name} | `{op.label}` | {shown} | "
+                f"{projection(a, b, large['patients']):,.1f} s | {op.goal_seconds:g} s |"
+            )
+    lines += [
+        "",
+        "The marginal cost is the difference between the two runs over the difference in units"
+        " (the start-up cancels out); the projection adds that cost for the units a population"
+        " of 100,000 would hold to the larger run. It assumes linear growth: only a run at that"
+        " size (full mode) measures it.",
+        "",
         "*per unit* is the wall time over the courses (`due`: open courses; `rules impact`: "
         "in-flight courses) or audit events the command covered; *growth* is that cost against "
         "the smaller database's (1.0: linear; below: a fixed start-up spread over more work). "
-        "Peak RSS is the command's own process (`os.wait4` in a small wrapper). A population "
-        "command ran once per size; the single-patient figures are medians of rotated runs.",
+        "CPU is the command's own user + system time (less sensitive than the wall time to other "
+        "work on the machine). Peak RSS is the command's own process (`os.wait4` in a small "
+        "wrapper). A population command was timed once per size (after one untimed run of each "
+        "on the smaller database); the single-patient figures are medians of rotated runs.",
         "",
     ]
     return lines
