@@ -61,6 +61,7 @@ def test_partial_indexes_get_their_condition_for_a_dialect() -> None:
         "uq_courses_open_patient",
         "uq_authorizations_live_cycle",
         "uq_authorizations_idempotency",
+        "ix_authorizations_waiting",
     }
     index_conditions("sqlite")
     for index in partial:
