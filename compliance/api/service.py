@@ -1198,13 +1198,14 @@ class Compliance:
         patient: str | None = None,
         date_of_birth: DateInput | None = None,
         prescriber_npi: str | None = None,
+        on_behalf_of: str | None = None,
     ) -> EtasuAnswer:
         """Are the REMS requirements met (the FHIR ``$rems-etasu``)? A pharmacist gets the
         dispense gate of ``case`` (a prescription), or of the prescription in hand found from
         ``patient``, ``date_of_birth`` and ``prescriber_npi``; anyone else the prescribe gate of
         ``patient``. One read: the caller, the gate chosen for them, and its answer."""
         return self._call(
-            Acting(actor),
+            Acting(actor, on_behalf_of),
             Action.COURSE_READ,
             lambda s, a, now: etasu.answer(
                 s, a, now, s.info.get(_CALLER), case, patient, date_of_birth, prescriber_npi
