@@ -668,6 +668,10 @@ def generate(
             progress.update(task, advance=rows.events, rate=rate)
     with console.status("checkpointing" + (", vacuuming and analysing" if postgres else "")):
         loader.finish(last_event_id)
+    # The rows were written directly: the engine works out its worklist index for them, as
+    # it does on upgrading a database that predates the index.
+    with console.status("indexing the worklist"), Compliance.open(url, FixedClock(AS_OF)) as app:
+        app.migrate()
     histogram: dict[int, int] = {}
     for k in cycles:
         histogram[k] = histogram.get(k, 0) + 1

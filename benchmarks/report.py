@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from benchmarks import profile
+from benchmarks import population, profile
 from benchmarks.common import Measurement, fmt_rate, fmt_seconds
 
 READING = """\
@@ -148,6 +148,15 @@ def render_markdown(document: dict[str, Any], measurements: list[Measurement]) -
             "From `python -m benchmarks.profile` (the cProfile data are in `profiles/`).",
             "",
             *profile.render(document["profiles"]),
+        ]
+    if document.get("population"):
+        lines += [
+            "## Whole-population and single-patient commands",
+            "",
+            "From `benchmarks/population.py`: the installed command on generated databases of"
+            " two sizes.",
+            "",
+            *population.render(document["population"]),
         ]
     lines += ["## Machine", "", "| | |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in _machine_rows(document["machine"])]

@@ -22,7 +22,7 @@ from typing import Any
 
 from rich.console import Console
 
-from benchmarks import dispense, history, machine, profile, report, startup, verify
+from benchmarks import dispense, history, machine, population, profile, report, startup, verify
 from benchmarks import http as http_bench
 from benchmarks.common import (
     Measurement,
@@ -38,7 +38,7 @@ from benchmarks.common import (
 from benchmarks.generate import generate
 
 ROOT = Path(__file__).resolve().parent
-BENCHMARKS = ("dispense", "http", "profile", "history", "verify", "startup")
+BENCHMARKS = ("dispense", "http", "profile", "history", "verify", "startup", "population")
 BACKENDS = ("sqlite", "postgresql")
 
 
@@ -57,6 +57,9 @@ class Sizes:
     profile_calls: int
     http_patients: int = 200  # half authorized over HTTP, half in process
     http_rounds: int = 4
+    # (patients, events) of the two population databases; the larger is the history's size
+    population_sizes: tuple[tuple[int, int], ...] = ((1_000, 20_000), (4_000, 80_000))
+    single_patient_repetitions: int = 9
 
 
 QUICK = Sizes(200, 100, (1, 4), 5, 4, 1_000, 20_000, 40, 2_000, 9, 100)
@@ -74,14 +77,16 @@ FULL = Sizes(
     300,
     http_patients=600,
     http_rounds=6,
+    population_sizes=((10_000, 200_000), (100_000, 2_000_000)),
+    single_patient_repetitions=21,
 )
 
 
-def _large_database(
-    backend: str, sizes: Sizes, work: Path, fresh: bool, console: Console
+def _database(
+    backend: str, patients: int, events: int, work: Path, fresh: bool, console: Console
 ) -> dict[str, Any]:
-    """The history database for ``backend``: reused while its manifest is there, else built."""
-    tag = f"history-{sizes.history_patients}-{sizes.history_events}"
+    """A generated database of this size: reused while its manifest is there, else built."""
+    tag = f"history-{patients}-{events}"
     manifest = work / f"{tag}.{backend}.json"
     if backend == "sqlite":
         url = sqlite_url(work / f"{tag}.db")
@@ -91,18 +96,22 @@ def _large_database(
         present = pg_exists(url)
     if manifest.exists() and present and not fresh:
         known: dict[str, Any] = json.loads(manifest.read_text())
-        console.print(f"reusing {backend} history database ({known['events']:,} events)")
+        console.print(f"reusing {backend} database ({known['events']:,} events)")
         return known
     manifest.unlink(missing_ok=True)
     console.print(
-        f"generating the {backend} history database: {sizes.history_patients:,} patients, "
-        f"{sizes.history_events:,} audit events"
+        f"generating the {backend} database: {patients:,} patients, {events:,} audit events"
     )
-    made = generate(
-        url, sizes.history_patients, sizes.history_events, replace=True, console=console
-    ).to_dict()
+    made = generate(url, patients, events, replace=True, console=console).to_dict()
     manifest.write_text(json.dumps(made, indent=2) + "\n")
     return made
+
+
+def _large_database(
+    backend: str, sizes: Sizes, work: Path, fresh: bool, console: Console
+) -> dict[str, Any]:
+    """The history database for ``backend``."""
+    return _database(backend, sizes.history_patients, sizes.history_events, work, fresh, console)
 
 
 def _notes(document: dict[str, Any], skipped: list[str]) -> list[str]:
@@ -138,6 +147,12 @@ def _parser() -> argparse.ArgumentParser:
         default=",".join(BACKENDS),
         help="comma-separated, of " + ", ".join(BACKENDS),
     )
+    parser.add_argument(
+        "--population-sizes",
+        metavar="P:E,P:E",
+        help="the population databases, patients:events (default 1000:20000,4000:80000 quick,"
+        " 10000:200000,100000:2000000 full)",
+    )
     parser.add_argument("--fresh", action="store_true", help="regenerate the history databases")
     return parser
 
@@ -160,6 +175,15 @@ def _plan(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Plan:
         sizes = replace(sizes, history_patients=args.history_patients)
     if args.history_events:
         sizes = replace(sizes, history_events=args.history_events)
+    if args.population_sizes:
+        try:
+            pairs = tuple(
+                (int(p), int(e))
+                for p, e in (item.split(":") for item in args.population_sizes.split(","))
+            )
+        except ValueError:
+            parser.error("--population-sizes: patients:events pairs, comma-separated")
+        sizes = replace(sizes, population_sizes=pairs)
     history_backends = [b.strip() for b in args.history_backends.split(",") if b.strip()]
     if unknown := set(history_backends) - set(BACKENDS):
         parser.error(f"unknown backend(s): {', '.join(sorted(unknown))}")
@@ -219,6 +243,32 @@ def _history(plan: Plan, large: dict[str, dict[str, Any]], console: Console) -> 
     return out
 
 
+def _population(
+    plan: Plan, large: dict[str, dict[str, Any]], console: Console
+) -> tuple[list[Measurement], dict[str, Any]]:
+    """The population rows; databases of the history's size are the history's own."""
+    made: dict[tuple[str, int, int], dict[str, Any]] = {
+        (backend, plan.sizes.history_patients, plan.sizes.history_events): d
+        for backend, d in large.items()
+    }
+
+    def provide(backend: str, patients: int, events: int) -> dict[str, Any]:
+        key = (backend, patients, events)
+        if key not in made:
+            made[key] = _database(backend, patients, events, plan.work, plan.fresh, console)
+        return made[key]
+
+    console.rule("whole-population and single-patient commands")
+    return population.population_benchmark(
+        ["sqlite", "postgresql"] if plan.postgres else ["sqlite"],
+        plan.sizes.population_sizes,
+        plan.sizes.single_patient_repetitions,
+        provide,
+        plan.work,
+        console,
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -264,6 +314,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         console.rule("start-up")
         with console.status(f"start-up, {sizes.startup_repetitions} runs of each command"):
             measurements += startup.startup_benchmark(sizes.startup_repetitions, plan.work)
+    populations: dict[str, Any] = {}
+    if "population" in plan.chosen:
+        rows, populations = _population(plan, large, console)
+        measurements += rows
 
     described["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     document: dict[str, Any] = {
@@ -279,6 +333,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "history_databases": dict(large),
         },
         "profiles": profiles,
+        "population": populations,
     }
     document["notes"] = _notes(document, plan.skipped)
     written = report.write(plan.out, document, measurements)

@@ -6,16 +6,19 @@ command line, the URL comes from ``COMPLIANCE_DATABASE_URL`` (default ``sqlite:/
 
 from __future__ import annotations
 
+from typing import Any
+
 from alembic import context
 
 from compliance.db.engine import make_engine
-from compliance.db.models import Base
+from compliance.db.models import Base, index_conditions
 
 config = context.config
 target_metadata = Base.metadata
 
 
-def _configure(connection: object) -> None:
+def _configure(connection: Any) -> None:
+    index_conditions(connection.dialect.name)
     context.configure(
         connection=connection,
         target_metadata=target_metadata,

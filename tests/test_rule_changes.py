@@ -27,7 +27,7 @@ from compliance.domain.gates import Outcome as GateOutcome
 from compliance.domain.gates import prescribe_gate
 from compliance.domain.ids import Kind, new_short_id
 from compliance.domain.impact import Change as ImpactChange
-from compliance.domain.impact import classify, course_impact, pending_prescription
+from compliance.domain.impact import classify, course_impact, pending_prescription, under
 from compliance.errors import InvalidInput, NotFound, NotPermitted, Refused
 from compliance.programs import loader
 from compliance.programs.diff import diff, flatten
@@ -218,6 +218,27 @@ def test_impact_classification_and_pending_prescription() -> None:
     picked = AuthorizationRecord("1", "RX-1", 1, START, None, None, 30, dispensed_at=START)
     assert pending_prescription(dataclasses.replace(with_rx, authorizations=(picked,))) is None
     assert pending_prescription(dataclasses.replace(with_rx, cycle=2)) is None
+
+
+def test_facts_under_another_ruleset_are_replace_of_the_ruleset() -> None:
+    """``under`` (the dry run's copy of a course's facts) is ``dataclasses.replace`` of the
+    ruleset: every other field the same, the original untouched."""
+    rx = PrescriptionRecord("RX-1", 1, START.date(), START.date(), 30, 0)
+    facts = CourseFacts(
+        ruleset=loader.get(LEGACY),
+        state=CourseState.QUALIFIED,
+        cycle=2,
+        enrolled_on=START.date(),
+        category="can_get_pregnant",
+        consents=frozenset({"PATIENT_INFORMATION_CONSENT"}),
+        patient_confirmed={2: frozenset(METHODS)},
+        prescriptions=(rx,),
+        prescriber_zone="America/Chicago",
+    )
+    moved = under(facts, loader.get(MOD))
+    assert moved == dataclasses.replace(facts, ruleset=loader.get(MOD))
+    assert type(moved) is CourseFacts and moved.ruleset.id == MOD and facts.ruleset.id == LEGACY
+    assert vars(moved).keys() == vars(facts).keys()
 
 
 # --- the population ----------------------------------------------------------------------------
@@ -811,6 +832,70 @@ def test_cli_rules_impact(cli_population: tuple[Shell, Population]) -> None:
     assert sh.json(*NOW_30, "rules", "impact", MOD, actor=p.prs)["summary"]["courses"] == 5
 
 
+@pytest.fixture
+def cli_everywhere(db_url: str) -> Iterator[tuple[Shell, Population]]:
+    """``cli_population`` on each backend in turn."""
+    clock = FixedClock(START)
+    with Compliance.open(db_url, clock) as app:
+        p = build_population(app, clock)
+        app.set_clock_override(p.admin, True)
+        sh = Shell(db_url)
+        sh.actor = p.admin
+        yield sh, p
+
+
+IMPACT_ORDER = ["ruleset", "programme", "evaluated_at", "as_of", "pharmacy_zone"]
+
+
+@pytest.mark.parametrize("as_of", [None, "2026-06-30"])
+def test_cli_impact_streams_the_report_of_the_api(
+    cli_everywhere: tuple[Shell, Population], as_of: str | None
+) -> None:
+    """The streamed document parses as one JSON document equal to the API's report: the
+    heading, then ``courses`` one object a line, then ``summary``."""
+    sh, p = cli_everywhere
+    extra = [] if as_of is None else ["--as-of", as_of]
+    result = sh.run(*NOW_30, "rules", "impact", MOD, *extra, "--json")
+    assert result.stderr == ""
+    data = json.loads(result.stdout)
+    p.day(30)
+    report = p.app.rules_impact(p.admin, MOD, as_of=as_of).to_dict()
+    assert data == report
+    assert list(data) == [*IMPACT_ORDER, "courses", "summary"]
+    lines = result.stdout.splitlines()
+    rows = [json.loads(line.strip().rstrip(",")) for line in lines if line.startswith("    {")]
+    assert rows == report["courses"] and len(rows) == 5
+    assert lines[-2].startswith('  "summary": {') and lines[-1] == "}"
+
+    text = sh.run(*NOW_30, "rules", "impact", MOD, *extra).stdout.splitlines()
+    assert text[0] == "\t".join(["patient", "state", "ruleset", "change", "prescribe", "dispense"])
+    assert [line.split("\t")[0] for line in text[1:-1]] == [c["patient"] for c in rows]
+    assert text[-1].startswith(f"moving to {MOD} at ") and (
+        f"newly allowed {report['summary']['newly_allowed']}," in text[-1]
+    )
+
+
+def test_cli_impact_with_no_course_and_refused(cli_everywhere: tuple[Shell, Population]) -> None:
+    """No course: an empty list and the totals. A refusal or a bad argument writes nothing on
+    stdout, with the exit codes of old."""
+    sh, p = cli_everywhere
+    other = p.app.register_prescriber(p.admin, "Dr Other", "1234567893").id
+    p.app.activate_prescriber(p.admin, other)
+    data = sh.json(*NOW_30, "rules", "impact", MOD, actor=other)
+    assert data["courses"] == [] and data["summary"]["courses"] == 0
+    assert list(data) == [*IMPACT_ORDER, "courses", "summary"]
+    text = sh.run(*NOW_30, "rules", "impact", MOD, actor=other).stdout
+    assert text.startswith(f"moving to {MOD} at ") and text.count("\n") == 1
+    pharmacist = p.world.pharmacist.id
+    for args in (["--json"], []):
+        refused = sh.run("rules", "impact", MOD, *args, actor=pharmacist, expect=4)
+        assert refused.stdout == "" and "ACTOR_NOT_PERMITTED" in refused.stderr
+        bad = sh.run("rules", "impact", MOD, "--as-of", "soon", *args, expect=2)
+        assert bad.stdout == "" and "--as-of" in bad.stderr
+        unknown = sh.run("rules", "impact", "ipledge/2099", *args, expect=2)
+        assert unknown.stdout == "" and "ipledge/2099" in unknown.stderr
+
+
 def test_cli_course_migrate(cli_population: tuple[Shell, Population]) -> None:
     sh, p = cli_population
     one = sh.json(*NOW_30, "course", "migrate", p.lockout, "--to", MOD)
@@ -878,5 +963,8 @@ def test_the_streamed_impact_is_the_report_whatever_the_chunk(
         summary = stream.summary
     assert [r.to_dict() for r in rows] == [r.to_dict() for r in whole.courses]
     assert summary == whole.summary
-    with pytest.raises(InvalidInput, match="chunk"), p.app.rules_impact_stream(p.admin, MOD, chunk=0):
+    with (
+        pytest.raises(InvalidInput, match="chunk"),
+        p.app.rules_impact_stream(p.admin, MOD, chunk=0),
+    ):
         pass

@@ -8,10 +8,9 @@ request will judge, not only what writing the prescription needs.
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
-from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Result, or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from compliance.api.authz import Actor
@@ -24,8 +23,8 @@ from compliance.api.courses import (
     ruleset_of,
 )
 from compliance.api.results_course import ChecklistItem, CourseStatus, Flag
-from compliance.db import course_facts as cf
 from compliance.db import models as m
+from compliance.db.rows import CourseFields
 from compliance.domain import reasons as rc
 from compliance.domain import timing
 from compliance.domain.course import CourseState
@@ -270,7 +269,7 @@ def status(session: Session, actor: Actor, now: datetime, patient_ref: object) -
 
 def flags_for(
     session: Session,
-    course: m.Course,
+    course: CourseFields,
     patient: str,
     f: CourseFacts,
     now: datetime,
@@ -302,9 +301,9 @@ def flags_for(
             add(rc.RMA_REVERSAL_REQUIRED, today, a.number, "not picked up")
     category = ruleset.judged_category(course.category, course.category_reason)
     if course.is_open:
-        decision = readiness(f, now)
         state = CourseState(course.state)
-        window = decision.window
+        # Only a qualified course has a window to close: the gates run for nothing else.
+        window = readiness(f, now).window if state is CourseState.QUALIFIED else None
         closing = window is not None and window.contains(now) and window.last_day <= horizon
         if state is CourseState.QUALIFIED and window is not None and closing:
             add(rc.WINDOW_CLOSING, window.last_day, None, f"last day {window.last_day.isoformat()}")
@@ -353,57 +352,3 @@ def _after_treatment(
         elif due <= horizon:
             flags.append((rc.TEST_DUE_SOON, due, "the post-treatment test"))
     return flags
-
-
-def due(
-    session: Session, now: datetime, within_days: int, prescriber_id: object = None
-) -> list[Flag]:
-    stmt = (
-        select(m.Course, m.Patient.short_id)
-        .join(m.Patient, m.Patient.id == m.Course.patient_id)
-        .where(or_(m.Course.is_open, m.Course.pregnancy_actions))
-        .order_by(m.Patient.short_id)
-    )
-    if prescriber_id is not None:
-        stmt = stmt.where(m.Course.prescriber_id == prescriber_id)
-    return _flags_of(session, session.execute(stmt), now, within_days)
-
-
-def _flags_of(
-    session: Session, rows: Result[Any], now: datetime, within_days: int, keep: Any = None
-) -> list[Flag]:
-    """Every flag of the (course, patient id) rows, read a chunk of courses at a time: a few
-    queries per chunk (``load_many``), and the chunk's courses released once judged, so cost
-    and memory do not grow per course with the practice."""
-    flags: list[Flag] = []
-    for part in rows.yield_per(cf.CHUNK).partitions():
-        courses = [course for course, *_ in part]
-        for row, f in zip(part, cf.load_many(session, courses), strict=True):
-            values: tuple[Any, ...] = tuple(row)
-            course, patient = values[0], values[1]
-            found = flags_for(session, course, patient, f, now, within_days)
-            flags.extend(fl for fl in found if keep is None or keep(values, fl))
-        for course in courses:
-            session.expunge(course)
-    return sorted(flags, key=lambda fl: (fl.due or date.max, fl.patient, fl.code))
-
-
-def pharmacy_due(session: Session, now: datetime, pharmacy_id: object) -> list[Flag]:
-    """A pharmacy's worklist: its own live authorizations it must reverse (not picked up in
-    time), and nothing else about the patients (no pregnancies, no tests, no other pharmacy)."""
-    live = (
-        select(m.Course, m.Patient.short_id, m.Authorization.number)
-        .join(m.Authorization, m.Authorization.course_id == m.Course.id)
-        .join(m.Patient, m.Patient.id == m.Course.patient_id)
-        .where(
-            m.Authorization.pharmacy_id == pharmacy_id,
-            m.Authorization.reversed_at.is_(None),
-            m.Authorization.dispensed_at.is_(None),
-        )
-        .order_by(m.Patient.short_id)
-    )
-
-    def owed(row: Any, fl: Flag) -> bool:
-        return fl.code == rc.RMA_REVERSAL_REQUIRED and fl.reference == row[2]
-
-    return _flags_of(session, session.execute(live), now, 0, owed)

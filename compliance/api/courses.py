@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from compliance.api import settings
+from compliance.api import changed_courses, settings
 from compliance.api.authz import Actor, refuse
 from compliance.api.parties import load, record
 from compliance.api.results_course import (
@@ -315,7 +315,12 @@ def audit(
     before: str,
     payload: Mapping[str, Any] | None = None,
     reasons: Iterable[str] = (),
+    facts_after: CourseFacts | None = None,
 ) -> None:
+    """Audit a step on ``course`` (and note it changed; ``facts_after``: its facts now, if the
+    step holds them)."""
+    known = None if facts_after is None else changed_courses.Known(course, facts_after)
+    changed_courses.note(session, course.id, known)
     record(
         session,
         actor,

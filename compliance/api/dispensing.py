@@ -8,7 +8,7 @@ locked while the gate runs, so two terminals racing for the same prescription ca
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import bindparam, insert, select, update
@@ -44,6 +44,7 @@ from compliance.domain import reasons as rc
 from compliance.domain import validate as v
 from compliance.domain.authorization_number import formatted, is_valid, new_number, normalise
 from compliance.domain.course import CourseState
+from compliance.domain.facts import AuthorizationRecord, CourseFacts
 from compliance.domain.gates import Decision, DispenseRequest, dispense_gate
 from compliance.domain.ids import Kind
 from compliance.domain.pickup import Pickup, PickupRefusal, pickup_gate
@@ -135,13 +136,14 @@ def evaluate(
     now: datetime,
     prescription_ref: object,
     days_supply: int | None = None,
-) -> tuple[Decision, Prescribed, PharmacyRow]:
+) -> tuple[Decision, Prescribed, PharmacyRow, CourseFacts]:
     rx = _prescription(session, prescription_ref)
     pharmacy = _pharmacy(actor)
     request = DispenseRequest(
         rx.short_id, pharmacy.time_zone, tuple(pharmacy_problems(pharmacy, now)), days_supply
     )
-    return dispense_gate(facts(session, rx.course), now, request), rx, pharmacy
+    known = facts(session, rx.course)
+    return dispense_gate(known, now, request), rx, pharmacy, known
 
 
 def check_dispense(
@@ -183,7 +185,7 @@ def request_authorization(
         replay = _replay(session, actor, prescription_ref, key)
         if replay is not None:
             return replay
-    decision, rx, pharmacy = evaluate(session, actor, now, prescription_ref, supply)
+    decision, rx, pharmacy, known = evaluate(session, actor, now, prescription_ref, supply)
     course, patient = rx.course, rx.patient
     dispensed_supply = rx.days_supply if supply is None else supply
     if not decision.allowed:
@@ -218,6 +220,12 @@ def request_authorization(
     session.execute(
         _MOVE_COURSE,
         {"course": course.id, "new_state": course.state, "open": course.is_open, "at": now},
+    )
+    issued = AuthorizationRecord(
+        number, rx.short_id, course.cycle, now, last_instant, decision.test_id, dispensed_supply
+    )
+    after = replace(
+        known, state=CourseState(course.state), authorizations=(*known.authorizations, issued)
     )
     info = AuthorizationInfo(
         number=number,
@@ -255,6 +263,7 @@ def request_authorization(
             "idempotency_key": key,
             "decision": decision.to_dict(),
         },
+        facts_after=after,
     )
     return Authorized(
         course=course_info_of(course, patient.short_id, rx.prescriber),

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from compliance.api import visibility
+from compliance.api import changed_courses, visibility
 from compliance.api.authz import Actor, grant_active, pharmacy_today, refuse
 from compliance.api.results import (
     GrantInfo,
@@ -293,6 +293,7 @@ def set_prescriber_zone(
     zone = None if time_zone is None else v.time_zone("time_zone", time_zone)
     before = row.time_zone
     row.time_zone = zone
+    changed_courses.note_prescriber(session, row.id)
     record(
         session,
         actor,
@@ -325,6 +326,7 @@ def change_prescriber(
     row.status = PRESCRIBER_LIFECYCLE.next_state(before, _PRESCRIBER_EVENTS[action])
     if action is Action.PRESCRIBER_ACTIVATE:
         row.activated_at = now
+    changed_courses.note_prescriber(session, row.id)
     payload = {"note": v.text("note", note, max_len=500)} if note else {}
     record(
         session,

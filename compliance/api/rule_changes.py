@@ -18,7 +18,7 @@ from compliance.api.parties import load
 from compliance.db import course_facts as cf
 from compliance.db import models as m
 from compliance.db.base import table_of
-from compliance.db.rows import CourseFields, CourseRow
+from compliance.db.rows import COURSE_COLUMNS, CourseFields, CourseRow
 from compliance.domain import validate as v
 from compliance.domain.facts import CourseFacts
 from compliance.domain.gates import Decision, readiness
@@ -156,12 +156,15 @@ def impact_plan(
 
 _COURSE = table_of(m.Course)
 _PATIENT = table_of(m.Patient)
+# The course's columns in ``CourseRow``'s order, then the patient's short id: a row is read by
+# position (a result row's attributes cost several times its items).
 _IN_FLIGHT = (
-    select(*_COURSE.c, _PATIENT.c.short_id.label("patient_short_id"))
+    select(*(_COURSE.c[name] for name in COURSE_COLUMNS), _PATIENT.c.short_id)
     .join_from(_COURSE, _PATIENT, _PATIENT.c.id == _COURSE.c.patient_id)
     .where(_COURSE.c.is_open)
     .order_by(_PATIENT.c.short_id)
 )
+_WIDTH = len(COURSE_COLUMNS)
 
 
 class ImpactStream:
@@ -204,7 +207,7 @@ class ImpactStream:
             stmt = stmt.where(_COURSE.c.prescriber_id == plan.prescriber_id)
         result = self._session.execute(stmt.execution_options(yield_per=plan.chunk))
         for part in result.partitions():
-            chunk = [(CourseRow.of(row._mapping), str(row.patient_short_id)) for row in part]
+            chunk = [(CourseRow(*row[:_WIDTH]), str(row[_WIDTH])) for row in part]
             already += sum(course.ruleset_id == target.id for course, _ in chunk)
             moving = [(c, patient) for c, patient in chunk if c.ruleset_id != target.id]
             loaded = cf.load_many(self._session, [c for c, _ in moving], plan.chunk)

@@ -31,6 +31,7 @@ from compliance.api import (
     patients,
     rule_changes,
     settings,
+    worklist,
 )
 from compliance.api.authz import Acting, Actor, authorize, refuse
 from compliance.api.course_list import CourseListing
@@ -159,7 +160,19 @@ class Compliance:
         with _database_errors():
             migrate.upgrade(self.engine, revision)
         self._schema_checked = False
-        return self.schema_status()
+        status = self.schema_status()
+        if status.up_to_date:
+            self._index_worklist()
+        return status
+
+    def _index_worklist(self) -> None:
+        """Work out the worklist's index for courses that lack it (written before it existed
+        or by other tools), a chunk per transaction; until then they are examined every time."""
+        now = ensure_utc(self.clock.now(), "clock")
+        while True:
+            with self._transaction() as session:
+                if worklist.index_missing(session, now) == 0:
+                    return
 
     def schema_status(self) -> SchemaStatus:
         """Which migration the database is at, and whether that is the newest."""
@@ -262,6 +275,8 @@ class Compliance:
                 session.info[audit.ANNOTATIONS] = notes
                 clients.recheck(session, ensure_utc(self.clock.now(), "clock"))
             yield session
+            # Derived data about the courses this transaction changed, in the same commit.
+            worklist.refresh(session, ensure_utc(self.clock.now(), "clock"))
 
     def _call(
         self,
@@ -1124,9 +1139,9 @@ class Compliance:
             if a.role is Role.PATIENT:
                 raise refuse(Action.COURSE_READ, [reasons.OUT_OF_SCOPE])
             if a.role is Role.PHARMACIST:  # its own authorizations, nothing about the patient
-                return course_status.pharmacy_due(s, now, a.pharmacy_uuid)
+                return worklist.pharmacy_due(s, now, a.pharmacy_uuid)
             mine = a.prescriber_uuid if a.role in {Role.PRESCRIBER, Role.DESIGNEE} else None
-            return course_status.due(s, now, within_days, mine)
+            return worklist.due(s, now, within_days, mine)
 
         return self._call(Acting(actor, on_behalf_of), Action.COURSE_READ, body)
 

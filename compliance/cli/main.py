@@ -6,31 +6,46 @@ from ``compliance.errors.EXIT_CODES``; tracebacks appear only with ``COMPLIANCE_
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
+from collections.abc import Mapping, MutableMapping
 from typing import Any
 
 import click
 
-from compliance.cli.audit_cmds import audit
-from compliance.cli.client_cmds import client
 from compliance.cli.context import Context, pass_ctx
-from compliance.cli.course_cmds import course, due, status
-from compliance.cli.db_cmds import db, init
-from compliance.cli.demo_cmd import demo
-from compliance.cli.dispense_cmds import dispense
 from compliance.cli.output import decision_lines, json_option, show_record, show_rows, to_json
-from compliance.cli.party_cmds import admin, designee, pharmacist, pharmacy, prescriber
-from compliance.cli.patient_cmds import patient
-from compliance.cli.rules_cmds import rules
-from compliance.cli.serve_cmd import serve
-from compliance.cli.simulate_cmd import simulate
 from compliance.errors import EXIT_CODES, ComplianceError, InvalidInput, Refused
 
 #: The name the package is published under (the import package and the command are ``compliance``).
 DISTRIBUTION = "compliance-ppp"
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+#: The subcommands defined in other modules: name -> (module, attribute). A module is imported
+#: only when its command runs or is listed (``--help``, the reference), so ``compliance status``
+#: does not load the audit, client, rules, simulation or server commands.
+SUBCOMMANDS: Mapping[str, tuple[str, str]] = {
+    "init": ("compliance.cli.db_cmds", "init"),
+    "db": ("compliance.cli.db_cmds", "db"),
+    "demo": ("compliance.cli.demo_cmd", "demo"),
+    "admin": ("compliance.cli.party_cmds", "admin"),
+    "prescriber": ("compliance.cli.party_cmds", "prescriber"),
+    "designee": ("compliance.cli.party_cmds", "designee"),
+    "pharmacy": ("compliance.cli.party_cmds", "pharmacy"),
+    "pharmacist": ("compliance.cli.party_cmds", "pharmacist"),
+    "patient": ("compliance.cli.patient_cmds", "patient"),
+    "audit": ("compliance.cli.audit_cmds", "audit"),
+    "course": ("compliance.cli.course_cmds", "course"),
+    "status": ("compliance.cli.course_cmds", "status"),
+    "due": ("compliance.cli.course_cmds", "due"),
+    "dispense": ("compliance.cli.dispense_cmds", "dispense"),
+    "rules": ("compliance.cli.rules_cmds", "rules"),
+    "simulate": ("compliance.cli.simulate_cmd", "simulate"),
+    "client": ("compliance.cli.client_cmds", "client"),
+    "serve": ("compliance.cli.serve_cmd", "serve"),
+}
 
 
 #: The root's options that take a value; they may be typed before or after the subcommand.
@@ -101,7 +116,7 @@ def as_typed(
     """The error naming the option as the user typed it (``--npi``, ``--dob``) rather than the
     API's field (``external_id``, ``date_of_birth``); a field no option carries stays as is,
     and so do the fields of ``simulate``, which name keys of the timeline file."""
-    if command is simulate:
+    if command is not None and command.name == "simulate":
         return error
     head, dot, tail = error.field.partition(".")
     name = _FIELD_ALIASES.get(head, head)
@@ -115,7 +130,39 @@ def as_typed(
 
 
 class _Root(click.Group):
-    """Turns library errors into a message on stderr and a documented exit code."""
+    """Turns library errors into a message on stderr and a documented exit code, and loads
+    each subcommand of ``SUBCOMMANDS`` when it is first asked for."""
+
+    _commands: dict[str, click.Command]
+
+    @property
+    def commands(self) -> MutableMapping[str, click.Command]:
+        """Every subcommand, loaded: for whoever walks the whole tree (help, reference)."""
+        for name in SUBCOMMANDS:
+            self._load(name)
+        return self._commands
+
+    @commands.setter
+    def commands(self, value: MutableMapping[str, click.Command]) -> None:
+        self._commands = dict(value)  # click's Group.__init__ passes a mapping
+
+    def _load(self, name: str) -> click.Command | None:
+        if name not in self._commands and name in SUBCOMMANDS:
+            module, attribute = SUBCOMMANDS[name]
+            self._commands[name] = getattr(importlib.import_module(module), attribute)
+        return self._commands.get(name)
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        name = name or cmd.name
+        if name is None:
+            raise TypeError("Command has no name.")
+        self._commands[name] = cmd
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return self._load(cmd_name)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self._commands, *SUBCOMMANDS})
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         ctx.meta["compliance.json"] = "--json" in args
@@ -198,18 +245,19 @@ def cli(
     tz: str | None,
 ) -> None:
     """Pregnancy-prevention programme engine: treatment courses, gates, authorizations."""
-    from compliance.cli.party_cmds import parse_instant
-    from compliance.cli.timefmt import zone_named
-    from compliance.clock import within_calendar
+    instant = None
+    if now is not None:  # the parser lives with the party commands: load it only when used
+        from compliance.cli.party_cmds import parse_instant
+        from compliance.clock import within_calendar
 
-    instant = parse_instant("--now", now)
-    state = Context(
-        url=url,
-        actor=actor,
-        on_behalf_of=on_behalf_of,
-        now=None if instant is None else within_calendar(instant, "--now"),
-        tz=zone_named("--tz", tz) if tz else None,
-    )
+        parsed = parse_instant("--now", now)
+        instant = None if parsed is None else within_calendar(parsed, "--now")
+    zone = None
+    if tz:
+        from compliance.cli.timefmt import zone_named
+
+        zone = zone_named("--tz", tz)
+    state = Context(url=url, actor=actor, on_behalf_of=on_behalf_of, now=instant, tz=zone)
     ctx.obj = state
     ctx.call_on_close(state.close)
 
@@ -241,29 +289,6 @@ def whoami(state: Context, as_json: bool) -> None:
     """Show the acting person (--as) as the database knows them."""
     person = state.app().get_person(state.who(), state.who(), state.on_behalf_of)
     show_record(person.to_dict(), as_json, title="Acting as")
-
-
-for command in (
-    init,
-    db,
-    demo,
-    admin,
-    prescriber,
-    designee,
-    pharmacy,
-    pharmacist,
-    patient,
-    audit,
-    course,
-    status,
-    due,
-    dispense,
-    rules,
-    simulate,
-    client,
-    serve,
-):
-    cli.add_command(command)
 
 
 def _report(error: ComplianceError, as_json: bool) -> None:

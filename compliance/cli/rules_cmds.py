@@ -3,13 +3,20 @@ differs between two of them, and what moving in-flight courses to one would chan
 
 from __future__ import annotations
 
+import json
+import sys
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from compliance.cli.context import Context, pass_ctx
 from compliance.cli.output import json_option, say, show_record, show_rows
+
+if TYPE_CHECKING:
+    from compliance.api.rule_changes import ImpactStream
+    from compliance.domain.evaluation import Decision
+    from compliance.domain.impact import GateImpact
 
 DIFF_COLUMNS = ["path", "change", "old", "new"]
 IMPACT_COLUMNS = ["patient", "state", "ruleset", "change", "prescribe", "dispense"]
@@ -133,12 +140,6 @@ def verdict(decision: dict[str, Any]) -> str:
     return "REFUSE " + ", ".join(r["code"] for r in decision["reasons"])
 
 
-def before_after(gate: dict[str, Any] | None) -> str:
-    if gate is None:
-        return "-"
-    return f"{verdict(gate['before'])} -> {verdict(gate['after'])}"
-
-
 @rules.command("impact")
 @click.argument("ruleset")
 @click.option(
@@ -157,27 +158,68 @@ def before_after(gate: dict[str, Any] | None) -> str:
 def rules_impact(
     state: Context, ruleset: str, as_of: str | None, pharmacy_zone: str | None, as_json: bool
 ) -> None:
-    """Dry run: what moving every in-flight course of the programme to RULESET would change."""
-    report = state.app().rules_impact(state.who(), ruleset, as_of, pharmacy_zone).to_dict()
-    if as_json:
-        show_record(report, True)
-        return
-    counts = report["summary"]
-    say(
-        f"moving to {report['ruleset']} at {report['evaluated_at']}: {counts['courses']} "
+    """Dry run: what moving every in-flight course of the programme to RULESET would change.
+
+    Each course is written as it is judged and the totals last, so any number of courses runs
+    in the same memory."""
+    app = state.app()
+    # A refusal or a bad argument is raised on entering, before anything is written.
+    with app.rules_impact_stream(state.who(), ruleset, as_of, pharmacy_zone) as stream:
+        if as_json:
+            _impact_json(stream)
+        else:
+            _impact_text(stream)
+
+
+def _compact(data: Any) -> str:
+    """One line of JSON (the C encoder: an indented document is encoded in Python, slowly)."""
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def _impact_json(stream: ImpactStream) -> None:
+    """One JSON document, written as the courses are judged: the heading, ``courses`` one
+    object a line, ``summary`` last (known only once every course is read)."""
+    out = sys.stdout
+    out.write("{\n")
+    for key, value in stream.heading().items():
+        out.write(f"  {_compact(key)}: {_compact(value)},\n")
+    out.write('  "courses": [')
+    separator = "\n    "
+    for row in stream:
+        out.write(separator + _compact(row.to_dict()))
+        separator = ",\n    "
+    out.write(f'\n  ],\n  "summary": {_compact(stream.summary)}\n}}\n')
+    out.flush()
+
+
+def _decision_cell(decision: Decision) -> str:
+    """``verdict`` of a decision object: ALLOW, or REFUSE and its codes."""
+    return "ALLOW" if decision.allowed else "REFUSE " + ", ".join(decision.codes)
+
+
+def _gate_cell(gate: GateImpact | None) -> str:
+    if gate is None:
+        return "-"
+    return f"{_decision_cell(gate.before)} -> {_decision_cell(gate.after)}"
+
+
+def _impact_text(stream: ImpactStream) -> None:
+    """A line per course as it is judged (tab-separated, under a header line written with the
+    first course), then the totals."""
+    out = sys.stdout
+    header = "\t".join(IMPACT_COLUMNS) + "\n"
+    for row in stream:
+        if header:
+            out.write(header)
+            header = ""
+        cells = (row.patient, row.state, row.ruleset, row.change.value)
+        gates = (_gate_cell(row.gate("prescribe")), _gate_cell(row.gate("dispense")))
+        out.write("\t".join((*cells, *gates)) + "\n")
+    counts = stream.summary
+    out.write(
+        f"moving to {stream.ruleset} at {stream.evaluated_at.isoformat()}: {counts['courses']} "
         f"course(s); newly allowed {counts['newly_allowed']}, newly refused "
         f"{counts['newly_refused']}, reasons changed {counts['reasons_changed']}, unchanged "
-        f"{counts['unchanged']} ({counts['already_on_ruleset']} already on it)"
+        f"{counts['unchanged']} ({counts['already_on_ruleset']} already on it)\n"
     )
-    rows = []
-    for course in report["courses"]:
-        gates = {g["gate"]: g for g in course["gates"]}
-        rows.append(
-            {
-                **{k: course[k] for k in ("patient", "state", "ruleset", "change")},
-                "prescribe": before_after(gates.get("prescribe")),
-                "dispense": before_after(gates.get("dispense")),
-            }
-        )
-    if rows:
-        show_rows(rows, IMPACT_COLUMNS, False, title="Impact")
+    out.flush()

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import date
 from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import String, bindparam, select, type_coerce
 from sqlalchemy.orm import Session
 
 from compliance.db import models as m
@@ -42,7 +43,7 @@ _RX = table_of(m.Prescription)
 _PRESCRIBER = table_of(m.Prescriber)
 _AUTHORIZATION = table_of(m.Authorization)
 # Facts are read on every gate evaluation: only the columns they need, with statements built once.
-# The record loop in ``load`` sees these five columns; a branch that needs another adds it here.
+# ``_build`` unpacks each row by position: a column added here is added there, in its place.
 _RECORDS = (
     select(
         _RECORD.c.kind, _RECORD.c.cycle, _RECORD.c.effective_on, _RECORD.c.payload, _RECORD.c.seq
@@ -134,6 +135,20 @@ def load(session: Session, course: CourseFields) -> CourseFacts:
 CHUNK = 500
 
 
+def _raw_key(column: Any) -> Any:
+    """The course of a bulk row as the driver gives it (hex text on SQLite, a UUID from
+    psycopg): rows are grouped on it and each group's key is converted once, not each row's."""
+    return type_coerce(column, String()).label("of_course")
+
+
+def _course_id(raw: Any, by_hex: dict[str, uuid.UUID]) -> uuid.UUID:
+    """A raw course key as the course's id: ``by_hex`` holds the chunk's ids by their hex."""
+    if isinstance(raw, uuid.UUID):
+        return raw
+    known = by_hex.get(raw) if isinstance(raw, str) else None
+    return known if known is not None else uuid.UUID(str(raw))
+
+
 _MANY_RECORDS = (
     select(
         _RECORD.c.kind,
@@ -141,24 +156,24 @@ _MANY_RECORDS = (
         _RECORD.c.effective_on,
         _RECORD.c.payload,
         _RECORD.c.seq,
-        _RECORD.c.course_id.label("of_course"),
+        _raw_key(_RECORD.c.course_id),
     )
     .where(_RECORD.c.course_id.in_(bindparam("courses", expanding=True)))
     .order_by(_RECORD.c.course_id, _RECORD.c.seq)
 )
 _MANY_TESTS = (
-    select(*_TESTS.selected_columns, _TEST.c.course_id.label("of_course"))
+    select(*_TESTS.selected_columns, _raw_key(_TEST.c.course_id))
     .where(_TEST.c.course_id.in_(bindparam("courses", expanding=True)))
     .order_by(_TEST.c.course_id, _TEST.c.specimen_date, _TEST.c.seq)
 )
 _MANY_PRESCRIPTIONS = (
-    select(*_PRESCRIPTIONS.selected_columns, _RX.c.course_id.label("of_course"))
+    select(*_PRESCRIPTIONS.selected_columns, _raw_key(_RX.c.course_id))
     .join_from(_RX, _PRESCRIBER, _PRESCRIBER.c.id == _RX.c.prescriber_id)
     .where(_RX.c.course_id.in_(bindparam("courses", expanding=True)))
     .order_by(_RX.c.course_id, _RX.c.seq)
 )
 _MANY_AUTHORIZATIONS = (
-    select(*_AUTHORIZATIONS.selected_columns, _AUTHORIZATION.c.course_id.label("of_course"))
+    select(*_AUTHORIZATIONS.selected_columns, _raw_key(_AUTHORIZATION.c.course_id))
     .join_from(_AUTHORIZATION, _RX, _RX.c.id == _AUTHORIZATION.c.prescription_id)
     .where(_AUTHORIZATION.c.course_id.in_(bindparam("courses", expanding=True)))
     .order_by(_AUTHORIZATION.c.course_id, _AUTHORIZATION.c.issued_at)
@@ -177,19 +192,28 @@ def load_many(
     for start in range(0, len(courses), size):
         chunk = courses[start : start + size]
         ids = {"courses": [c.id for c in chunk]}
+        by_hex = {c.id.hex: c.id for c in chunk}
         grouped: list[dict[Any, list[Any]]] = []
         for stmt in (_MANY_RECORDS, _MANY_TESTS, _MANY_PRESCRIPTIONS, _MANY_AUTHORIZATIONS):
-            rows: dict[Any, list[Any]] = {}
-            for row in session.execute(stmt, ids):
-                rows.setdefault(row.of_course, []).append(row)
-            grouped.append(rows)
+            raw: dict[Any, list[Any]] = {}
+            for row in session.execute(stmt, ids).all():
+                raw.setdefault(row[-1], []).append(row)  # ``of_course``, the last column
+            grouped.append({_course_id(key, by_hex): rows for key, rows in raw.items()})
         zones = dict(
             session.execute(_ZONES, {"prescribers": list({c.prescriber_id for c in chunk})}).all()
         )
+        records, tests, rxs, auths = grouped
         for c in chunk:
-            records, tests, rxs, auths = (g.get(c.id, []) for g in grouped)
+            key = c.id
             zone = zones.get(c.prescriber_id)
-            yield _build(c, records, tests, rxs, auths, None if zone is None else str(zone))
+            yield _build(
+                c,
+                records.get(key, ()),
+                tests.get(key, ()),
+                rxs.get(key, ()),
+                auths.get(key, ()),
+                None if zone is None else str(zone),
+            )
 
 
 def _build(
@@ -200,6 +224,9 @@ def _build(
     auth_rows: Iterable[Any],
     zone: str | None,
 ) -> CourseFacts:
+    """The rows are unpacked by position, in the order of the columns of ``_RECORDS``,
+    ``_TESTS``, ``_PRESCRIPTIONS`` and ``_AUTHORIZATIONS`` (a row's attribute costs several
+    times its place in a tuple; the bulk statements add ``of_course`` after them)."""
     consents: set[str] = set()
     counselling: set[int] = set()
     comprehension: set[int] = set()
@@ -212,57 +239,96 @@ def _build(
     category_since = 1
     test_schedule: str | None = None
     resumed: int | None = None
-    for r in records:
-        if r.kind == CATEGORY and r.payload.get("category") != category:
-            category, category_since = str(r.payload.get("category")), r.cycle
-        if r.kind == CONSENT:
-            consents.add(str(r.payload["form"]))
-        elif r.kind == COUNSELLING:
-            counselling.add(r.cycle)
-        elif r.kind == COMPREHENSION:
-            comprehension.add(r.cycle)
-        elif r.kind == CONTRACEPTION:
+    for kind, cycle, effective_on, payload, seq, *_ in records:
+        if kind == CATEGORY and payload.get("category") != category:
+            category, category_since = str(payload.get("category")), cycle
+        if kind == CONSENT:
+            consents.add(str(payload["form"]))
+        elif kind == COUNSELLING:
+            counselling.add(cycle)
+        elif kind == COMPREHENSION:
+            comprehension.add(cycle)
+        elif kind == CONTRACEPTION:
             methods = tuple(
                 MethodRecord(str(x["method"]), date.fromisoformat(str(x["start_date"])))
-                for x in r.payload["methods"]
+                for x in payload["methods"]
             )
-            methods_cycle = r.cycle
-        elif r.kind == PATIENT_CONFIRMATION:
-            confirmed_tests.add(str(r.payload["test"]))
-        elif r.kind == CONFIRMATION:
-            confirmed[r.cycle] = frozenset(str(x) for x in r.payload["methods"])
-        elif r.kind == PREGNANCY_REPORT:
-            reported = r.effective_on
-        elif r.kind == TEST_SCHEDULE:
-            test_schedule = str(r.payload["schedule"])
-        elif r.kind == NOTE and r.payload.get("event") == "resume":
-            resumed = r.seq
-    tests = tuple(test_record(t) for t in test_rows)
+            methods_cycle = cycle
+        elif kind == PATIENT_CONFIRMATION:
+            confirmed_tests.add(str(payload["test"]))
+        elif kind == CONFIRMATION:
+            confirmed[cycle] = frozenset(str(x) for x in payload["methods"])
+        elif kind == PREGNANCY_REPORT:
+            reported = effective_on
+        elif kind == TEST_SCHEDULE:
+            test_schedule = str(payload["schedule"])
+        elif kind == NOTE and payload.get("event") == "resume":
+            resumed = seq
+    tests = tuple(
+        TestRecord(
+            id=str(test_id),
+            kind=TestKind(kind),
+            specimen_date=specimen_date,
+            setting=Setting(setting),
+            clia=clia,
+            sensitivity_miu_ml=sensitivity,
+            result=TestResult(result),
+            cycle=cycle,
+            home_opt_in=home_opt_in,
+            seq=seq,
+        )
+        for (
+            test_id,
+            kind,
+            specimen_date,
+            setting,
+            clia,
+            sensitivity,
+            result,
+            cycle,
+            home_opt_in,
+            seq,
+            *_,
+        ) in test_rows
+    )
     prescriptions = tuple(
         PrescriptionRecord(
-            id=rx.short_id,
-            cycle=rx.cycle,
-            written_on=rx.written_on,
-            office_visit_on=rx.office_visit_on,
-            days_supply=rx.days_supply,
-            refills=rx.refills,
-            prescriber_certified=rx.status == PrescriberStatus.ACTIVATED,
+            id=short_id,
+            cycle=cycle,
+            written_on=written_on,
+            office_visit_on=office_visit_on,
+            days_supply=days_supply,
+            refills=refills,
+            prescriber_certified=status == PrescriberStatus.ACTIVATED,
         )
-        for rx in rx_rows
+        for short_id, cycle, written_on, office_visit_on, days_supply, refills, status, *_ in (
+            rx_rows
+        )
     )
     authorizations = tuple(
         AuthorizationRecord(
-            number=a.number,
-            prescription_id=a.short_id,
-            cycle=a.cycle,
-            issued_at=a.issued_at,
-            do_not_dispense_after=a.do_not_dispense_after,
-            test_id=str(a.test_id) if a.test_id else None,
-            days_supply=a.days_supply,
-            reversed_at=a.reversed_at,
-            dispensed_at=a.dispensed_at,
+            number=number,
+            prescription_id=rx_id,
+            cycle=cycle,
+            issued_at=issued_at,
+            do_not_dispense_after=do_not_dispense_after,
+            test_id=str(test_id) if test_id else None,
+            days_supply=days_supply,
+            reversed_at=reversed_at,
+            dispensed_at=dispensed_at,
         )
-        for a in auth_rows
+        for (
+            number,
+            rx_id,
+            cycle,
+            issued_at,
+            do_not_dispense_after,
+            test_id,
+            days_supply,
+            reversed_at,
+            dispensed_at,
+            *_,
+        ) in auth_rows
     )
     return CourseFacts(
         ruleset=get(course.ruleset_id),

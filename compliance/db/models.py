@@ -21,6 +21,21 @@ from sqlalchemy.orm import Mapped, mapped_column
 from compliance.db.base import Base, Ident, Name, ShortId, Status, UUIDPk
 
 
+def index_conditions(dialect: str) -> None:
+    """Give each partial index (``info["where"]``) its condition for ``dialect``.
+
+    Written into the index at class definition (``postgresql_where=``), a condition made
+    SQLAlchemy import every dialect it names, so a SQLite command paid for the whole PostgreSQL
+    package, its drivers and asyncio. The schema itself comes from the migrations, which spell
+    these indexes out; the models' conditions serve Alembic's comparison, whose environment
+    (``migrations/env.py``) calls this for the dialect it connects with."""
+    for table in Base.metadata.tables.values():
+        for index in table.indexes:
+            where = index.info.get("where")
+            if where is not None:
+                index.dialect_kwargs[f"{dialect}_where"] = text(where)
+
+
 class Administrator(Base):
     __tablename__ = "administrators"
 
@@ -201,9 +216,12 @@ class Course(Base):
             "uq_courses_open_patient",
             "patient_id",
             unique=True,
-            sqlite_where=text("is_open"),
-            postgresql_where=text("is_open"),
+            info={"where": "is_open"},
         ),
+        # The worklist finds the courses it must read through these (compliance.api.worklist).
+        Index("ix_courses_attention_checked", "attention_checked"),
+        Index("ix_courses_attention_from", "attention_from"),
+        Index("ix_courses_pregnancy_actions", "pregnancy_actions"),
     )
 
     id: Mapped[UUIDPk]
@@ -223,6 +241,12 @@ class Course(Base):
     last_seq: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    # The worklist's index (compliance.api.worklist), derived after every change of the
+    # course: the first day a flag is due, the last day a flag can show when every flag ends
+    # (windows closing), and the day this was worked out (NULL: not yet, always examined).
+    attention_from: Mapped[date | None]
+    attention_until: Mapped[date | None]
+    attention_checked: Mapped[date | None]
 
 
 class CourseRecord(Base):
@@ -301,16 +325,20 @@ class Authorization(Base):
             "course_id",
             "cycle",
             unique=True,
-            sqlite_where=text("reversed_at IS NULL"),
-            postgresql_where=text("reversed_at IS NULL"),
+            info={"where": "reversed_at IS NULL"},
+        ),
+        # The authorizations still waiting for their pickup (few, whatever the history).
+        Index(
+            "ix_authorizations_waiting",
+            "course_id",
+            info={"where": "reversed_at IS NULL AND dispensed_at IS NULL"},
         ),
         Index(
             "uq_authorizations_idempotency",
             "pharmacy_id",
             "idempotency_key",
             unique=True,
-            sqlite_where=text("idempotency_key IS NOT NULL"),
-            postgresql_where=text("idempotency_key IS NOT NULL"),
+            info={"where": "idempotency_key IS NOT NULL"},
         ),
     )
 

@@ -4,7 +4,7 @@ the gates evaluated under each ruleset, and the difference classified."""
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
@@ -93,6 +93,16 @@ def as_of_instant(
     return start_of_day(day, zone_for(target, pharmacy_zone, prescriber_zone))
 
 
+def under(facts: CourseFacts, ruleset: Ruleset) -> CourseFacts:
+    """``dataclasses.replace(facts, ruleset=ruleset)``, for a dry run over every course: the
+    same fields with the ruleset changed, copied as they are instead of passed again through
+    the frozen ``__init__`` (which sets each of them through ``object.__setattr__``)."""
+    moved = object.__new__(type(facts))
+    moved.__dict__.update(facts.__dict__)
+    object.__setattr__(moved, "ruleset", ruleset)
+    return moved
+
+
 def course_impact(
     facts: CourseFacts, target: Ruleset, now: datetime, pharmacy_zone: str | None = None
 ) -> CourseImpact:
@@ -102,7 +112,7 @@ def course_impact(
     ruleset judges the patient's status at the request (iPLEDGE), the "prescribe" row holds
     everything the next request will judge (``readiness``): writing alone needs too little to
     show what a rule change does to a course."""
-    moved = replace(facts, ruleset=target)
+    moved = under(facts, target)
     gates = [GateImpact("prescribe", None, readiness(facts, now), readiness(moved, now))]
     rx = pending_prescription(facts)
     if rx is not None:

@@ -1,0 +1,67 @@
+"""A single-patient command loads what it uses: start-up is most of its cost."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from sqlalchemy import Index
+
+from compliance import Compliance, FixedClock
+from compliance.cli.main import SUBCOMMANDS, cli
+from compliance.db.models import Base, index_conditions
+from tests.conftest import T0
+
+NOT_FOR_A_SQLITE_READ = (
+    "sqlalchemy.dialects.postgresql",
+    "compliance.cli.audit_cmds",
+    "compliance.cli.client_cmds",
+    "compliance.cli.rules_cmds",
+    "compliance.cli.serve_cmd",
+    "compliance.cli.simulate_cmd",
+    "compliance.cli.demo_cmd",
+)
+
+
+def test_a_sqlite_read_command_loads_neither_postgresql_nor_other_commands(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    with Compliance.open(url, FixedClock(T0)) as app:
+        admin = app.initialize("Admin", training=True).id
+    probe = (
+        "import sys\n"
+        "from compliance.cli.main import main\n"
+        "try:\n"
+        f"    main(['--db', {url!r}, '--as', {admin!r}, 'patient', 'find', '--name', 'x'])\n"
+        "except SystemExit as exit:\n"
+        "    assert exit.code in (0, None), exit.code\n"
+        f"print('loaded=' + ','.join(m for m in {NOT_FOR_A_SQLITE_READ!r} if m in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=tmp_path
+    )
+    assert done.stdout.strip().splitlines()[-1] == "loaded=", done.stdout
+
+
+def test_every_lazy_subcommand_is_listed_and_loads() -> None:
+    assert set(SUBCOMMANDS) <= set(cli.list_commands(None))  # type: ignore[arg-type]
+    for name in SUBCOMMANDS:
+        command = cli.commands[name]
+        assert command.name == name
+
+
+def test_partial_indexes_get_their_condition_for_a_dialect() -> None:
+    partial = [
+        index
+        for table in Base.metadata.tables.values()
+        for index in table.indexes
+        if isinstance(index, Index) and "where" in index.info
+    ]
+    assert {i.name for i in partial} == {
+        "uq_courses_open_patient",
+        "uq_authorizations_live_cycle",
+        "uq_authorizations_idempotency",
+    }
+    index_conditions("sqlite")
+    for index in partial:
+        assert str(index.dialect_kwargs["sqlite_where"]) == index.info["where"]
