@@ -2,18 +2,24 @@
 
 One SQLite database (or PostgreSQL with ``--db``) holds patients whose prescriptions wait for an
 authorization. ``compliance serve`` runs in its own process; one client authorizes half the
-prescriptions through it with a keep-alive connection (``httpx``), and the same pharmacist
-authorizes the other half in process, in alternating rounds so both see the same machine. The
-ratio is HTTP throughput over in-process throughput (goal: at least 0.5). Nothing here asserts.
+prescriptions through it with a keep-alive connection, and the same pharmacist authorizes the
+other half in process, in alternating rounds so both see the same machine. The ratio is HTTP
+throughput over in-process throughput (goal: at least 0.5). Nothing here asserts.
 ``python -m benchmarks.run`` runs it on SQLite and PostgreSQL (``http_benchmark``) and reports
 the ratio beside the others.
 
+The client is the standard library's ``http.client`` (about 0.5 ms of CPU a request here): the
+client shares the machine's two cores with the server, and ``httpx`` (``--client httpx``) costs
+about 1.5 ms a request of them, which a pharmacy terminal spends on its own machine.
+
     python -m benchmarks.http [--patients 200] [--rounds 4] [--db URL | --postgres]
+        [--client stdlib|httpx]
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import secrets
@@ -81,8 +87,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--access-log", action="store_true", help="keep the service's access log on"
     )
+    parser.add_argument(
+        "--client", choices=CLIENTS, default="stdlib", help="the HTTP client library"
+    )
     args = parser.parse_args(argv)
-    result = measure(args.patients, args.rounds, args.db, args.postgres, args.access_log)
+    result = measure(
+        args.patients, args.rounds, args.db, args.postgres, args.access_log, client=args.client
+    )
     print(json.dumps(result, indent=2))
     return 0
 
@@ -94,6 +105,7 @@ def measure(
     postgres: bool = False,
     access_log: bool = False,
     work: Path | None = None,
+    client: str = "stdlib",
 ) -> dict[str, object]:
     """One run on a new database (SQLite in ``work``, or a scratch PostgreSQL one)."""
     folder = Path(tempfile.mkdtemp(prefix="bench-http-", dir=work))
@@ -103,7 +115,7 @@ def measure(
         scratch = url = scratch_pg_url("http")
         pg_create(url)
     try:
-        return _run(url, patients, rounds, access_log)
+        return _run(url, patients, rounds, access_log, client)
     finally:
         if scratch is not None:
             pg_drop(scratch)
@@ -134,7 +146,48 @@ def http_benchmark(
     return out
 
 
-def _run(url: str, patients: int, rounds: int, access_log: bool) -> dict[str, object]:
+CLIENTS = ("stdlib", "httpx")
+
+
+class _Terminal:
+    """One keep-alive connection that POSTs JSON and reads the whole answer."""
+
+    def __init__(self, port: int, headers: dict[str, str], library: str) -> None:
+        self.library = library
+        self.headers = {**headers, "Content-Type": "application/json"}
+        self.base = f"http://127.0.0.1:{port}"
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        self.httpx = httpx.Client(base_url=self.base, headers=headers, timeout=60)
+
+    def wait_ready(self) -> None:
+        for _ in range(600):
+            try:
+                self.httpx.get("/v1/health")
+                return
+            except httpx.TransportError:
+                time.sleep(0.05)
+
+    def post(self, path: str, body: dict[str, object]) -> int:
+        if self.library == "httpx":
+            return self.httpx.post(path, json=body).status_code
+        self.conn.request("POST", path, json.dumps(body).encode(), self.headers)
+        response = self.conn.getresponse()
+        response.read()
+        return response.status
+
+    def authorize(self, prescription: str) -> None:
+        status = self.post("/v1/authorizations", {"prescription": prescription})
+        if status != 201:  # a refused request would be measured as a fast one
+            raise RuntimeError(f"authorization of {prescription} answered {status}")
+
+    def close(self) -> None:
+        self.conn.close()
+        self.httpx.close()
+
+
+def _run(
+    url: str, patients: int, rounds: int, access_log: bool, client: str = "stdlib"
+) -> dict[str, object]:
     pepper = secrets.token_hex(32)
     env = {**os.environ, "COMPLIANCE_API_PEPPER": pepper}
     env.pop("COMPLIANCE_ACTOR", None)
@@ -157,13 +210,9 @@ def _run(url: str, patients: int, rounds: int, access_log: bool) -> dict[str, ob
         )
         try:
             headers = {"Authorization": f"Bearer {key}", "X-Acting-Person": rph}
-            with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers) as http:
-                for _ in range(600):
-                    try:
-                        http.get("/v1/health")
-                        break
-                    except httpx.TransportError:
-                        time.sleep(0.05)
+            terminal = _Terminal(port, headers, client)
+            try:
+                terminal.wait_ready()
                 half = len(prescriptions) // 2
                 over_http, in_process = prescriptions[:half], prescriptions[half:]
                 per = max(1, half // rounds)
@@ -174,7 +223,7 @@ def _run(url: str, patients: int, rounds: int, access_log: bool) -> dict[str, ob
                     batch_l = in_process[r * per : (r + 1) * per]
 
                     def post(rx: str) -> Callable[[], object]:
-                        return lambda: http.post("/v1/authorizations", json={"prescription": rx})
+                        return lambda: terminal.authorize(rx)
 
                     def local(rx: str) -> Callable[[], object]:
                         return lambda: app.request_authorization(rph, rx)
@@ -183,6 +232,8 @@ def _run(url: str, patients: int, rounds: int, access_log: bool) -> dict[str, ob
                     local_time += _timed([local(rx) for rx in batch_l])
                     done_http += len(batch_h)
                     done_local += len(batch_l)
+            finally:
+                terminal.close()
         finally:
             server.terminate()
             server.wait(timeout=30)
@@ -191,6 +242,7 @@ def _run(url: str, patients: int, rounds: int, access_log: bool) -> dict[str, ob
     return {
         "database": url.split(":", 1)[0],
         "access_log": access_log,
+        "client": client,
         "authorizations_per_kind": done_http,
         "http_per_second": round(http_rate, 1),
         "in_process_per_second": round(local_rate, 1),

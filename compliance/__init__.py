@@ -40,6 +40,7 @@ _HOMES = {
     "ClientInfo": "compliance.api.results_clients",
     "IssuedKey": "compliance.api.results_clients",
     "KeyInfo": "compliance.api.results_clients",
+    "EtasuAnswer": "compliance.api.etasu",
     "ImpactReport": "compliance.api.rule_changes",
     "ImpactStream": "compliance.api.rule_changes",
     "MigrationReport": "compliance.api.rule_changes",
@@ -82,6 +83,7 @@ __all__ = [
     "DateInput",
     "Decision",
     "Ed25519Signer",
+    "EtasuAnswer",
     "FixedClock",
     "Flag",
     "GrantInfo",
@@ -120,6 +122,7 @@ __all__ = [
 if TYPE_CHECKING:
     from compliance import errors
     from compliance.api.course_list import CourseListing
+    from compliance.api.etasu import EtasuAnswer
     from compliance.api.results import (
         DateInput,
         GrantInfo,

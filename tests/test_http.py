@@ -1107,6 +1107,50 @@ def test_fhir_etasu_unknown_case_is_failure_and_bad_input_an_operation_outcome(
         assert_problem(http.post(ETASU, json=unknown), 401, "UNAUTHENTICATED")
 
 
+def test_fhir_etasu_is_one_read_transaction_on_every_path(running: Running) -> None:
+    """Who asks chooses the gate, yet the key, the gate and its answer are one read: a case, a
+    pharmacy's patient with the prescription in hand, and a prescriber's patient. A key lacking
+    a scope the path needs is refused in that read and writes nothing."""
+    prs = running.w.prescriber.id
+    ready = ready_patient(running)
+    rx = running.app.prescribe(prs, ready, 30).prescription
+    assert rx is not None
+    npi = running.app.get_person(running.w.admin.id, prs).external_id
+    in_hand = _patient(ready)
+    in_hand["resource"]["birthDate"] = "1990-05-05"
+    prescriber = {
+        "name": "prescriber",
+        "resource": {
+            "resourceType": "Practitioner",
+            "identifier": [{"system": "http://hl7.org/fhir/sid/us-npi", "value": npi}],
+        },
+    }
+    case = {
+        "resourceType": "Parameters",
+        "parameter": [{"name": "case_number", "valueString": rx.id}],
+    }
+    by_patient = {"resourceType": "Parameters", "parameter": [in_hand, prescriber]}
+    asks = [
+        (running.terminal(), case, "success"),
+        (running.terminal(), by_patient, "success"),
+        (running.ehr(), {"resourceType": "Parameters", "parameter": [_patient(ready)]}, "success"),
+    ]
+    for client, body, status in asks:
+        with client as http:
+            http.get("/v1/health")  # the connection is open before counting
+            with counting(running.app) as seen:
+                assert _validated(http.post(ETASU, json=body))["status"] == status
+        assert (seen.begun, seen.committed, seen.rolled_back, seen.writers) == (1, 1, 0, 0)
+    # The narrow terminal key has dispense:check only: asking by patient needs course:read.
+    narrow = running.client(running.narrow_key, **{"X-Acting-Person": running.w.pharmacist.id})
+    before = running.app.audit_count(running.w.admin.id)
+    with narrow as http, counting(running.app) as refused:
+        response = http.post(ETASU, json=by_patient)
+        assert assert_problem(response, 403, "NOT_PERMITTED")["codes"] == [rc.SCOPE_NOT_GRANTED]
+    assert (refused.begun, refused.committed) == (1, 0)
+    assert running.app.audit_count(running.w.admin.id) == before
+
+
 # --- the command ----------------------------------------------------------------------------------
 
 

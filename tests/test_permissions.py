@@ -634,6 +634,11 @@ def _check_dispense(s: Scene) -> Act:
     return lambda a: s.app.check_dispense(a.actor, rx)
 
 
+def _rems_etasu(s: Scene) -> Act:
+    rx = _prescribed(s)
+    return lambda a: s.app.rems_etasu(a.actor, case=rx, on_behalf_of=a.on_behalf_of)
+
+
 # The other public entry points that perform an action already covered above.
 OTHER_ENTRY_POINTS: dict[str, tuple[Action, Setup]] = {
     "rules_impact_stream": (Action.RULES_IMPACT, _rules_impact_stream),
@@ -669,6 +674,7 @@ OTHER_ENTRY_POINTS: dict[str, tuple[Action, Setup]] = {
     "audit_stream": (Action.AUDIT_READ, _audit_stream),
     "check_prescribe": (Action.COURSE_READ, _check_prescribe),
     "check_dispense": (Action.COURSE_READ, _check_dispense),
+    "rems_etasu": (Action.COURSE_READ, _rems_etasu),
     "due": (
         Action.COURSE_READ,
         lambda s: lambda a: s.app.due(a.actor, 30, on_behalf_of=a.on_behalf_of),

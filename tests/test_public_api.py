@@ -40,6 +40,7 @@ PUBLIC = [
     "DateInput",
     "Decision",
     "Ed25519Signer",
+    "EtasuAnswer",
     "FixedClock",
     "Flag",
     "GrantInfo",

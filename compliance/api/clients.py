@@ -10,17 +10,19 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from compliance.api.authz import Actor
 from compliance.api.parties import checked_ref, load, record
 from compliance.api.results_clients import Caller, ClientInfo, IssuedKey, KeyInfo
 from compliance.db import models as m
+from compliance.db.base import table_of
 from compliance.domain import credentials as cred
 from compliance.domain import reasons as rc
 from compliance.domain import validate as v
@@ -328,7 +330,12 @@ def authenticate(
     acting_person: str | None,
     on_behalf_of: str | None,
 ) -> Caller:
-    """The caller a presented key stands for, and the person it acts as."""
+    """The caller a presented key stands for, and the person it acts as.
+
+    Every request through the service starts here, so it is one statement built once: the key,
+    its client, and the pharmacy of the person asserted (for a pharmacy terminal's check). The
+    key's revocation and expiry are read in the caller's transaction every time; nothing is
+    remembered between calls."""
     if not presented:
         raise _unauthenticated(rc.CREDENTIAL_MISSING)
     parsed = cred.parse_key(presented)
@@ -336,30 +343,70 @@ def authenticate(
         raise _unauthenticated(rc.CREDENTIAL_INVALID)
     key_id, secret = parsed
     row = session.execute(
-        select(m.ApiKey, m.ApiClient)
-        .join(m.ApiClient, m.ApiClient.id == m.ApiKey.client_id)
-        .where(m.ApiKey.key_id == key_id)
+        _KEY_OF_ID, {"key_id": key_id, "person": _person_or_none(acting_person)}
     ).one_or_none()
     if row is None:
         cred.matches(pepper, key_id, secret, "0" * 64)  # the same work as for a known key id
         raise _unauthenticated(rc.CREDENTIAL_INVALID)
-    key, client = row
-    if not cred.matches(pepper, key_id, secret, key.secret_hash):
+    if not cred.matches(pepper, key_id, secret, row.secret_hash):
         raise _unauthenticated(rc.CREDENTIAL_INVALID)
-    if client.revoked_at is not None or (key.revoked_at is not None and key.revoked_at <= now):
+    if row.client_revoked_at is not None or (row.revoked_at is not None and row.revoked_at <= now):
         raise _unauthenticated(rc.CREDENTIAL_REVOKED)
-    if key.expires_at <= now:
+    if row.expires_at <= now:
         raise _unauthenticated(rc.CREDENTIAL_EXPIRED)
-    actor, behalf = _acting(session, client, acting_person, on_behalf_of)
+    client = _Bound(row.short_id, row.kind, row.party)
+    actor, behalf = _acting(client, row.person_pharmacy, acting_person, on_behalf_of)
     return Caller(
         client.short_id,
         client.kind,
         client.party,
-        key.key_id,
-        tuple(client.scopes),
+        key_id,
+        tuple(row.scopes),
         actor,
         behalf,
     )
+
+
+_KEYS = table_of(m.ApiKey)
+_CLIENTS = table_of(m.ApiClient)
+_PHARMACISTS = table_of(m.Pharmacist)
+_PHARMACIES = table_of(m.Pharmacy)
+_KEY_OF_ID = (
+    select(
+        _KEYS.c.secret_hash,
+        _KEYS.c.expires_at,
+        _KEYS.c.revoked_at,
+        _CLIENTS.c.short_id,
+        _CLIENTS.c.kind,
+        _CLIENTS.c.party,
+        _CLIENTS.c.scopes,
+        _CLIENTS.c.revoked_at.label("client_revoked_at"),
+        select(_PHARMACIES.c.short_id)
+        .join_from(_PHARMACISTS, _PHARMACIES, _PHARMACIES.c.id == _PHARMACISTS.c.pharmacy_id)
+        .where(_PHARMACISTS.c.short_id == bindparam("person"))
+        .scalar_subquery()
+        .label("person_pharmacy"),
+    )
+    .join_from(_KEYS, _CLIENTS, _CLIENTS.c.id == _KEYS.c.client_id)
+    .where(_KEYS.c.key_id == bindparam("key_id"))
+)
+
+
+@dataclass(frozen=True)
+class _Bound:
+    """The client a key belongs to, as far as choosing who acts needs it."""
+
+    short_id: str
+    kind: str
+    party: str
+
+
+def _person_or_none(person: str | None) -> str | None:
+    """The asserted person as ``_acting`` will read it, or None where it will refuse the text."""
+    try:
+        return normalise(v.text("X-Acting-Person", person, max_len=32)) if person else None
+    except InvalidInput:
+        return None
 
 
 def require_scope(caller: Caller, scope: str | None) -> None:
@@ -371,7 +418,7 @@ def require_scope(caller: Caller, scope: str | None) -> None:
         )
 
 
-def _not_of_client(client: m.ApiClient, person: str) -> NotPermitted:
+def _not_of_client(client: _Bound, person: str) -> NotPermitted:
     return NotPermitted(
         f"{person} does not act for {client.kind} {client.short_id} ({client.party})",
         [rc.ACTING_PERSON_NOT_OF_CLIENT],
@@ -380,9 +427,10 @@ def _not_of_client(client: m.ApiClient, person: str) -> NotPermitted:
 
 
 def _acting(
-    session: Session, client: m.ApiClient, person: str | None, on_behalf_of: str | None
+    client: _Bound, person_pharmacy: str | None, person: str | None, on_behalf_of: str | None
 ) -> tuple[str, str | None]:
-    """Who acts: the key's own person, or the one it asserts, who must belong to its party."""
+    """Who acts: the key's own person, or the one it asserts, who must belong to its party
+    (``person_pharmacy``: the asserted person's pharmacy, read with the key)."""
     kind = cred.ClientKind(client.kind)
     asserted = normalise(v.text("X-Acting-Person", person, max_len=32)) if person else None
     behalf = normalise(v.text("X-On-Behalf-Of", on_behalf_of, max_len=32)) if on_behalf_of else None
@@ -391,12 +439,7 @@ def _acting(
             raise InvalidInput("X-Acting-Person", "a pharmacy terminal names its pharmacist")
         if kind_of(asserted) is not Kind.PHARMACIST or behalf is not None:
             raise _not_of_client(client, asserted)
-        pharmacy = session.execute(
-            select(m.Pharmacy.short_id)
-            .join(m.Pharmacist, m.Pharmacist.pharmacy_id == m.Pharmacy.id)
-            .where(m.Pharmacist.short_id == asserted)
-        ).scalar_one_or_none()
-        if pharmacy != client.party:
+        if person_pharmacy != client.party:
             raise _not_of_client(client, asserted)
         return asserted, None
     if asserted is None or asserted == client.party:

@@ -26,6 +26,7 @@ from compliance.api import (
     courses,
     dispense_read,
     dispensing,
+    etasu,
     parties,
     patients,
     rule_changes,
@@ -34,6 +35,7 @@ from compliance.api import (
 )
 from compliance.api.authz import Acting, Actor, authorize, refuse
 from compliance.api.course_list import CourseListing
+from compliance.api.etasu import EtasuAnswer
 from compliance.api.results import (
     DateInput,
     GrantInfo,
@@ -318,7 +320,8 @@ class Compliance:
         except Refused as refusal:
             if presented is None:
                 self._record_refusal(acting, action, refusal, now, about)
-            elif resolved:  # a refusal of the key itself (its person, its scope) writes nothing
+            elif resolved and reasons.SCOPE_NOT_GRANTED not in refusal.reasons:
+                # a refusal of the key itself (its person, its scope) writes nothing
                 caller = resolved[0]
                 with clients.calling_as(caller):
                     who = Acting(caller.actor, caller.on_behalf_of)
@@ -343,6 +346,7 @@ class Compliance:
         clients.require_scope(caller, credential.scope)
         notes = session.info.get(audit.ANNOTATIONS) or {}
         session.info[audit.ANNOTATIONS] = {**notes, **clients.notes_of(caller)}
+        session.info[_CALLER] = caller  # for a body whose further scopes depend on who calls
         return caller
 
     def _record_refusal(
@@ -1201,6 +1205,29 @@ class Compliance:
             about=(patient,),
         )
 
+    def rems_etasu(
+        self,
+        actor: str,
+        *,
+        case: str | None = None,
+        patient: str | None = None,
+        date_of_birth: DateInput | None = None,
+        prescriber_npi: str | None = None,
+        on_behalf_of: str | None = None,
+    ) -> EtasuAnswer:
+        """Are the REMS requirements met (the FHIR ``$rems-etasu``)? A pharmacist gets the
+        dispense gate of ``case`` (a prescription), or of the prescription in hand found from
+        ``patient``, ``date_of_birth`` and ``prescriber_npi``; anyone else the prescribe gate of
+        ``patient``. One read: the caller, the gate chosen for them, and its answer."""
+        return self._call(
+            Acting(actor, on_behalf_of),
+            Action.COURSE_READ,
+            lambda s, a, now: etasu.answer(
+                s, a, now, s.info.get(_CALLER), case, patient, date_of_birth, prescriber_npi
+            ),
+            about=(patient,) if case is None and patient is not None else (),
+        )
+
     def request_authorization(
         self,
         actor: str,
@@ -1495,6 +1522,7 @@ def _claim_writer(session: Session) -> None:
 
 
 _SNAPSHOT = frozenset({Action.AUDIT_VERIFY, Action.AUDIT_READ})
+_CALLER = "compliance.caller"  # session.info: the Caller a credential resolved to
 
 
 class _Race(Conflict):

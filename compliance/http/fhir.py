@@ -22,9 +22,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends
 from fastapi.responses import JSONResponse
 
-from compliance.api.results_clients import Caller, Credential
+from compliance.api.results_clients import Credential
 from compliance.domain import reasons as rc
-from compliance.domain.credentials import ClientKind
 from compliance.domain.gates import Decision
 from compliance.errors import InvalidInput, NotFound, NotPermitted, Refused
 from compliance.http.auth import Service, ServiceDep, requires
@@ -163,47 +162,36 @@ def _from_decision(decision: Decision, patient: str | None, case: str | None) ->
     return guidance(data, list(data["reasons"]), patient, case, status)
 
 
-def _require(caller: Caller, scope: str) -> None:
-    if scope not in caller.scopes:
-        raise NotPermitted(
-            f"the key of client {caller.client} lacks the scope {scope!r}", [rc.SCOPE_NOT_GRANTED]
-        )
+#: Fields of an InvalidInput about the request's headers (who acts), not about its body.
+_HEADERS = frozenset({"X-Acting-Person", "X-On-Behalf-Of"})
 
 
-def _needing(key: Credential, scope: str) -> Credential:
-    return Credential(
-        key.key,
-        pepper=key.pepper,
-        acting_person=key.acting_person,
-        on_behalf_of=key.on_behalf_of,
-        scope=scope,
-    )
+def _in_hand(params: dict[str, Any]) -> tuple[str | None, str | None, InvalidInput | None]:
+    """The prescription in hand, for a pharmacy asking by patient; who asks is known only in
+    the call, so a missing part is kept as the error a pharmacy would get, not raised."""
+    try:
+        born, npi = _prescription_in_hand(params)
+    except InvalidInput as exc:
+        return None, None, exc
+    return born, npi, None
 
 
-def _evaluate(
-    svc: Service, key: Credential, caller: Caller, params: dict[str, Any]
-) -> dict[str, Any]:
-    app = svc.compliance
+def _evaluate(svc: Service, key: Credential, params: dict[str, Any]) -> dict[str, Any]:
     case = _case_number(params)
     if case is not None:
-        _require(caller, "dispense:check")
-        decision = app.check_dispense(_needing(key, "dispense:check"), case)
-        return _from_decision(decision, None, case)
-    patient = _patient_ref(params)
-    _require(caller, "course:read")
-    if caller.kind == ClientKind.PHARMACY_TERMINAL.value:
-        # A pharmacy reaches a patient only through the prescription in hand: the patient's
-        # programme id and birth date and the prescriber's NPI, as written on it.
-        born, npi = _prescription_in_hand(params)
-        _require(caller, "dispense:check")
-        checker = _needing(key, "dispense:check")
-        rx = app.find_prescription(checker, patient, born, npi)
-        decision = app.check_dispense(checker, rx.id)
-        return _from_decision(decision, rx.patient, rx.id)
-    reader = _needing(key, "course:read")
-    found = app.get_patient(reader, patient)
-    decision = app.check_prescribe(reader, found.id)
-    return _from_decision(decision, found.id, None)
+        found = svc.compliance.rems_etasu(key, case=case)
+    else:
+        patient = _patient_ref(params)
+        born, npi, missing = _in_hand(params)
+        try:
+            found = svc.compliance.rems_etasu(
+                key, patient=patient, date_of_birth=born, prescriber_npi=npi
+            )
+        except InvalidInput as exc:
+            if exc.field == "date_of_birth" and missing is not None:
+                raise missing from None  # in the FHIR terms of what is missing
+            raise
+    return _from_decision(found.decision, found.patient, found.case)
 
 
 @router.post(
@@ -229,16 +217,17 @@ def rems_etasu(
     key: Annotated[Credential, Depends(requires(None))],
     body: Annotated[dict[str, Any], Body(description="A FHIR Parameters resource")],
 ) -> JSONResponse:
-    # The gate asked depends on who asks: the caller is read first (errors of the key or the
-    # asserted person are problem documents), and each call checks the key again in its own
-    # transaction, so this operation is two or three transactions, not one.
-    caller = svc.compliance.authenticate(key)
+    # The gate asked depends on who asks: one call resolves the key, chooses the gate and
+    # answers, in one read transaction (errors of the key or the asserted person are problem
+    # documents, raised by the call like any other endpoint's).
     try:
         params = _parameters(body)
-        answer = _evaluate(svc, key, caller, params)
+        answer = _evaluate(svc, key, params)
     except NotPermitted:
         raise
     except InvalidInput as exc:
+        if exc.field in _HEADERS:  # the key's asserted person: a problem document
+            raise
         return outcome(422, "invalid", exc.message)
     except NotFound as exc:
         answer = guidance(None, [], None, _case_or_none(exc), "failure")
