@@ -177,27 +177,6 @@ def test_head_is_read_from_the_scripts_without_alembic(tmp_path: Path, monkeypat
         migrate.head_revision()
 
 
-def test_a_single_patient_command_does_not_import_alembic(tmp_path: Path) -> None:
-    """Alembic, Mako and Pygments are for migrating; a read command must not pay for them."""
-    url = f"sqlite:///{tmp_path / 'c.db'}"
-    with Compliance.open(url, FixedClock(T0)) as app:
-        admin = app.initialize("Admin", training=True).id
-    probe = (
-        "import sys\n"
-        "from compliance.cli.main import main\n"
-        "try:\n"
-        f"    main(['--db', {url!r}, '--as', {admin!r}, 'patient', 'find', '--name', 'x'])\n"
-        "except SystemExit as exit:\n"
-        "    assert exit.code in (0, None), exit.code\n"
-        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in {'alembic', 'mako', 'pygments'})\n"
-        "print('loaded=' + ','.join(loaded))\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=tmp_path
-    )
-    assert done.stdout.strip().splitlines()[-1] == "loaded=", done.stdout
-
-
 # --- upgrade and downgrade --------------------------------------------------------------------
 
 

@@ -751,15 +751,20 @@ def test_new_courses_take_the_version_in_force_on_their_enrolment_date(
 # --- 5. the command line -----------------------------------------------------------------------
 
 
-@pytest.fixture
-def cli_population(sqlite_url: str) -> Iterator[tuple[Shell, Population]]:
+def _shell_on(url: str) -> Iterator[tuple[Shell, Population]]:
+    """The population on ``url``, and a shell acting as its administrator on a set clock."""
     clock = FixedClock(START)
-    with Compliance.open(sqlite_url, clock) as app:
+    with Compliance.open(url, clock) as app:
         p = build_population(app, clock)
         app.set_clock_override(p.admin, True)
-        sh = Shell(sqlite_url)
+        sh = Shell(url)
         sh.actor = p.admin
         yield sh, p
+
+
+@pytest.fixture
+def cli_population(sqlite_url: str) -> Iterator[tuple[Shell, Population]]:
+    yield from _shell_on(sqlite_url)
 
 
 NOW_30 = ["--now", (START + 30 * DAY).isoformat()]
@@ -835,13 +840,7 @@ def test_cli_rules_impact(cli_population: tuple[Shell, Population]) -> None:
 @pytest.fixture
 def cli_everywhere(db_url: str) -> Iterator[tuple[Shell, Population]]:
     """``cli_population`` on each backend in turn."""
-    clock = FixedClock(START)
-    with Compliance.open(db_url, clock) as app:
-        p = build_population(app, clock)
-        app.set_clock_override(p.admin, True)
-        sh = Shell(db_url)
-        sh.actor = p.admin
-        yield sh, p
+    yield from _shell_on(db_url)
 
 
 IMPACT_ORDER = ["ruleset", "programme", "evaluated_at", "as_of", "pharmacy_zone"]
