@@ -216,7 +216,7 @@ class ChainWalk:
                 (event_id, chain_seq), chain_id, "global sequence goes backwards within the chain"
             )
         elif (
-            content if content is None or type(content) is str else _safe_hash(content)
+            content if content is None or isinstance(content, str) else _safe_hash(content)
         ) != digest:
             self._fail((event_id, chain_seq), chain_id, "event content does not match its hash")
         elif self._claimed.get(chain_seq, digest) != digest:

@@ -76,7 +76,8 @@ def _safe_int(text: str) -> int:
 # The C scanner on its own: ``decode`` adds two whitespace matches per value, which stored text
 # (as ``json.dumps`` writes it) never has; text that starts or ends otherwise takes ``decode``.
 _PLAIN_DECODER = json.JSONDecoder(parse_float=_refuse, parse_int=_safe_int, parse_constant=_refuse)
-_SCAN_PLAIN = _PLAIN_DECODER.scan_once
+_Scan = Callable[[str, int], tuple[Any, int]]
+_SCAN_PLAIN: _Scan = _PLAIN_DECODER.scan_once  # type: ignore[attr-defined]
 _DECODE_PLAIN = _PLAIN_DECODER.decode
 
 
@@ -98,15 +99,15 @@ def _decode(text: str) -> tuple[Any, bool]:
         return _LOADS(text), False
 
 
+_TEXT_TYPES = frozenset({str, type(None)})
+
+
 def _is_text(values: Sequence[object]) -> bool:
-    for value in values:
-        if value is not None and type(value) is not str:
-            return False
-    return True
+    return set(map(type, values)) <= _TEXT_TYPES
 
 
 def _is_safe_int(value: object) -> bool:
-    return type(value) is int and -_SAFE <= value <= _SAFE  # type: ignore[operator]
+    return type(value) is int and -_SAFE <= value <= _SAFE
 
 
 def canonical_of(row: Sequence[Any], instant: Callable[[Any], str]) -> bytes | None:
@@ -135,8 +136,18 @@ def canonical_of(row: Sequence[Any], instant: Callable[[Any], str]) -> bytes | N
     if not (_is_safe_int(event_id) and _is_safe_int(chain_seq)):
         return None
     if not _is_text(
-        (chain_id, actor_id, on_behalf_of, action, outcome, state_before, state_after, ruleset_id)
-    ) or not _is_text((prev_hash,)):
+        (
+            chain_id,
+            actor_id,
+            on_behalf_of,
+            action,
+            outcome,
+            state_before,
+            state_after,
+            ruleset_id,
+            prev_hash,
+        )
+    ):
         return None
     if type(subjects_text) is not str or type(reasons_text) is not str:
         return None

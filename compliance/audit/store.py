@@ -600,7 +600,7 @@ def _stored_columns(session: Session) -> list[Any]:
     postgres = _dialect(session) == "postgresql"
     columns: list[Any] = []
     for name in COLUMNS:
-        column = _EVENTS.c[name]
+        column: Any = _EVENTS.c[name]
         if name in _JSON_COLUMNS:
             column = cast(column, Text) if postgres else type_coerce(column, Text)
         elif name == "occurred_at":
@@ -744,9 +744,7 @@ def _subject_index_break(session: Session, batch: int) -> Break | None:
 
 
 def _stored_subjects(session: Session, event_id: int) -> Any:
-    return session.execute(
-        select(_EVENTS.c.subjects).where(_EVENTS.c.id == event_id)
-    ).scalar_one()
+    return session.execute(select(_EVENTS.c.subjects).where(_EVENTS.c.id == event_id)).scalar_one()
 
 
 @dataclass(frozen=True)
@@ -762,9 +760,10 @@ class LogFilter:
     newest_first: bool = False  # with ``limit``: the latest events rather than the earliest
 
 
-def query(f: LogFilter) -> Select[Any]:
-    """The events ``f`` selects, as Core rows (every column of ``audit_events``)."""
-    stmt = select(_EVENTS)
+def query(f: LogFilter, columns: Sequence[Any] = ()) -> Select[Any]:
+    """The events ``f`` selects, as Core rows (every column of ``audit_events``, or
+    ``columns``)."""
+    stmt = select(*columns) if columns else select(_EVENTS)
     if f.subject is not None:
         stmt = stmt.join(AuditSubject, AuditSubject.event_id == AuditEvent.id).where(
             AuditSubject.subject == f.subject
@@ -791,6 +790,17 @@ def count(session: Session, f: LogFilter) -> int:
 def stream(session: Session, f: LogFilter, batch: int = 2000) -> Iterator[AuditRecord]:
     for row in session.execute(query(f), execution_options={"yield_per": batch}):
         yield to_record(row)
+
+
+def stream_dicts(session: Session, f: LogFilter, batch: int = 2000) -> Iterator[dict[str, Any]]:
+    """The events ``f`` selects as ``AuditRecord.to_dict()`` gives them, built from the stored
+    values (``rows.dict_of``) without a record each; a row they cannot answer for is read again
+    through the column types."""
+    stmt = query(f, _stored_columns(session))
+    instant = _instant_reader(session)
+    for row in session.execute(stmt, execution_options={"yield_per": batch}):
+        event = dict_of(row, instant)
+        yield _record(session, row[0]).to_dict() if event is None else event
 
 
 # --- business tables against the trail ---------------------------------------------------------
