@@ -82,32 +82,20 @@ _DECODE_PLAIN = _PLAIN_DECODER.decode
 
 
 def _plain_text(text: str) -> bool:
-    return text.isascii() and _SURROGATE_ESCAPE.search(text) is None
+    """ASCII without a surrogate escape (the substring test spares the search nearly always)."""
+    return text.isascii() and ("\\u" not in text or _SURROGATE_ESCAPE.search(text) is None)
 
 
-def _decode(text: str) -> tuple[Any, bool]:
-    """The value ``json.loads`` gives, and whether the fast encoder writes it exactly."""
+def _load_plain(text: str) -> Any:
+    """``json.loads(text)``, refusing what the fast encoder would not write (``_NotPlain``)."""
     try:
-        try:
-            value, end = _SCAN_PLAIN(text, 0)
-        except StopIteration:
-            end = -1
-        if end != len(text):
-            value = _DECODE_PLAIN(text)
-        return value, _plain_text(text)
-    except _NotPlain:
-        return _LOADS(text), False
+        value, end = _SCAN_PLAIN(text, 0)
+    except StopIteration:
+        return _DECODE_PLAIN(text)
+    return value if end == len(text) else _DECODE_PLAIN(text)
 
 
 _TEXT_TYPES = frozenset({str, type(None)})
-
-
-def _is_text(values: Sequence[object]) -> bool:
-    return set(map(type, values)) <= _TEXT_TYPES
-
-
-def _is_safe_int(value: object) -> bool:
-    return type(value) is int and -_SAFE <= value <= _SAFE
 
 
 def canonical_of(row: Sequence[Any], instant: Callable[[Any], str]) -> bytes | None:
@@ -133,19 +121,27 @@ def canonical_of(row: Sequence[Any], instant: Callable[[Any], str]) -> bytes | N
         prev_hash,
         _,
     ) = row
-    if not (_is_safe_int(event_id) and _is_safe_int(chain_seq)):
+    if not (
+        type(event_id) is int
+        and type(chain_seq) is int
+        and -_SAFE <= event_id <= _SAFE
+        and -_SAFE <= chain_seq <= _SAFE
+    ):
         return None
-    if not _is_text(
-        (
-            chain_id,
-            actor_id,
-            on_behalf_of,
-            action,
-            outcome,
-            state_before,
-            state_after,
-            ruleset_id,
-            prev_hash,
+    if not _TEXT_TYPES.issuperset(
+        map(
+            type,
+            (
+                chain_id,
+                actor_id,
+                on_behalf_of,
+                action,
+                outcome,
+                state_before,
+                state_after,
+                ruleset_id,
+                prev_hash,
+            ),
         )
     ):
         return None
@@ -155,9 +151,14 @@ def canonical_of(row: Sequence[Any], instant: Callable[[Any], str]) -> bytes | N
         return None
     try:
         at = instant(occurred_at)
-        subjects, plain_subjects = _decode(subjects_text)
-        reasons, plain_reasons = _decode(reasons_text)
-        payload, plain_payload = _decode(payload_text)
+        try:
+            subjects = _load_plain(subjects_text)
+            reasons = _load_plain(reasons_text)
+            payload = _load_plain(payload_text)
+            plain = _plain_text(subjects_text + reasons_text + payload_text)
+        except _NotPlain:
+            subjects, reasons, payload = map(_LOADS, (subjects_text, reasons_text, payload_text))
+            plain = False
     except (TypeError, ValueError, AttributeError):
         return None
     if type(subjects) is not list or type(reasons) is not list or type(payload) is not dict:
@@ -179,7 +180,7 @@ def canonical_of(row: Sequence[Any], instant: Callable[[Any], str]) -> bytes | N
         "payload": payload,
         "prev": prev_hash,
     }
-    if plain_subjects and plain_reasons and plain_payload:
+    if plain:
         try:
             return _ENCODE(body).encode("utf-8")
         except UnicodeEncodeError:  # a lone surrogate in a text column: the library decides

@@ -617,7 +617,15 @@ def _instant_reader(session: Session) -> Any:
     if dialect.name == "postgresql":
         return lambda value: format_instant(to_utc(value, dialect))  # type: ignore[arg-type]
     parse = datetime.fromisoformat
-    return lambda value: format_instant(to_utc(parse(value), dialect))  # type: ignore[arg-type]
+
+    def sqlite_instant(value: str) -> str:
+        moment = parse(value)
+        if moment.tzinfo is None and moment.year >= 1000:
+            # As UTC, exactly these fields: what ``format_instant`` writes, in one C call.
+            return moment.isoformat(timespec="microseconds") + "Z"
+        return format_instant(to_utc(moment, dialect))  # type: ignore[arg-type]
+
+    return sqlite_instant
 
 
 def _record(session: Session, event_id: int) -> AuditRecord:
@@ -735,12 +743,26 @@ def _subject_index_break(session: Session, batch: int) -> Break | None:
         while pending is not None and pending[0] == event_id:
             found.append(pending[1])
             pending = next(listed, None)
+        if len(found) == 1 and stored == f'["{found[0]}"]' and _verbatim(found[0]):
+            continue  # the stored text is exactly the one subject the index lists
         subjects = loads(stored) if type(stored) is str else _stored_subjects(session, event_id)
         if sorted(found) != sorted(str(x) for x in _as_tuple(subjects)):
             return Break(event_id, chain_id, None, "subject index does not match the event")
     if pending is not None:
         return Break(pending[0], str(pending[1]), None, "subject index names an unknown event")
     return None
+
+
+def _verbatim(subject: object) -> bool:
+    """Whether JSON writes ``subject`` as it is between its quotes (so ``["subject"]`` decodes
+    to exactly ``[subject]``): printable ASCII without a quote or a backslash."""
+    return (
+        type(subject) is str
+        and subject.isascii()
+        and subject.isprintable()
+        and '"' not in subject
+        and "\\" not in subject
+    )
 
 
 def _stored_subjects(session: Session, event_id: int) -> Any:
@@ -849,6 +871,14 @@ def _events_at(patient_short_id: Any, instant: Any) -> Any:
     )
 
 
+def _first_only(session: Session, stmt: Any) -> Any:
+    """``stmt`` for its first row. On PostgreSQL without ``LIMIT``: a limit makes the planner
+    bet on finding a row early and probe every event of each patient, decoding each payload,
+    where the whole anti-join by hash decodes each event's payload once (about half the time
+    on a generated trail); the answer is normally no row at all, so nothing more is sent."""
+    return stmt if _dialect(session) == "postgresql" else stmt.limit(1)
+
+
 def _business_break(session: Session) -> Break | None:
     """Every authorization, reversal, dispense and prescription has its event, and every course's
     state is the one its latest event left it in: a row written around the service shows."""
@@ -891,21 +921,23 @@ def _business_break(session: Session) -> Break | None:
         stmt = auth.where(~events.exists())
         if when is not None:
             stmt = stmt.where(when.is_not(None))
-        found = session.execute(stmt.limit(1)).first()
+        found = session.execute(_first_only(session, stmt)).first()
         if found is not None:
             return Break(
                 None, str(found.short_id), None, f"authorization {found.number} has no {what} event"
             )
     rx = session.execute(
-        select(Prescription.short_id, Patient.short_id.label("patient"))
-        .join(Course, Course.id == Prescription.course_id)
-        .join(Patient, Patient.id == Course.patient_id)
-        .where(
-            ~_events_about(
-                Patient.short_id, "course.prescribe", "prescription", Prescription.short_id
-            ).exists()
+        _first_only(
+            session,
+            select(Prescription.short_id, Patient.short_id.label("patient"))
+            .join(Course, Course.id == Prescription.course_id)
+            .join(Patient, Patient.id == Course.patient_id)
+            .where(
+                ~_events_about(
+                    Patient.short_id, "course.prescribe", "prescription", Prescription.short_id
+                ).exists()
+            ),
         )
-        .limit(1)
     ).first()
     if rx is not None:
         return Break(
