@@ -66,9 +66,10 @@ def compliance_command() -> list[str]:
 
 @dataclass(frozen=True)
 class Run:
-    """One subprocess: its wall time, peak resident memory, exit status and standard output."""
+    """One subprocess: its wall and CPU time, peak resident memory, exit status and output."""
 
     seconds: float
+    cpu_seconds: float
     peak_kb: int
     returncode: int
     stdout: str
@@ -87,7 +88,8 @@ def run_measured(command: Sequence[str], keep_stdout: bool = True) -> Run:
         process.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
-        return Run(seconds, int(usage.ru_maxrss), process.returncode, out.read(), err.read())
+        cpu = usage.ru_utime + usage.ru_stime
+        return Run(seconds, cpu, int(usage.ru_maxrss), process.returncode, out.read(), err.read())
 
 
 # --- the hand-written verifier and exporter ----------------------------------------------------
@@ -118,12 +120,12 @@ def _rows(url: str, order: str) -> Iterator[tuple[Any, ...]]:
         return
     import psycopg
 
-    with psycopg.connect(_pg_conninfo(url)) as con, con.transaction():
+    with psycopg.connect(_pg_conninfo(url)) as pg, pg.transaction():
         order = order.replace("chain_id,", 'chain_id COLLATE "C",')
-        with con.cursor(name="events") as cursor:
-            cursor.itersize = BATCH
-            cursor.execute(f"{_PG_EVENTS} ORDER BY {order}")
-            yield from cursor
+        with pg.cursor(name="events") as named:
+            named.itersize = BATCH
+            named.execute(f"{_PG_EVENTS} ORDER BY {order}")
+            yield from named
 
 
 def _heads(url: str) -> dict[str, tuple[int, str]]:
@@ -134,8 +136,8 @@ def _heads(url: str) -> dict[str, tuple[int, str]]:
             return {c: (s, h) for c, s, h in con.execute(_HEADS)}
     import psycopg
 
-    with psycopg.connect(_pg_conninfo(url)) as con:
-        return {str(c): (int(s), str(h)) for c, s, h in con.execute(_HEADS)}
+    with psycopg.connect(_pg_conninfo(url)) as pg:
+        return {str(c): (int(s), str(h)) for c, s, h in pg.execute(_HEADS)}
 
 
 @dataclass(frozen=True)
@@ -144,13 +146,14 @@ class Verified:
     chains: int
     failures: int
     seconds: float
+    cpu_seconds: float
 
 
 def hand_verify(url: str) -> Verified:
     """Links, hashes and heads of every chain, as a program written for this schema does it."""
     encode = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode
     sha256, loads = hashlib.sha256, json.loads
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     heads = _heads(url)
     events = chains = failures = 0
     chain: str | None = None
@@ -204,7 +207,9 @@ def hand_verify(url: str) -> Verified:
     if chain is not None and heads.get(chain) != (seq, last):
         failures += 1
     failures += abs(len(heads) - chains)
-    return Verified(events, chains, failures, time.perf_counter() - started)
+    return Verified(
+        events, chains, failures, time.perf_counter() - started, time.process_time() - cpu
+    )
 
 
 def hand_export(url: str) -> tuple[int, float]:
@@ -329,7 +334,12 @@ def verify_benchmark(url: str, admin: str, sample: int, console: Console) -> lis
                 "seconds": round(done.seconds, 3),
                 "peak_rss_mb": round(done.peak_kb / 1024, 1),
                 "command": f"compliance --db URL --as {admin} audit verify --json",
+                "cpu_seconds": round(done.cpu_seconds, 3),
                 "hand_written_seconds": [round(before.seconds, 3), round(after.seconds, 3)],
+                "hand_written_cpu_seconds": [
+                    round(before.cpu_seconds, 3),
+                    round(after.cpu_seconds, 3),
+                ],
             },
         ),
         Measurement(
@@ -344,6 +354,7 @@ def verify_benchmark(url: str, admin: str, sample: int, console: Console) -> lis
             {
                 "events": hand_exported,
                 "seconds": round(exported.seconds, 3),
+                "cpu_seconds": round(exported.cpu_seconds, 3),
                 "peak_rss_mb": round(exported.peak_kb / 1024, 1),
                 "hand_written_seconds": round(hand_export_seconds, 3),
                 "command": f"compliance --db URL --as {admin} audit export --format jsonl",
