@@ -95,6 +95,19 @@ def _load_plain(text: str) -> Any:
     return value if end == len(text) else _DECODE_PLAIN(text)
 
 
+_SCAN: _Scan = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+
+
+def _load(text: str) -> Any:
+    """``json.loads(text)``, through the C scanner alone where the text is one value and nothing
+    else (as stored text is); ``json.loads`` itself otherwise, errors included."""
+    try:
+        value, end = _SCAN(text, 0)
+    except StopIteration:
+        return _LOADS(text)
+    return value if end == len(text) else _LOADS(text)
+
+
 _TEXT_TYPES = frozenset({str, type(None)})
 
 
@@ -218,9 +231,9 @@ def dict_of(row: Sequence[Any], instant: Callable[[Any], str]) -> dict[str, Any]
         return None
     try:
         at = instant(occurred_at)
-        subjects = _LOADS(subjects_text)
-        reasons = _LOADS(reasons_text)
-        payload = _LOADS(payload_text)
+        subjects = _load(subjects_text)
+        reasons = _load(reasons_text)
+        payload = _load(payload_text)
     except (TypeError, ValueError, AttributeError):
         return None
     if type(subjects) is not list or type(reasons) is not list or type(payload) is not dict:
