@@ -292,7 +292,10 @@ def _amend_grant(s: Scene) -> Act:
 def _correct_patient(s: Scene) -> Act:
     target = _patient(s.app, s.w)
     return lambda a: s.app.correct_patient(
-        a.actor, target, "misspelt at registration", name="Pat Corrected",
+        a.actor,
+        target,
+        "misspelt at registration",
+        name="Pat Corrected",
         on_behalf_of=a.on_behalf_of,
     )
 
@@ -624,6 +627,14 @@ def _audit_stream(s: Scene) -> Act:
     return act
 
 
+def _audit_export(s: Scene) -> Act:
+    def act(a: Acting) -> object:
+        with s.app.audit_export(a.actor) as events:
+            return list(events)
+
+    return act
+
+
 def _check_prescribe(s: Scene) -> Act:
     pat = _enrolled(s)
     return lambda a: s.app.check_prescribe(a.actor, pat, 30, on_behalf_of=a.on_behalf_of)
@@ -672,6 +683,7 @@ OTHER_ENTRY_POINTS: dict[str, tuple[Action, Setup]] = {
     ),
     "audit_count": (Action.AUDIT_READ, lambda s: lambda a: s.app.audit_count(a.actor)),
     "audit_stream": (Action.AUDIT_READ, _audit_stream),
+    "audit_export": (Action.AUDIT_READ, _audit_export),
     "check_prescribe": (Action.COURSE_READ, _check_prescribe),
     "check_dispense": (Action.COURSE_READ, _check_dispense),
     "rems_etasu": (Action.COURSE_READ, _rems_etasu),

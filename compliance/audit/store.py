@@ -10,12 +10,28 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, String, and_, bindparam, func, insert, or_, select, text, update
+from sqlalchemy import (
+    DateTime,
+    Select,
+    String,
+    Text,
+    and_,
+    bindparam,
+    cast,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    type_coerce,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from compliance.audit.canonical import canonical
@@ -31,8 +47,9 @@ from compliance.audit.chain import (
     compute_hash,
     format_instant,
 )
+from compliance.audit.rows import COLUMNS, canonical_of, dict_of
 from compliance.audit.signing import Signer, fingerprint, signature_valid
-from compliance.db.base import table_of
+from compliance.db.base import UTCDateTime, table_of
 from compliance.db.models import AuditChainHead, AuditEvent, AuditSubject
 
 CHECKPOINT_ACTION = "audit.checkpoint"
@@ -533,13 +550,22 @@ def verify(
         trusted_key = trusted_key or _b64(against.get("public_key"))
     checkpoints, checkpoint_break = _checkpoint_digests_break(session)
     walk = ChainWalk(heads=_heads(session, batch), claims=_claims(session, batch))
-    # Core rows: the same column types, without building and discarding an ORM object each.
+    # The stored values themselves, hashed without building a record (``rows``); a row they
+    # cannot answer for is read again through the column types and hashed as a record.
     stream = session.execute(
-        select(_EVENTS).order_by(_by_chain(session, _EVENTS.c.chain_id), _EVENTS.c.chain_seq),
+        select(*_stored_columns(session)).order_by(
+            _by_chain(session, _EVENTS.c.chain_id), _EVENTS.c.chain_seq
+        ),
         execution_options={"yield_per": batch},
     )
+    instant = _instant_reader(session)
+    step, sha256 = walk.step, hashlib.sha256
     for row in stream:
-        walk.feed((to_record(row),))
+        content = canonical_of(row, instant)
+        if content is None:
+            walk.feed((_record(session, row[0]),))
+        else:
+            step(row[0], row[1], row[2], row[14], row[15], sha256(content).hexdigest())
         if walk.first_break is not None:
             break
     signed = _SignedCheck(trusted_key, against)
@@ -562,6 +588,49 @@ def verify(
         trusted_key is not None,
         int(against["statement"]["number"]) if against is not None else None,
     )
+
+
+_JSON_COLUMNS = frozenset({"subjects", "reason_codes", "payload"})
+_UTC = UTCDateTime()
+
+
+def _stored_columns(session: Session) -> list[Any]:
+    """Every column of ``audit_events`` in ``rows.COLUMNS`` order, as the driver returns it:
+    JSON as its stored text, the instant as SQLite's text or psycopg's datetime."""
+    postgres = _dialect(session) == "postgresql"
+    columns: list[Any] = []
+    for name in COLUMNS:
+        column: Any = _EVENTS.c[name]
+        if name in _JSON_COLUMNS:
+            column = cast(column, Text) if postgres else type_coerce(column, Text)
+        elif name == "occurred_at":
+            column = type_coerce(column, DateTime(timezone=True) if postgres else Text)
+        columns.append(column.label(name))
+    return columns
+
+
+def _instant_reader(session: Session) -> Any:
+    """The stored instant to ``format_instant`` text, through the same conversions as the
+    column type (SQLite's text through ``fromisoformat``, as the dialect parses it)."""
+    dialect = session.get_bind().dialect
+    to_utc = _UTC.process_result_value
+    if dialect.name == "postgresql":
+        return lambda value: format_instant(to_utc(value, dialect))  # type: ignore[arg-type]
+    parse = datetime.fromisoformat
+
+    def sqlite_instant(value: str) -> str:
+        moment = parse(value)
+        if moment.tzinfo is None and moment.year >= 1000:
+            # As UTC, exactly these fields: what ``format_instant`` writes, in one C call.
+            return moment.isoformat(timespec="microseconds") + "Z"
+        return format_instant(to_utc(moment, dialect))  # type: ignore[arg-type]
+
+    return sqlite_instant
+
+
+def _record(session: Session, event_id: int) -> AuditRecord:
+    """The event as the column types read it (the path a stored value's shortcut cannot take)."""
+    return to_record(session.execute(select(_EVENTS).where(_EVENTS.c.id == event_id)).one())
 
 
 def _by_chain(session: Session, column: Any) -> Any:
@@ -652,29 +721,52 @@ def _subject_index_break(session: Session, batch: int) -> Break | None:
     """The subject index must list exactly the subjects each hashed event names."""
     listed: Iterator[Any] = iter(
         session.execute(
-            select(AuditSubject.event_id, AuditSubject.subject).order_by(
-                AuditSubject.event_id, AuditSubject.subject
+            select(_SUBJECTS.c.event_id, _SUBJECTS.c.subject).order_by(
+                _SUBJECTS.c.event_id, _SUBJECTS.c.subject
             ),
             execution_options={"yield_per": batch},
         )
     )
+    # The stored text, decoded as the column type decodes it (``json.loads``); a value that is
+    # not text is read through the column type itself.
+    subjects_column = dict(zip(COLUMNS, _stored_columns(session), strict=True))["subjects"]
     events = session.execute(
-        select(AuditEvent.id, AuditEvent.chain_id, AuditEvent.subjects).order_by(AuditEvent.id),
+        select(_EVENTS.c.id, _EVENTS.c.chain_id, subjects_column).order_by(_EVENTS.c.id),
         execution_options={"yield_per": batch},
     )
+    loads = json.loads
     pending = next(listed, None)
-    for event_id, chain_id, subjects in events:
+    for event_id, chain_id, stored in events:
         found: list[str] = []
         if pending is not None and pending[0] < event_id:
             return Break(pending[0], str(pending[1]), None, "subject index names an unknown event")
         while pending is not None and pending[0] == event_id:
             found.append(pending[1])
             pending = next(listed, None)
+        if len(found) == 1 and stored == f'["{found[0]}"]' and _verbatim(found[0]):
+            continue  # the stored text is exactly the one subject the index lists
+        subjects = loads(stored) if type(stored) is str else _stored_subjects(session, event_id)
         if sorted(found) != sorted(str(x) for x in _as_tuple(subjects)):
             return Break(event_id, chain_id, None, "subject index does not match the event")
     if pending is not None:
         return Break(pending[0], str(pending[1]), None, "subject index names an unknown event")
     return None
+
+
+def _verbatim(subject: object) -> bool:
+    """Whether JSON writes ``subject`` as it is between its quotes (so ``["subject"]`` decodes
+    to exactly ``[subject]``): printable ASCII without a quote or a backslash."""
+    return (
+        type(subject) is str
+        and subject.isascii()
+        and subject.isprintable()
+        and '"' not in subject
+        and "\\" not in subject
+    )
+
+
+def _stored_subjects(session: Session, event_id: int) -> Any:
+    return session.execute(select(_EVENTS.c.subjects).where(_EVENTS.c.id == event_id)).scalar_one()
 
 
 @dataclass(frozen=True)
@@ -690,9 +782,10 @@ class LogFilter:
     newest_first: bool = False  # with ``limit``: the latest events rather than the earliest
 
 
-def query(f: LogFilter) -> Select[Any]:
-    """The events ``f`` selects, as Core rows (every column of ``audit_events``)."""
-    stmt = select(_EVENTS)
+def query(f: LogFilter, columns: Sequence[Any] = ()) -> Select[Any]:
+    """The events ``f`` selects, as Core rows (every column of ``audit_events``, or
+    ``columns``)."""
+    stmt = select(*columns) if columns else select(_EVENTS)
     if f.subject is not None:
         stmt = stmt.join(AuditSubject, AuditSubject.event_id == AuditEvent.id).where(
             AuditSubject.subject == f.subject
@@ -719,6 +812,17 @@ def count(session: Session, f: LogFilter) -> int:
 def stream(session: Session, f: LogFilter, batch: int = 2000) -> Iterator[AuditRecord]:
     for row in session.execute(query(f), execution_options={"yield_per": batch}):
         yield to_record(row)
+
+
+def stream_dicts(session: Session, f: LogFilter, batch: int = 2000) -> Iterator[dict[str, Any]]:
+    """The events ``f`` selects as ``AuditRecord.to_dict()`` gives them, built from the stored
+    values (``rows.dict_of``) without a record each; a row they cannot answer for is read again
+    through the column types."""
+    stmt = query(f, _stored_columns(session))
+    instant = _instant_reader(session)
+    for row in session.execute(stmt, execution_options={"yield_per": batch}):
+        event = dict_of(row, instant)
+        yield _record(session, row[0]).to_dict() if event is None else event
 
 
 # --- business tables against the trail ---------------------------------------------------------
@@ -767,6 +871,14 @@ def _events_at(patient_short_id: Any, instant: Any) -> Any:
     )
 
 
+def _first_only(session: Session, stmt: Any) -> Any:
+    """``stmt`` for its first row. On PostgreSQL without ``LIMIT``: a limit makes the planner
+    bet on finding a row early and probe every event of each patient, decoding each payload,
+    where the whole anti-join by hash decodes each event's payload once (about half the time
+    on a generated trail); the answer is normally no row at all, so nothing more is sent."""
+    return stmt if _dialect(session) == "postgresql" else stmt.limit(1)
+
+
 def _business_break(session: Session) -> Break | None:
     """Every authorization, reversal, dispense and prescription has its event, and every course's
     state is the one its latest event left it in: a row written around the service shows."""
@@ -809,21 +921,23 @@ def _business_break(session: Session) -> Break | None:
         stmt = auth.where(~events.exists())
         if when is not None:
             stmt = stmt.where(when.is_not(None))
-        found = session.execute(stmt.limit(1)).first()
+        found = session.execute(_first_only(session, stmt)).first()
         if found is not None:
             return Break(
                 None, str(found.short_id), None, f"authorization {found.number} has no {what} event"
             )
     rx = session.execute(
-        select(Prescription.short_id, Patient.short_id.label("patient"))
-        .join(Course, Course.id == Prescription.course_id)
-        .join(Patient, Patient.id == Course.patient_id)
-        .where(
-            ~_events_about(
-                Patient.short_id, "course.prescribe", "prescription", Prescription.short_id
-            ).exists()
+        _first_only(
+            session,
+            select(Prescription.short_id, Patient.short_id.label("patient"))
+            .join(Course, Course.id == Prescription.course_id)
+            .join(Patient, Patient.id == Course.patient_id)
+            .where(
+                ~_events_about(
+                    Patient.short_id, "course.prescribe", "prescription", Prescription.short_id
+                ).exists()
+            ),
         )
-        .limit(1)
     ).first()
     if rx is not None:
         return Break(
@@ -842,10 +956,22 @@ def _business_break(session: Session) -> Break | None:
         .limit(1)
         .scalar_subquery()
     )
-    mismatch = session.execute(
-        select(Course.id, Course.state, Patient.short_id, last_state.label("audited"))
+    # Each course's last audited state computed once: the OFFSET keeps both databases from
+    # folding the derived table into the outer query, which would evaluate it once per use.
+    courses = (
+        select(
+            Course.id.label("id"),
+            Course.state.label("state"),
+            Patient.short_id.label("short_id"),
+            last_state.label("audited"),
+        )
         .join(Patient, Patient.id == Course.patient_id)
-        .where(or_(last_state.is_(None), last_state != Course.state))
+        .offset(0)
+        .subquery()
+    )
+    mismatch = session.execute(
+        select(courses)
+        .where(or_(courses.c.audited.is_(None), courses.c.audited != courses.c.state))
         .limit(1)
     ).first()
     if mismatch is not None:
