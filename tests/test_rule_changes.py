@@ -485,23 +485,22 @@ def test_a_prescriber_sees_the_impact_on_their_own_courses(population: Populatio
     assert p.app.rules_impact(other, MOD).courses == ()
 
 
-@pytest.mark.parametrize(
-    ("kwargs", "field"),
-    [
-        ({"ruleset": "ipledge/2099"}, "ruleset"),
-        ({"ruleset": 7}, "ruleset"),
-        ({"ruleset": MOD, "as_of": "2026-02-30"}, "as_of"),
-        ({"ruleset": MOD, "as_of": datetime(2026, 7, 1, tzinfo=UTC)}, "as_of"),
-        ({"ruleset": MOD, "pharmacy_zone": "Mars/Olympus"}, "pharmacy_zone"),
-        ({"ruleset": MOD, "pharmacy_zone": 5}, "pharmacy_zone"),
-    ],
-)
-def test_impact_input_errors_name_the_field(
-    population: Population, kwargs: dict[str, Any], field: str
-) -> None:
-    with pytest.raises(InvalidInput) as caught:
-        population.app.rules_impact(population.admin, **kwargs)
-    assert caught.value.field == field
+IMPACT_INPUT_ERRORS: list[tuple[dict[str, Any], str]] = [
+    ({"ruleset": "ipledge/2099"}, "ruleset"),
+    ({"ruleset": 7}, "ruleset"),
+    ({"ruleset": MOD, "as_of": "2026-02-30"}, "as_of"),
+    ({"ruleset": MOD, "as_of": datetime(2026, 7, 1, tzinfo=UTC)}, "as_of"),
+    ({"ruleset": MOD, "pharmacy_zone": "Mars/Olympus"}, "pharmacy_zone"),
+    ({"ruleset": MOD, "pharmacy_zone": 5}, "pharmacy_zone"),
+]
+
+
+def test_impact_input_errors_name_the_field(population: Population) -> None:
+    """Each bad argument, on one population (nothing is changed by any of them)."""
+    for kwargs, field in IMPACT_INPUT_ERRORS:
+        with pytest.raises(InvalidInput) as caught:
+            population.app.rules_impact(population.admin, **kwargs)
+        assert caught.value.field == field, kwargs
 
 
 def test_impact_refused_to_others_and_audited(population: Population) -> None:
@@ -616,26 +615,25 @@ def test_migrate_is_all_or_nothing(population: Population) -> None:
     assert migrate_events(p) == []
 
 
-@pytest.mark.parametrize(
-    ("kwargs", "field"),
-    [
-        ({"to": "ipledge/2099"}, "to"),
-        ({"to": None}, "to"),
-        ({"to": MOD, "patients": None}, "patients"),
-        ({"to": MOD, "patients": []}, "patients"),
-        ({"to": MOD, "patients": "PAT-0000000"}, "patients"),
-        ({"to": MOD, "patients": ["nobody"]}, "patients"),
-        ({"to": MOD, "patients": [None]}, "patients"),
-        ({"to": MOD, "patients": {"PAT-0000000": 1}}, "patients"),
-        ({"to": MOD, "all_from": 5}, "all_from"),
-        ({"to": MOD, "all_from": "ipledge/1999"}, "all_from"),
-    ],
-)
-def test_migrate_input_errors_name_the_field(
-    population: Population, kwargs: dict[str, Any], field: str
-) -> None:
+MIGRATE_INPUT_ERRORS: list[tuple[dict[str, Any], str]] = [
+    ({"to": "ipledge/2099"}, "to"),
+    ({"to": None}, "to"),
+    ({"to": MOD, "patients": None}, "patients"),
+    ({"to": MOD, "patients": []}, "patients"),
+    ({"to": MOD, "patients": "PAT-0000000"}, "patients"),
+    ({"to": MOD, "patients": ["nobody"]}, "patients"),
+    ({"to": MOD, "patients": [None]}, "patients"),
+    ({"to": MOD, "patients": {"PAT-0000000": 1}}, "patients"),
+    ({"to": MOD, "all_from": 5}, "all_from"),
+    ({"to": MOD, "all_from": "ipledge/1999"}, "all_from"),
+]
+
+
+def test_migrate_input_errors_name_the_field(population: Population) -> None:
+    """Each bad argument, on one population: each must leave every course where it was."""
     p = population
-    _assert_nothing_migrated(p, lambda: p.app.migrate_courses(p.admin, **kwargs), field)
+    for kwargs, field in MIGRATE_INPUT_ERRORS:
+        _assert_nothing_migrated(p, lambda kw=kwargs: p.app.migrate_courses(p.admin, **kw), field)
 
 
 def test_migrate_names_and_all_from_together_are_refused(population: Population) -> None:
