@@ -153,19 +153,24 @@ def bounds(now: datetime, within_days: int, tag: str = "") -> dict[str, date]:
 _MAY_SHOW = may_show()
 
 
+def _open_courses(prescriber_id: uuid.UUID | None) -> Select[m.Course, str]:
+    """The open courses (and those with a pregnancy's actions) with their patient's id, of one
+    prescriber or of all."""
+    stmt = (
+        select(m.Course, m.Patient.short_id)
+        .join(m.Patient, m.Patient.id == m.Course.patient_id)
+        .where(or_(m.Course.is_open, m.Course.pregnancy_actions))
+        .order_by(m.Patient.short_id)
+    )
+    return stmt if prescriber_id is None else stmt.where(m.Course.prescriber_id == prescriber_id)
+
+
 def due(
     session: Session, now: datetime, within_days: int, prescriber_id: uuid.UUID | None = None
 ) -> list[Flag]:
     """The flags due within ``within_days`` across the open courses (and those with a
     pregnancy's actions), of one prescriber or of all."""
-    stmt = (
-        select(m.Course, m.Patient.short_id)
-        .join(m.Patient, m.Patient.id == m.Course.patient_id)
-        .where(or_(m.Course.is_open, m.Course.pregnancy_actions), m.Course.id.in_(_MAY_SHOW))
-        .order_by(m.Patient.short_id)
-    )
-    if prescriber_id is not None:
-        stmt = stmt.where(m.Course.prescriber_id == prescriber_id)
+    stmt = _open_courses(prescriber_id).where(m.Course.id.in_(_MAY_SHOW))
     return _flags_of(session, session.execute(stmt, bounds(now, within_days)), now, within_days)
 
 
@@ -173,20 +178,13 @@ def every_flag(
     session: Session, now: datetime, within_days: int, prescriber_id: uuid.UUID | None = None
 ) -> list[Flag]:
     """``due`` judging every course, index or not: what the index must always agree with."""
-    stmt = (
-        select(m.Course, m.Patient.short_id)
-        .join(m.Patient, m.Patient.id == m.Course.patient_id)
-        .where(or_(m.Course.is_open, m.Course.pregnancy_actions))
-        .order_by(m.Patient.short_id)
-    )
-    if prescriber_id is not None:
-        stmt = stmt.where(m.Course.prescriber_id == prescriber_id)
-    return _flags_of(session, session.execute(stmt), now, within_days)
+    rows = session.execute(_open_courses(prescriber_id))
+    return _flags_of(session, rows, now, within_days)
 
 
 def _flags_of(
     session: Session,
-    rows: Result[Any],
+    rows: Result[*tuple[Any, ...]],
     now: datetime,
     within_days: int,
     keep: Callable[[tuple[Any, ...], Flag], bool] | None = None,

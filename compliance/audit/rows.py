@@ -111,6 +111,28 @@ def _load(text: str) -> Any:
 _TEXT_TYPES = frozenset({str, type(None)})
 
 
+def _body(row: Sequence[Any], at: str, subjects: Any, reasons: Any, payload: Any) -> dict[str, Any]:
+    """The event as hashed (``AuditRecord`` field names), from a row in ``COLUMNS`` order and
+    its decoded JSON columns."""
+    return {
+        "id": row[0],
+        "chain": row[1],
+        "seq": row[2],
+        "at": at,
+        "actor": row[4],
+        "on_behalf_of": row[5],
+        "action": row[6],
+        "outcome": row[7],
+        "subjects": subjects,
+        "state_before": row[9],
+        "state_after": row[10],
+        "reasons": reasons,
+        "ruleset": row[12],
+        "payload": payload,
+        "prev": row[14],
+    }
+
+
 def canonical_of(row: Sequence[Any], instant: Callable[[Any], str]) -> bytes | None:
     """The bytes the event's hash covers, from a row in ``COLUMNS`` order whose JSON columns
     hold their stored text; ``instant`` turns the stored time into ``format_instant`` text.
@@ -176,23 +198,7 @@ def canonical_of(row: Sequence[Any], instant: Callable[[Any], str]) -> bytes | N
         return None
     if type(subjects) is not list or type(reasons) is not list or type(payload) is not dict:
         return None
-    body = {
-        "id": event_id,
-        "chain": chain_id,
-        "seq": chain_seq,
-        "at": at,
-        "actor": actor_id,
-        "on_behalf_of": on_behalf_of,
-        "action": action,
-        "outcome": outcome,
-        "subjects": subjects,
-        "state_before": state_before,
-        "state_after": state_after,
-        "reasons": reasons,
-        "ruleset": ruleset_id,
-        "payload": payload,
-        "prev": prev_hash,
-    }
+    body = _body(row, at, subjects, reasons, payload)
     if plain:
         try:
             return _ENCODE(body).encode("utf-8")
@@ -207,24 +213,7 @@ def canonical_of(row: Sequence[Any], instant: Callable[[Any], str]) -> bytes | N
 def dict_of(row: Sequence[Any], instant: Callable[[Any], str]) -> dict[str, Any] | None:
     """``AuditRecord.to_dict()`` of the event, from a row as ``canonical_of`` takes it; None
     when a value is not of its column's kind (the caller builds the record instead)."""
-    (
-        event_id,
-        chain_id,
-        chain_seq,
-        occurred_at,
-        actor_id,
-        on_behalf_of,
-        action,
-        outcome,
-        subjects_text,
-        state_before,
-        state_after,
-        reasons_text,
-        ruleset_id,
-        payload_text,
-        prev_hash,
-        digest,
-    ) = row
+    occurred_at, subjects_text, reasons_text, payload_text = (row[3], row[8], row[11], row[13])
     if type(subjects_text) is not str or type(reasons_text) is not str:
         return None
     if type(payload_text) is not str:
@@ -238,21 +227,4 @@ def dict_of(row: Sequence[Any], instant: Callable[[Any], str]) -> dict[str, Any]
         return None
     if type(subjects) is not list or type(reasons) is not list or type(payload) is not dict:
         return None
-    return {
-        "id": event_id,
-        "chain": chain_id,
-        "seq": chain_seq,
-        "at": at,
-        "actor": actor_id,
-        "on_behalf_of": on_behalf_of,
-        "action": action,
-        "outcome": outcome,
-        "subjects": subjects,
-        "state_before": state_before,
-        "state_after": state_after,
-        "reasons": reasons,
-        "ruleset": ruleset_id,
-        "payload": payload,
-        "prev": prev_hash,
-        "hash": digest,
-    }
+    return {**_body(row, at, subjects, reasons, payload), "hash": row[-1]}
