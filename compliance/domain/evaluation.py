@@ -134,6 +134,11 @@ class Evaluation:
         override = self.category.contraception_options if self.category else None
         return override or self.ruleset.contraception.options
 
+    @property
+    def lead_in_days(self) -> int:
+        own = self.category.contraception_lead_in_days if self.category else None
+        return self.ruleset.contraception.lead_in_days if own is None else own
+
     def add(
         self,
         code: str,

@@ -150,7 +150,7 @@ def _lead_in_reached(ev: Evaluation, methods: tuple[MethodRecord, ...]) -> date:
     """The first day on which enough methods have each been in use for the lead-in period.
     A waiver that needs no lead-in (the UK agreement) counts from the start of the calendar."""
     rules = ev.ruleset.contraception
-    lead = timedelta(days=rules.lead_in_days)
+    lead = timedelta(days=ev.lead_in_days)
 
     def reached(m: MethodRecord) -> date:
         return date.min if m.method in rules.waivers_without_lead_in else m.start_date + lead
@@ -204,7 +204,7 @@ def contraception_in_place(ev: Evaluation) -> None:
         if reached > reference:
             ev.add(
                 rc.CONTRACEPTION_LEAD_IN_NOT_MET,
-                f"{rules.lead_in_days} days of contraception are needed before the "
+                f"{ev.lead_in_days} days of contraception are needed before the "
                 f"confirmation test; they are reached on {reached.isoformat()}",
                 "wait, then collect the confirmation test",
                 reached,

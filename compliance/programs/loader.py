@@ -206,6 +206,7 @@ def _category(
             else None
         ),
         max_days_supply=_supply_limit(r),
+        contraception_lead_in_days=r.optional_count("contraception_lead_in_days", 0, 366),
     )
     if rules.pregnancy_testing and (window is None or window.anchor is Anchor.OFFICE_VISIT):
         raise r.fail("window", "testing needs a window from the specimen or prescription date")

@@ -101,6 +101,9 @@ class CategoryRules:
     # The category's own days' supply limit: INHERIT takes the ruleset's [prescription] limit;
     # None means the programme sets no limit for this category (EU/UK: no PPP limit applies).
     max_days_supply: int | Inherit | None = INHERIT
+    # Overrides the ruleset's contraception lead-in for this category (a male's condom is needed
+    # from the first dose, not for weeks before it); None keeps the ruleset's.
+    contraception_lead_in_days: int | None = None
 
 
 @dataclass(frozen=True)

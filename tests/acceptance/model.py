@@ -17,6 +17,7 @@ PARTIES = frozenset({"admin", "prescriber", "designee", "patient", "pharmacist",
 
 MOD, LEGACY = "ipledge/2026-mod", "ipledge/2023-03"
 EU, UK = "eu-iso/2018", "uk-iso/2026-01"
+LENA = "lenalidomide/2023-03"
 IPLEDGE = (MOD, LEGACY)
 EU_UK = (EU, UK)
 ALL = (MOD, LEGACY, EU, UK)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from datetime import date
 
-from tests.acceptance.model import EU, LEGACY, MOD, UK, Builder, Timeline
+from tests.acceptance.model import EU, LEGACY, LENA, MOD, UK, Builder, Timeline
 
 # A Monday in the era of each ruleset: a course is governed by the version in force on its
 # enrolment date (2023-03 before the 2026-mod go-live, 2026-mod after it).
@@ -15,14 +15,22 @@ BASES: dict[str, date] = {
     MOD: date(2027, 1, 4),
     EU: date(2026, 3, 2),
     UK: date(2026, 3, 2),
+    LENA: date(2026, 4, 6),
 }
 CLINIC_ZONES: dict[str, str] = {
     LEGACY: "America/New_York",
     MOD: "America/New_York",
     EU: "Europe/Brussels",
     UK: "Europe/London",
+    LENA: "America/New_York",
 }
-PROGRAMMES: dict[str, str] = {LEGACY: "ipledge", MOD: "ipledge", EU: "eu-iso", UK: "uk-iso"}
+PROGRAMMES: dict[str, str] = {
+    LEGACY: "ipledge",
+    MOD: "ipledge",
+    EU: "eu-iso",
+    UK: "uk-iso",
+    LENA: "lenalidomide",
+}
 
 Factory = Callable[[Builder], None]
 _FACTORIES: list[tuple[Factory, tuple[str, ...], dict[str, date], dict[str, str]]] = []

@@ -5,25 +5,37 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from tests.acceptance.model import EU, IPLEDGE, UK, Builder, Expect, allow
+from tests.acceptance.model import EU, IPLEDGE, LENA, UK, Builder, Expect, allow
 from tests.acceptance.registry import PROGRAMMES
 
 METHODS = ("iud", "male_condom")
 # Where each programme's usual pharmacy is: the clinic's own city.
-DEFAULT_PHARMACY = {"ipledge/2026-mod": "ny", "ipledge/2023-03": "ny", EU: "brussels", UK: "london"}
+DEFAULT_PHARMACY = {
+    "ipledge/2026-mod": "ny",
+    "ipledge/2023-03": "ny",
+    EU: "brussels",
+    UK: "london",
+    LENA: "ny",
+}
 CONSENTS = {
     "can_get_pregnant": {
         "ipledge": ("PATIENT_INFORMATION_CONSENT", "BIRTH_DEFECTS_CONSENT"),
         "eu-iso": ("ACKNOWLEDGEMENT_FORM",),
         "uk-iso": ("ACKNOWLEDGEMENT_OF_RISK",),
+        "lenalidomide": ("PATIENT_PHYSICIAN_AGREEMENT",),
     },
     "cannot_get_pregnant": {
         "ipledge": ("PATIENT_INFORMATION_CONSENT",),
         "eu-iso": (),
         "uk-iso": ("ACKNOWLEDGEMENT_OF_RISK",),
+        "lenalidomide": ("PATIENT_PHYSICIAN_AGREEMENT",),
     },
 }
-CAN_REASON = {"ipledge": "REPRODUCTIVE_POTENTIAL", "eu-iso": "CHILDBEARING_POTENTIAL"}
+CAN_REASON = {
+    "ipledge": "REPRODUCTIVE_POTENTIAL",
+    "eu-iso": "CHILDBEARING_POTENTIAL",
+    "lenalidomide": "REPRODUCTIVE_POTENTIAL",
+}
 
 
 def programme(b: Builder) -> str:

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from tests.acceptance import timelines_ipledge, timelines_programmes  # noqa: F401  (they register)
+from tests.acceptance import (  # noqa: F401  (they register)
+    timelines_ipledge,
+    timelines_lenalidomide,
+    timelines_programmes,
+)
 from tests.acceptance.driver import Parties, replay
 from tests.acceptance.gaps import GAPS
 from tests.acceptance.model import Timeline

@@ -26,7 +26,11 @@ from compliance.db import course_facts as cf
 from compliance.db import models as m
 from compliance.domain import reasons as rc
 from compliance.errors import Refused
-from tests.acceptance import timelines_ipledge, timelines_programmes  # noqa: F401  (they register)
+from tests.acceptance import (  # noqa: F401  (they register)
+    timelines_ipledge,
+    timelines_lenalidomide,
+    timelines_programmes,
+)
 from tests.acceptance.conftest import FreshDatabases
 from tests.acceptance.driver import NotRecordable, Parties, Run, _perform
 from tests.acceptance.model import Timeline
