@@ -463,6 +463,14 @@ def test_round_trip_of_the_test_writer() -> None:
             "is missing",
             id="missing-required-category",
         ),
+        pytest.param(
+            'window = { days = 7, anchor = "specimen_date" }\n\n[categories.cannot_get_pregnant]',
+            'window = { days = 7, anchor = "specimen_date" }\ncontraception_lead_in_days = -1\n'
+            "\n[categories.cannot_get_pregnant]",
+            "categories.can_get_pregnant.contraception_lead_in_days",
+            "must be between 0 and 366, not -1",
+            id="negative-category-lead-in",
+        ),
     ],
 )
 def test_malformed_file_is_rejected(old: str, new: str, key: str, problem: str) -> None:
