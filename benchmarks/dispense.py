@@ -43,6 +43,8 @@ from compliance import Compliance, FixedClock
 from compliance.db.engine import make_engine
 
 TARGET = (">=", 0.25)
+# The engine's client CPU per authorization against the raw transaction's (SQLite).
+CPU_TARGET = ("<=", 2.5)
 KINDS = ("raw", "engine")
 BARRIER_TIMEOUT = 600.0
 
@@ -235,6 +237,19 @@ def _rows(
     }
     group = f"Dispense authorization, {backend}"
     return [
+        # The headline: the client's own work, which the disk's fsync time does not move (the
+        # throughput ratio beside it does). The goal is stated for SQLite and one client.
+        Measurement(
+            group,
+            f"client CPU per authorization, {who}",
+            "s",
+            engine.client_cpu_seconds / engine.ops,
+            limit.client_cpu_seconds / limit.ops,
+            label,
+            False,
+            CPU_TARGET if backend == "SQLite" and clients == 1 else None,
+            details,
+        ),
         Measurement(
             group,
             f"throughput, {who}",
@@ -261,15 +276,6 @@ def _rows(
             "s",
             engine.stats.p99,
             limit.stats.p99,
-            label,
-            False,
-        ),
-        Measurement(
-            group,
-            f"client CPU per authorization, {who}",
-            "s",
-            engine.client_cpu_seconds / engine.ops,
-            limit.client_cpu_seconds / limit.ops,
             label,
             False,
         ),
