@@ -141,6 +141,8 @@ def _receive(sock: socket.socket) -> tuple[bytes, int] | None:
 def _connect(path: str) -> socket.socket | None:
     """A connection to the resident process, or None when it cannot be used; the reason is
     written to stderr only when the socket was named explicitly."""
+    if not os.path.lexists(path):  # no resident process: nothing to say
+        return None
     try:
         check_private(os.path.dirname(path), is_socket=False)
         check_private(path, is_socket=True)

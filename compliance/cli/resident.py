@@ -237,6 +237,7 @@ class Server:
         self.started = datetime.now(UTC)
         self.fingerprint = Fingerprint.take()
         self.children: set[int] = set()
+        self.served = 0
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         previous = os.umask(0o177)  # the socket is born 0600
         try:
@@ -322,6 +323,7 @@ class Server:
                 self.listener.close()
                 run_child(conn, fds, request)  # never returns
             self.children.add(pid)
+            self.served += 1
             return True
         except (OSError, ValueError, UnicodeDecodeError):
             with contextlib.suppress(OSError):
@@ -339,6 +341,7 @@ class Server:
             "python": sys.executable,
             "files_watched": len(self.fingerprint.files),
             "children_running": len(self.children),
+            "commands_served": self.served,
         }
 
 

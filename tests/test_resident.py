@@ -1,0 +1,244 @@
+"""The resident process answers exactly as a fresh process would, and only its own user.
+
+Every test runs the real ``compliance`` console script (and ``python -m compliance``) against a
+real SQLite file, once through a resident process started on a socket in ``tmp_path`` and once
+with it bypassed, and compares stdout, stderr and the exit code byte for byte.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from compliance import launcher
+from compliance.cli import resident
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not launcher.supported(), reason="needs AF_UNIX with descriptor passing"),
+]
+
+SCRIPT = [str(Path(sys.executable).with_name("compliance"))]
+MODULE = [sys.executable, "-m", "compliance"]
+
+
+def run(
+    argv: list[str], env: dict[str, str], cwd: Path, command: list[str] = SCRIPT
+) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [*command, *argv], env=env, cwd=cwd, capture_output=True, check=False, timeout=120
+    )
+
+
+def served(env: dict[str, str], cwd: Path) -> int:
+    done = run(["resident", "status", "--json"], env, cwd)
+    assert done.returncode == 0, done.stderr
+    return int(json.loads(done.stdout)["commands_served"])
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    private = tmp_path / "run"
+    private.mkdir(mode=0o700)
+    return private
+
+
+@pytest.fixture
+def envs(tmp_path: Path, folder: Path) -> Iterator[tuple[dict[str, str], dict[str, str]]]:
+    """(through the resident process, bypassing it); a resident process is running."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("COMPLIANCE_")}
+    base["COMPLIANCE_DATABASE_URL"] = f"sqlite:///{tmp_path / 'clinic.db'}"
+    through = {**base, "COMPLIANCE_RESIDENT_SOCKET": str(folder / "resident.sock")}
+    bypass = {**base, "COMPLIANCE_RESIDENT": "off"}
+    started = run(["resident", "start"], through, tmp_path)
+    assert started.returncode == 0, started.stderr
+    assert started.stdout.startswith(b"resident process started: pid ")
+    yield through, bypass
+    run(["resident", "stop"], through, tmp_path)
+
+
+def test_commands_answer_byte_for_byte_as_in_a_fresh_process(
+    tmp_path: Path, envs: tuple[dict[str, str], dict[str, str]]
+) -> None:
+    through, bypass = envs
+    made = run(["init", "--admin-name", "Ada Admin", "--json"], bypass, tmp_path)
+    assert made.returncode == 0, made.stderr
+    admin = json.loads(made.stdout)["id"]
+    through["COMPLIANCE_ACTOR"] = bypass["COMPLIANCE_ACTOR"] = admin
+    cases = [
+        ["whoami"],
+        ["whoami", "--json"],
+        ["prescriber", "list"],
+        ["status", "PAT-NOPE"],  # bad input: exit 2 and the message naming the field
+        ["status", "PAT-ZZZZZZZZ"],  # not found: exit 5
+        ["--db", str(tmp_path / "missing.db"), "whoami"],
+        ["course", "enrol", "--help"],
+        ["permissions"],
+        ["no-such-command"],
+    ]
+    before = served(through, tmp_path)
+    for argv in cases:
+        for command in (SCRIPT, MODULE):
+            fresh = run(argv, bypass, tmp_path, command)
+            answered = run(argv, through, tmp_path, command)
+            assert (answered.returncode, answered.stdout, answered.stderr) == (
+                fresh.returncode,
+                fresh.stdout,
+                fresh.stderr,
+            ), argv
+    assert {run(c, bypass, tmp_path).returncode for c in cases} >= {0, 2}
+    # Every command above was answered by the resident process (one status request counted too).
+    assert served(through, tmp_path) == before + 2 * len(cases) + 1
+
+
+def test_a_write_through_the_resident_process_is_one_transaction(
+    tmp_path: Path, envs: tuple[dict[str, str], dict[str, str]]
+) -> None:
+    through, bypass = envs
+    made = run(["init", "--admin-name", "Ada Admin", "--json"], bypass, tmp_path)
+    admin = json.loads(made.stdout)["id"]
+    through["COMPLIANCE_ACTOR"] = bypass["COMPLIANCE_ACTOR"] = admin
+    register = ["prescriber", "register", "--name", "Dr Maria Okafor", "--npi", "1234567893"]
+    before = served(through, tmp_path)
+    done = run([*register, "--json"], through, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert served(through, tmp_path) == before + 2
+    prescriber = json.loads(done.stdout)["id"]
+    listed = json.loads(run(["prescriber", "list", "--json"], bypass, tmp_path).stdout)
+    assert [p["id"] for p in listed] == [prescriber]
+    log = json.loads(run(["audit", "log", "--json"], bypass, tmp_path).stdout)
+    assert [e for e in log if prescriber in json.dumps(e)], log
+    verified = run(["audit", "verify"], bypass, tmp_path)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    # The same registration again conflicts, with the same message either way, writing nothing.
+    again = run(register, through, tmp_path)
+    fresh = run(register, bypass, tmp_path)
+    assert again.returncode == fresh.returncode == 6
+    assert again.stderr == fresh.stderr and again.stdout == fresh.stdout
+    relisted = json.loads(run(["prescriber", "list", "--json"], bypass, tmp_path).stdout)
+    assert relisted == listed
+
+
+def test_start_stop_status_and_their_exit_codes(
+    tmp_path: Path, envs: tuple[dict[str, str], dict[str, str]]
+) -> None:
+    through, _ = envs
+    status = run(["resident", "status", "--json"], through, tmp_path)
+    assert status.returncode == 0
+    found = json.loads(status.stdout)
+    assert found["socket"] == through["COMPLIANCE_RESIDENT_SOCKET"]
+    assert os.stat(found["socket"]).st_mode & 0o777 == 0o600
+    again = run(["resident", "start"], through, tmp_path)
+    assert again.returncode == 6
+    assert f"(pid {found['pid']}) already listens" in again.stderr.decode()
+    stopped = run(["resident", "stop"], through, tmp_path)
+    assert (stopped.returncode, stopped.stdout) == (
+        0,
+        f"resident process stopped: pid {found['pid']}\n".encode(),
+    )
+    assert not Path(found["socket"]).exists()
+    for argv in (["resident", "status"], ["resident", "stop"]):
+        none = run(argv, through, tmp_path)
+        assert none.returncode == 5
+        assert none.stderr == f"error: resident process not found: {found['socket']}\n".encode()
+    # With none running, commands run in-process, silently.
+    codes = run(["exit-codes"], through, tmp_path)
+    assert codes.returncode == 0 and codes.stderr == b""
+
+
+def test_the_decision_on_a_peer_serves_only_the_own_uid() -> None:
+    own = os.getuid()
+    assert resident.peer_allowed(own, own)
+    assert not resident.peer_allowed(own + 1, own)
+    assert not resident.peer_allowed(None, own)
+    left, right = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    with left, right:
+        assert resident.peer_uid(left) == own
+
+
+def test_an_open_directory_is_not_used(tmp_path: Path) -> None:
+    open_dir = tmp_path / "open"
+    open_dir.mkdir()
+    open_dir.chmod(0o777)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COMPLIANCE_")}
+    env["COMPLIANCE_RESIDENT_SOCKET"] = str(open_dir / "resident.sock")
+    start = run(["resident", "start"], env, tmp_path)
+    assert start.returncode == 2
+    assert start.stderr.startswith(b"error: COMPLIANCE_RESIDENT_SOCKET: not usable: directory ")
+    assert b"is open to others (mode 0777)" in start.stderr
+    assert not (open_dir / "resident.sock").exists()
+    # A socket someone left there is not connected to; the command runs here, and says why.
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as planted:
+        planted.bind(str(open_dir / "resident.sock"))
+        planted.listen(1)
+        done = run(["exit-codes"], env, tmp_path)
+        fresh = run(["exit-codes"], {**env, "COMPLIANCE_RESIDENT": "off"}, tmp_path)
+    assert done.returncode == 0 and done.stdout == fresh.stdout
+    assert done.stderr.startswith(b"compliance: not using the resident process: directory ")
+    # Without the socket named explicitly the fallback is silent.
+    with pytest.raises(launcher.Unsafe, match="open to others"):
+        launcher.check_private(str(open_dir), is_socket=False)
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="making a directory owned by another uid needs root")
+def test_a_directory_owned_by_another_uid_is_not_used(tmp_path: Path) -> None:
+    theirs = tmp_path / "theirs"
+    theirs.mkdir(mode=0o700)
+    os.chown(theirs, 65534, 65534)
+    with pytest.raises(launcher.Unsafe, match="owned by uid 65534"):
+        launcher.check_private(str(theirs), is_socket=False)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COMPLIANCE_")}
+    env["COMPLIANCE_RESIDENT_SOCKET"] = str(theirs / "resident.sock")
+    start = run(["resident", "start"], env, tmp_path)
+    assert start.returncode == 2
+    assert b"is owned by uid 65534" in start.stderr
+
+
+def test_a_changed_module_file_makes_it_refuse_and_exit(tmp_path: Path, folder: Path) -> None:
+    """A copy of the package of its own (first on PYTHONPATH), so touching one of its files
+    leaves every other resident process of the suite alone."""
+    copy = tmp_path / "pkg"
+    source = Path(launcher.__file__).parent
+    shutil.copytree(source, copy / "compliance", ignore=shutil.ignore_patterns("__pycache__"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COMPLIANCE_")}
+    env["PYTHONPATH"] = str(copy)
+    env["COMPLIANCE_RESIDENT_SOCKET"] = str(folder / "resident.sock")
+    start = run(["resident", "start"], env, tmp_path, MODULE)
+    assert start.returncode == 0, start.stderr
+    status = json.loads(run(["resident", "status", "--json"], env, tmp_path, MODULE).stdout)
+    fresh = run(["permissions"], {**env, "COMPLIANCE_RESIDENT": "off"}, tmp_path, MODULE)
+    first = run(["permissions"], env, tmp_path, MODULE)
+    assert first.stdout == fresh.stdout
+    assert served(env, tmp_path) == 3  # status, permissions, this status: the copy answers
+    module = copy / "compliance" / "cli" / "vocab.py"
+    stamp = module.stat()
+    os.utime(module, ns=(stamp.st_atime_ns, stamp.st_mtime_ns + 1_000_000_000))
+    later = run(["permissions"], env, tmp_path, MODULE)
+    assert (later.returncode, later.stdout, later.stderr) == (0, fresh.stdout, fresh.stderr)
+    for _ in range(100):  # it refused that request; it is gone, the socket with it
+        if not Path(status["socket"]).exists():
+            break
+        time.sleep(0.05)
+    assert not Path(status["socket"]).exists()
+    for _ in range(100):
+        if gone(status["pid"]):
+            break
+        time.sleep(0.05)
+    assert gone(status["pid"])
+
+
+def gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
