@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -242,3 +244,46 @@ def gone(pid: int) -> bool:
     except ProcessLookupError:
         return True
     return False
+
+
+def running_children(env: dict[str, str], cwd: Path) -> int:
+    done = run(["resident", "status", "--json"], env, cwd)
+    return int(json.loads(done.stdout)["children_running"]) - 1  # less the status command's own
+
+
+def wait_for(condition: Callable[[], bool]) -> bool:
+    for _ in range(200):
+        if condition():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.mark.parametrize("how", ["terminated", "launcher killed"])
+def test_a_signal_reaches_the_child_and_a_dead_launcher_leaves_none(
+    tmp_path: Path, envs: tuple[dict[str, str], dict[str, str]], how: str
+) -> None:
+    """A registration waits behind another writer's lock; SIGTERM to the launcher ends it as it
+    ends a fresh process (killed by SIGTERM, nothing written), and SIGKILL of the launcher takes
+    the child with it."""
+    through, bypass = envs
+    made = run(["init", "--admin-name", "Ada Admin", "--json"], bypass, tmp_path)
+    through["COMPLIANCE_ACTOR"] = bypass["COMPLIANCE_ACTOR"] = json.loads(made.stdout)["id"]
+    register = ["prescriber", "register", "--name", "Dr Maria Okafor", "--npi", "1234567893"]
+    holder = sqlite3.connect(tmp_path / "clinic.db", isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        waiting = subprocess.Popen([*SCRIPT, *register], env=through, cwd=tmp_path)
+        assert wait_for(lambda: running_children(through, tmp_path) == 1)
+        if how == "terminated":
+            waiting.send_signal(signal.SIGTERM)
+            assert waiting.wait(timeout=60) == -signal.SIGTERM
+        else:
+            waiting.kill()
+            waiting.wait(timeout=60)
+        assert wait_for(lambda: running_children(through, tmp_path) == 0)
+    finally:
+        holder.rollback()
+        holder.close()
+    listed = json.loads(run(["prescriber", "list", "--json"], bypass, tmp_path).stdout)
+    assert listed == []
