@@ -7,14 +7,18 @@ with it bypassed, and compares stdout, stderr and the exit code byte for byte.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import pty
 import shutil
 import signal
 import socket
 import sqlite3
+import struct
 import subprocess
 import sys
+import termios
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -287,3 +291,50 @@ def test_a_signal_reaches_the_child_and_a_dead_launcher_leaves_none(
         holder.close()
     listed = json.loads(run(["prescriber", "list", "--json"], bypass, tmp_path).stdout)
     assert listed == []
+
+
+def on_a_terminal(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[int, bytes]:
+    """Exit code and what a 100-column terminal shows (stdout and stderr on a pseudo-terminal)."""
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 100, 0, 0))
+    try:
+        done = subprocess.run(
+            [*SCRIPT, *argv],
+            env=env,
+            cwd=cwd,
+            stdin=follower,
+            stdout=follower,
+            stderr=follower,
+            check=False,
+            timeout=120,
+        )
+        os.close(follower)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(leader, 1 << 16)
+            except OSError:  # EIO: nothing more to read once the terminal is closed
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        os.close(leader)
+    return done.returncode, shown
+
+
+def test_a_terminal_sees_the_same_table_and_colours(
+    tmp_path: Path, envs: tuple[dict[str, str], dict[str, str]]
+) -> None:
+    through, bypass = envs
+    made = run(["init", "--admin-name", "Ada Admin", "--json"], bypass, tmp_path)
+    through["COMPLIANCE_ACTOR"] = bypass["COMPLIANCE_ACTOR"] = json.loads(made.stdout)["id"]
+    for env in (through, bypass):
+        env.update(TERM="xterm-256color", COLUMNS="100")
+        env.pop("NO_COLOR", None)
+    before = served(through, tmp_path)
+    for argv in (["permissions"], ["whoami"], ["status", "PAT-NOPE"]):
+        fresh = on_a_terminal(argv, bypass, tmp_path)
+        assert on_a_terminal(argv, through, tmp_path) == fresh, argv
+    assert b"\x1b[" in on_a_terminal(["permissions"], bypass, tmp_path)[1]  # styled: a terminal
+    assert served(through, tmp_path) == before + 3 + 1
