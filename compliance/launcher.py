@@ -170,31 +170,47 @@ def delegate(argv: list[str]) -> int | None:
     if sock is None:
         return None
     with sock:
+        child: list[int] = []  # known once the request is accepted
+        received: list[int] = []
+
+        def forward(signum: int, _frame: object) -> None:
+            received.append(signum)
+            for pid in child:
+                try:  # noqa: SIM105 (contextlib is not loaded yet: keep the imports few)
+                    os.kill(pid, signum)
+                except OSError:
+                    pass
+
+        previous = {signum: signal.signal(signum, forward) for signum in FORWARDED}
         try:
             body = encode_request(argv)
             socket.send_fds(sock, [RUN + LENGTH.pack(len(body))], [0, 1, 2])
             sock.sendall(body)
             reply = _receive(sock)
         except (OSError, ValueError):
-            return None
+            reply = None
         if reply is None or reply[0] != ACCEPTED:
+            _restore(previous, received)  # the command runs here, as if never handed over
             return None
-        return _follow(sock, reply[1])
+        child.append(reply[1])
+        for signum in list(received):  # arrived while the request was on its way
+            try:  # noqa: SIM105
+                os.kill(reply[1], signum)
+            except OSError:
+                pass
+        return _follow(sock, received)
 
 
-def _follow(sock: socket.socket, child: int) -> int:
-    """Wait for the child's exit code, forwarding the signals this process receives."""
-    received: list[int] = []
+def _restore(previous: dict[signal.Signals, Any], received: list[int]) -> None:
+    """Put the signal handlers back and deliver what arrived meanwhile to this process."""
+    for forwarded, handler in previous.items():
+        signal.signal(forwarded, handler)
+    for signum in dict.fromkeys(received):
+        os.kill(os.getpid(), signum)
 
-    def forward(signum: int, _frame: object) -> None:
-        received.append(signum)
-        try:  # noqa: SIM105 (contextlib is not loaded yet: keep the launcher's imports few)
-            os.kill(child, signum)
-        except OSError:
-            pass
 
-    for signum in FORWARDED:
-        signal.signal(signum, forward)
+def _follow(sock: socket.socket, received: list[int]) -> int:
+    """Wait for the child's exit code while the handlers forward signals to it."""
     reply = _receive(sock)
     if reply is not None and reply[0] == EXITED:
         return reply[1]
