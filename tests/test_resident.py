@@ -190,7 +190,10 @@ def test_an_open_directory_is_not_used(tmp_path: Path) -> None:
         fresh = run(["exit-codes"], {**env, "COMPLIANCE_RESIDENT": "off"}, tmp_path)
     assert done.returncode == 0 and done.stdout == fresh.stdout
     assert done.stderr.startswith(b"compliance: not using the resident process: directory ")
-    # Without the socket named explicitly the fallback is silent.
+    too_long = {**env, "COMPLIANCE_RESIDENT_SOCKET": str(tmp_path / ("x" * 120) / "r.sock")}
+    refused = run(["resident", "start"], too_long, tmp_path)
+    assert refused.returncode == 2
+    assert refused.stderr.endswith(b"is longer than a Unix socket path may be\n")
     with pytest.raises(launcher.Unsafe, match="open to others"):
         launcher.check_private(str(open_dir), is_socket=False)
 

@@ -11,6 +11,9 @@ from compliance.cli.output import json_option, say, show_record
 from compliance.errors import Conflict, InvalidInput, NotFound
 from compliance.launcher import SOCKET_ENV, Unsafe, socket_path, supported
 
+#: The longest socket path every supported system accepts (macOS: 104 bytes with the NUL).
+MAX_SOCKET_PATH = 103
+
 
 def _path() -> str:
     if not supported():
@@ -40,10 +43,12 @@ def start(foreground: bool, as_json: bool) -> None:
     from compliance.cli import resident as server
 
     path = _path()
+    field = SOCKET_ENV if os.environ.get(SOCKET_ENV) else "socket directory"
+    if len(os.fsencode(path)) > MAX_SOCKET_PATH:
+        raise InvalidInput(field, f"{path} is longer than a Unix socket path may be")
     try:
         server.private_directory(os.path.dirname(path))
     except (Unsafe, OSError) as problem:
-        field = SOCKET_ENV if os.environ.get(SOCKET_ENV) else "socket directory"
         raise InvalidInput(field, f"not usable: {problem}") from None
     running = server.listening(path)
     if running is not None:
