@@ -90,6 +90,7 @@ def test_commands_answer_byte_for_byte_as_in_a_fresh_process(
         ["course", "enrol", "--help"],
         ["permissions"],
         ["no-such-command"],
+        ["patient", "find", "--name", os.fsdecode(b"Ok\xffafor")],  # not UTF-8 on the line
     ]
     before = served(through, tmp_path)
     for argv in cases:
