@@ -1,3 +1,3 @@
-from compliance.cli.main import main
+from compliance.launcher import main
 
 main()

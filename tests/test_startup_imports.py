@@ -72,3 +72,31 @@ def test_partial_indexes_get_their_condition_for_a_dialect() -> None:
     index_conditions("sqlite")
     for index in partial:
         assert str(index.dialect_kwargs["sqlite_where"]) == index.info["where"]
+
+
+def test_the_launcher_loads_neither_click_nor_sqlalchemy(tmp_path: Path) -> None:
+    """The console script's entry point decides where the command runs before anything heavy
+    loads: with a resident process the work never happens in this interpreter at all."""
+    probe = (
+        "import sys\n"
+        "import compliance.launcher\n"
+        "heavy = ('click', 'sqlalchemy', 'rich', 'json', 'tempfile', 'threading')\n"
+        "named = sorted(m for m in sys.modules if m.split('.')[0] in heavy)\n"
+        "named += sorted(m for m in sys.modules if m.startswith('compliance.') and "
+        "m != 'compliance.launcher')\n"
+        "print('loaded=' + ','.join(named))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=tmp_path
+    )
+    assert done.stdout.strip().splitlines()[-1] == "loaded=", done.stdout
+
+
+def test_the_console_script_is_the_launcher() -> None:
+    import tomllib
+
+    root = Path(__file__).resolve().parents[1]
+    project = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert project["scripts"]["compliance"] == "compliance.launcher:main"
+    main_module = (root / "compliance" / "__main__.py").read_text(encoding="utf-8")
+    assert "from compliance.launcher import main" in main_module

@@ -45,6 +45,7 @@ SUBCOMMANDS: Mapping[str, tuple[str, str]] = {
     "simulate": ("compliance.cli.simulate_cmd", "simulate"),
     "client": ("compliance.cli.client_cmds", "client"),
     "serve": ("compliance.cli.serve_cmd", "serve"),
+    "resident": ("compliance.cli.resident_cmds", "resident"),
 }
 
 
