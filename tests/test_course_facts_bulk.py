@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 from rich.console import Console
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from benchmarks.generate import generate
@@ -81,6 +81,24 @@ def test_bulk_facts_of_a_generated_population(generated_url: str) -> None:
             single = [cf.load(session, c) for c in courses]
             assert list(cf.load_many(session, courses, 7)) == single
             assert list(cf.load_many(session, rows, 500)) == single
+            # An authorization naming a prescription outside the chunk (not written by the
+            # engine; the bulk read names it as the join does): read on its own, then undone.
+            first, second = courses[0], courses[1]
+            theirs = session.execute(
+                select(m.Prescription.id, m.Prescription.short_id)
+                .where(m.Prescription.course_id == second.id)
+                .order_by(m.Prescription.seq)
+                .limit(1)
+            ).one()
+            session.execute(
+                update(m.Authorization)
+                .where(m.Authorization.course_id == first.id)
+                .values(prescription_id=theirs.id)
+            )
+            moved = cf.load(session, first)
+            assert {a.prescription_id for a in moved.authorizations} == {theirs.short_id}
+            assert list(cf.load_many(session, [first], 1)) == [moved]
+            session.rollback()
     finally:
         engine.dispose()
     assert len(single) == 40

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import date
 from typing import Any
@@ -178,14 +179,22 @@ def _bulk_statements(postgres: bool) -> tuple[Any, ...]:
         .order_by(_TEST.c.course_id, _TEST.c.specimen_date, _TEST.c.seq)
     )
     prescriptions = (
-        select(*_PRESCRIPTIONS.selected_columns, _text_key(_RX.c.course_id))
+        select(
+            *_PRESCRIPTIONS.selected_columns,
+            cast(_RX.c.id, String()).label("rx_key"),
+            _text_key(_RX.c.course_id),
+        )
         .join_from(_RX, _PRESCRIBER, _PRESCRIBER.c.id == _RX.c.prescriber_id)
         .where(_of_courses(_RX.c.course_id, postgres))
         .order_by(_RX.c.course_id, _RX.c.seq)
     )
+    # Each authorization's prescription as its key, not joined: ``load_many`` names it by the
+    # short id from the prescriptions read beside it (the join made PostgreSQL hash the whole
+    # prescriptions table for every chunk).
+    auth_columns = list(_AUTHORIZATIONS.selected_columns)
+    auth_columns[1] = cast(_AUTHORIZATION.c.prescription_id, String()).label("rx_key")
     authorizations = (
-        select(*_AUTHORIZATIONS.selected_columns, _text_key(_AUTHORIZATION.c.course_id))
-        .join_from(_AUTHORIZATION, _RX, _RX.c.id == _AUTHORIZATION.c.prescription_id)
+        select(*auth_columns, _text_key(_AUTHORIZATION.c.course_id))
         .where(_of_courses(_AUTHORIZATION.c.course_id, postgres))
         .order_by(_AUTHORIZATION.c.course_id, _AUTHORIZATION.c.issued_at)
     )
@@ -196,6 +205,26 @@ _MANY = {False: _bulk_statements(False), True: _bulk_statements(True)}
 _ZONES = select(_PRESCRIBER.c.id, _PRESCRIBER.c.time_zone).where(
     _PRESCRIBER.c.id.in_(bindparam("prescribers", expanding=True))
 )
+_SHORT_IDS = select(cast(_RX.c.id, String()), _RX.c.short_id).where(
+    _RX.c.id.in_(bindparam("prescriptions", expanding=True))
+)
+
+
+def _named_prescriptions(
+    session: Session, auths: dict[Any, list[Any]], rxs: dict[Any, list[Any]]
+) -> dict[Any, list[Any]]:
+    """The authorization rows with their prescription's key replaced by its short id, as
+    ``_AUTHORIZATIONS`` reads it: from the chunk's prescriptions (the second to last column of
+    their rows is the key), or read for any prescription outside the chunk."""
+    short_of = {row[-2]: row[0] for rows in rxs.values() for row in rows}
+    missing = {row[1] for rows in auths.values() for row in rows} - short_of.keys()
+    if missing:
+        found = session.execute(_SHORT_IDS, {"prescriptions": [uuid.UUID(k) for k in missing]})
+        short_of.update((key, short_id) for key, short_id in found.all())
+    return {
+        course: [(row[0], short_of[row[1]], *row[2:]) for row in rows]
+        for course, rows in auths.items()
+    }
 
 
 def load_many(
@@ -218,7 +247,8 @@ def load_many(
         zones = dict(
             session.execute(_ZONES, {"prescribers": list({c.prescriber_id for c in chunk})}).all()
         )
-        records, tests, rxs, auths = grouped
+        records, tests, rxs, keyed_auths = grouped
+        auths = _named_prescriptions(session, keyed_auths, rxs)
         for c in chunk:
             key = c.id
             zone = zones.get(c.prescriber_id)
