@@ -8,8 +8,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import date
 from typing import Any
 
-from sqlalchemy import String, Text, Uuid, any_, bindparam, cast, select
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import ARRAY, String, Text, Uuid, any_, bindparam, cast, select
 from sqlalchemy.orm import Session
 
 from compliance.db import models as m
