@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import date
 from typing import Any
 
-from sqlalchemy import String, bindparam, select, type_coerce
+from sqlalchemy import ARRAY, String, Text, Uuid, any_, bindparam, cast, select
 from sqlalchemy.orm import Session
 
 from compliance.db import models as m
@@ -36,6 +37,8 @@ CATEGORY = "category"
 PREGNANCY_REPORT = "pregnancy_report"
 TEST_SCHEDULE = "test_schedule"
 NOTE = "note"
+# Records whose payload ``_build`` never reads.
+_PLAIN_KINDS = frozenset({COUNSELLING, COMPREHENSION, PREGNANCY_REPORT})
 
 _RECORD = table_of(m.CourseRecord)
 _TEST = table_of(m.PregnancyTest)
@@ -130,57 +133,97 @@ def load(session: Session, course: CourseFields) -> CourseFacts:
     )
 
 
-# For many courses at once (worklists): the same columns, for a set of courses, grouped by
-# course. Five queries for each chunk of courses instead of five for each course.
+# For many courses at once (worklists, dry runs): the same columns, for a set of courses,
+# grouped by course. Five queries for each chunk of courses instead of five for each course.
 CHUNK = 500
 
 
-def _raw_key(column: Any) -> Any:
-    """The course of a bulk row as the driver gives it (hex text on SQLite, a UUID from
-    psycopg): rows are grouped on it and each group's key is converted once, not each row's."""
-    return type_coerce(column, String()).label("of_course")
+def _text_key(column: Any) -> Any:
+    """The course of a bulk row as text (hex on SQLite, the dashed form on PostgreSQL): rows
+    are grouped on a string, hashed in C, and each group's key is converted once."""
+    return cast(column, String()).label("of_course")
 
 
-def _course_id(raw: Any, by_hex: dict[str, uuid.UUID]) -> uuid.UUID:
-    """A raw course key as the course's id: ``by_hex`` holds the chunk's ids by their hex."""
-    if isinstance(raw, uuid.UUID):
-        return raw
-    known = by_hex.get(raw) if isinstance(raw, str) else None
-    return known if known is not None else uuid.UUID(str(raw))
+def _of_courses(column: Any, postgres: bool) -> Any:
+    """``column`` among the chunk's courses: one array parameter on PostgreSQL (the statement
+    text stays short and the same, instead of a placeholder per course for the driver to
+    parse on every chunk), an expanding ``IN`` list elsewhere."""
+    if postgres:
+        return column == any_(bindparam("courses", type_=ARRAY(Uuid())))
+    return column.in_(bindparam("courses", expanding=True))
 
 
-_MANY_RECORDS = (
-    select(
-        _RECORD.c.kind,
-        _RECORD.c.cycle,
-        _RECORD.c.effective_on,
-        _RECORD.c.payload,
-        _RECORD.c.seq,
-        _raw_key(_RECORD.c.course_id),
+# The payload as text: decoded by ``_build`` only for the kinds that read it.
+_PAYLOAD_TEXT = cast(_RECORD.c.payload, Text()).label("payload")
+
+
+def _bulk_statements(postgres: bool) -> tuple[Any, ...]:
+    """The records, tests, prescriptions and authorizations of a chunk of courses, in ``_build``'s
+    column order with ``of_course`` last, ordered by course as ``load`` orders each course."""
+    records = (
+        select(
+            _RECORD.c.kind,
+            _RECORD.c.cycle,
+            _RECORD.c.effective_on,
+            _PAYLOAD_TEXT,
+            _RECORD.c.seq,
+            _text_key(_RECORD.c.course_id),
+        )
+        .where(_of_courses(_RECORD.c.course_id, postgres))
+        .order_by(_RECORD.c.course_id, _RECORD.c.seq)
     )
-    .where(_RECORD.c.course_id.in_(bindparam("courses", expanding=True)))
-    .order_by(_RECORD.c.course_id, _RECORD.c.seq)
-)
-_MANY_TESTS = (
-    select(*_TESTS.selected_columns, _raw_key(_TEST.c.course_id))
-    .where(_TEST.c.course_id.in_(bindparam("courses", expanding=True)))
-    .order_by(_TEST.c.course_id, _TEST.c.specimen_date, _TEST.c.seq)
-)
-_MANY_PRESCRIPTIONS = (
-    select(*_PRESCRIPTIONS.selected_columns, _raw_key(_RX.c.course_id))
-    .join_from(_RX, _PRESCRIBER, _PRESCRIBER.c.id == _RX.c.prescriber_id)
-    .where(_RX.c.course_id.in_(bindparam("courses", expanding=True)))
-    .order_by(_RX.c.course_id, _RX.c.seq)
-)
-_MANY_AUTHORIZATIONS = (
-    select(*_AUTHORIZATIONS.selected_columns, _raw_key(_AUTHORIZATION.c.course_id))
-    .join_from(_AUTHORIZATION, _RX, _RX.c.id == _AUTHORIZATION.c.prescription_id)
-    .where(_AUTHORIZATION.c.course_id.in_(bindparam("courses", expanding=True)))
-    .order_by(_AUTHORIZATION.c.course_id, _AUTHORIZATION.c.issued_at)
-)
+    tests = (
+        select(*_TESTS.selected_columns, _text_key(_TEST.c.course_id))
+        .where(_of_courses(_TEST.c.course_id, postgres))
+        .order_by(_TEST.c.course_id, _TEST.c.specimen_date, _TEST.c.seq)
+    )
+    prescriptions = (
+        select(
+            *_PRESCRIPTIONS.selected_columns,
+            cast(_RX.c.id, String()).label("rx_key"),
+            _text_key(_RX.c.course_id),
+        )
+        .join_from(_RX, _PRESCRIBER, _PRESCRIBER.c.id == _RX.c.prescriber_id)
+        .where(_of_courses(_RX.c.course_id, postgres))
+        .order_by(_RX.c.course_id, _RX.c.seq)
+    )
+    # Each authorization's prescription as its key, not joined: ``load_many`` names it by the
+    # short id from the prescriptions read beside it (the join made PostgreSQL hash the whole
+    # prescriptions table for every chunk).
+    auth_columns = list(_AUTHORIZATIONS.selected_columns)
+    auth_columns[1] = cast(_AUTHORIZATION.c.prescription_id, String()).label("rx_key")
+    authorizations = (
+        select(*auth_columns, _text_key(_AUTHORIZATION.c.course_id))
+        .where(_of_courses(_AUTHORIZATION.c.course_id, postgres))
+        .order_by(_AUTHORIZATION.c.course_id, _AUTHORIZATION.c.issued_at)
+    )
+    return records, tests, prescriptions, authorizations
+
+
+_MANY = {False: _bulk_statements(False), True: _bulk_statements(True)}
 _ZONES = select(_PRESCRIBER.c.id, _PRESCRIBER.c.time_zone).where(
     _PRESCRIBER.c.id.in_(bindparam("prescribers", expanding=True))
 )
+_SHORT_IDS = select(cast(_RX.c.id, String()), _RX.c.short_id).where(
+    _RX.c.id.in_(bindparam("prescriptions", expanding=True))
+)
+
+
+def _named_prescriptions(
+    session: Session, auths: dict[Any, list[Any]], rxs: dict[Any, list[Any]]
+) -> dict[Any, list[Any]]:
+    """The authorization rows with their prescription's key replaced by its short id, as
+    ``_AUTHORIZATIONS`` reads it: from the chunk's prescriptions (the second to last column of
+    their rows is the key), or read for any prescription outside the chunk."""
+    short_of = {row[-2]: row[0] for rows in rxs.values() for row in rows}
+    missing = {row[1] for rows in auths.values() for row in rows} - short_of.keys()
+    if missing:
+        found = session.execute(_SHORT_IDS, {"prescriptions": [uuid.UUID(k) for k in missing]})
+        short_of.update((key, short_id) for key, short_id in found.all())
+    return {
+        course: [(row[0], short_of[row[1]], *row[2:]) for row in rows]
+        for course, rows in auths.items()
+    }
 
 
 def load_many(
@@ -189,20 +232,22 @@ def load_many(
     """The facts of each of ``courses``, in their order, the same as ``load`` gives one by one,
     read in a few queries per chunk of ``chunk_size`` courses (default ``CHUNK``)."""
     size = CHUNK if chunk_size is None else chunk_size
+    statements = _MANY[session.get_bind().dialect.name == "postgresql"]
     for start in range(0, len(courses), size):
         chunk = courses[start : start + size]
         ids = {"courses": [c.id for c in chunk]}
-        by_hex = {c.id.hex: c.id for c in chunk}
+        by_text = {c.id.hex: c.id for c in chunk} | {str(c.id): c.id for c in chunk}
         grouped: list[dict[Any, list[Any]]] = []
-        for stmt in (_MANY_RECORDS, _MANY_TESTS, _MANY_PRESCRIPTIONS, _MANY_AUTHORIZATIONS):
-            raw: dict[Any, list[Any]] = {}
+        for stmt in statements:
+            raw: dict[str, list[Any]] = {}
             for row in session.execute(stmt, ids).all():
                 raw.setdefault(row[-1], []).append(row)  # ``of_course``, the last column
-            grouped.append({_course_id(key, by_hex): rows for key, rows in raw.items()})
+            grouped.append({by_text[key]: rows for key, rows in raw.items()})
         zones = dict(
             session.execute(_ZONES, {"prescribers": list({c.prescriber_id for c in chunk})}).all()
         )
-        records, tests, rxs, auths = grouped
+        records, tests, rxs, keyed_auths = grouped
+        auths = _named_prescriptions(session, keyed_auths, rxs)
         for c in chunk:
             key = c.id
             zone = zones.get(c.prescriber_id)
@@ -239,7 +284,10 @@ def _build(
     category_since = 1
     test_schedule: str | None = None
     resumed: int | None = None
-    for kind, cycle, effective_on, payload, seq, *_ in records:
+    for kind, cycle, effective_on, stored, seq, *_ in records:
+        payload = stored  # the bulk read's is text, decoded only where it is read
+        if isinstance(stored, str) and kind not in _PLAIN_KINDS:
+            payload = json.loads(stored)
         if kind == CATEGORY and payload.get("category") != category:
             category, category_since = str(payload.get("category")), cycle
         if kind == CONSENT:
