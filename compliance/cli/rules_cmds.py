@@ -162,14 +162,9 @@ def rules_impact(
 
     Each course is written as it is judged and the totals last, so any number of courses runs
     in the same memory."""
-    from compliance.cli.collector import few_collections
-
     app = state.app()
     # A refusal or a bad argument is raised on entering, before anything is written.
-    with (
-        few_collections(),
-        app.rules_impact_stream(state.who(), ruleset, as_of, pharmacy_zone) as stream,
-    ):
+    with app.rules_impact_stream(state.who(), ruleset, as_of, pharmacy_zone) as stream:
         if as_json:
             _impact_json(stream)
         else:
