@@ -552,11 +552,12 @@ def verify(
     walk = ChainWalk(heads=_heads(session, batch), claims=_claims(session, batch))
     # The stored values themselves, hashed without building a record (``rows``); a row they
     # cannot answer for is read again through the column types and hashed as a record.
-    stream = session.execute(
+    stream = _stored_rows(
+        session,
         select(*_stored_columns(session)).order_by(
             _by_chain(session, _EVENTS.c.chain_id), _EVENTS.c.chain_seq
         ),
-        execution_options={"yield_per": batch},
+        batch,
     )
     instant = _instant_reader(session)
     step, sha256 = walk.step, hashlib.sha256
@@ -607,6 +608,27 @@ def _stored_columns(session: Session) -> list[Any]:
             column = type_coerce(column, DateTime(timezone=True) if postgres else Text)
         columns.append(column.label(name))
     return columns
+
+
+def _stored_rows(session: Session, stmt: Select[Any], batch: int) -> Iterator[Sequence[Any]]:
+    """The rows of ``stmt`` over ``_stored_columns``, ``batch`` at a time. On SQLite, a statement
+    without parameters runs on the session's own DBAPI connection (same transaction): those
+    columns have no result processing there, so the driver's tuples are the values a Core row
+    holds, without building one per event (a sixth of a verification's time). Otherwise, and
+    on PostgreSQL (whose server-side cursor SQLAlchemy already streams), Core rows."""
+    if _dialect(session) == "sqlite":
+        connection = session.connection()
+        compiled = stmt.compile(dialect=connection.dialect)
+        if not compiled.params:
+            cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            try:
+                cursor.execute(str(compiled))
+                while rows := cursor.fetchmany(batch):
+                    yield from rows
+            finally:
+                cursor.close()
+            return
+    yield from session.execute(stmt, execution_options={"yield_per": batch})
 
 
 def _instant_reader(session: Session) -> Any:
@@ -820,7 +842,7 @@ def stream_dicts(session: Session, f: LogFilter, batch: int = 2000) -> Iterator[
     through the column types."""
     stmt = query(f, _stored_columns(session))
     instant = _instant_reader(session)
-    for row in session.execute(stmt, execution_options={"yield_per": batch}):
+    for row in _stored_rows(session, stmt, batch):
         event = dict_of(row, instant)
         yield _record(session, row[0]).to_dict() if event is None else event
 
