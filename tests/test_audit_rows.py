@@ -298,7 +298,7 @@ def test_sqlite_values_of_another_kind_are_read_as_before(sqlite_url: str) -> No
 
 def test_driver_rows_are_the_core_rows(db_url: str) -> None:
     """The rows verification and export read (on SQLite straight from the driver when the
-    statement has no parameters) hold the very values Core rows hold, tampered kinds included,
+    statement has no parameters), events and the subject index, hold the very values Core rows hold, tampered kinds included,
     in the same order, whatever the batch."""
     clock = FixedClock(T0)
     with Compliance.open(db_url, clock) as app:
@@ -313,6 +313,9 @@ def test_driver_rows_are_the_core_rows(db_url: str) -> None:
                 select(*columns).order_by(store._EVENTS.c.chain_id, store._EVENTS.c.chain_seq),
                 store.query(store.LogFilter(), columns),
                 store.query(store.LogFilter(action="prescriber.register"), columns),
+                select(store._SUBJECTS.c.event_id, store._SUBJECTS.c.subject).order_by(
+                    store._SUBJECTS.c.event_id, store._SUBJECTS.c.subject
+                ),
             ):
                 core = [tuple(row) for row in session.execute(stmt)]
                 for batch in (1, 7, 2000):

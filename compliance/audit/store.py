@@ -611,11 +611,12 @@ def _stored_columns(session: Session) -> list[Any]:
 
 
 def _stored_rows(session: Session, stmt: Select[Any], batch: int) -> Iterator[Sequence[Any]]:
-    """The rows of ``stmt`` over ``_stored_columns``, ``batch`` at a time. On SQLite, a statement
-    without parameters runs on the session's own DBAPI connection (same transaction): those
-    columns have no result processing there, so the driver's tuples are the values a Core row
-    holds, without building one per event (a sixth of a verification's time). Otherwise, and
-    on PostgreSQL (whose server-side cursor SQLAlchemy already streams), Core rows."""
+    """The rows of ``stmt`` (columns without result processing on SQLite: ``_stored_columns``,
+    integers, text), ``batch`` at a time. On SQLite a statement without parameters runs on the
+    session's own DBAPI connection (same transaction): the driver's tuples are the values a Core
+    row holds, without building a Core row per event (measured: 3.3 against 4.8 us a row).
+    Otherwise, and on PostgreSQL (whose server-side cursor SQLAlchemy already streams), Core
+    rows."""
     if _dialect(session) == "sqlite":
         connection = session.connection()
         compiled = stmt.compile(dialect=connection.dialect)
@@ -742,19 +743,21 @@ def _checkpoint_digests_break(session: Session, batch: int = 2000) -> tuple[int,
 def _subject_index_break(session: Session, batch: int) -> Break | None:
     """The subject index must list exactly the subjects each hashed event names."""
     listed: Iterator[Any] = iter(
-        session.execute(
+        _stored_rows(
+            session,
             select(_SUBJECTS.c.event_id, _SUBJECTS.c.subject).order_by(
                 _SUBJECTS.c.event_id, _SUBJECTS.c.subject
             ),
-            execution_options={"yield_per": batch},
+            batch,
         )
     )
     # The stored text, decoded as the column type decodes it (``json.loads``); a value that is
     # not text is read through the column type itself.
     subjects_column = dict(zip(COLUMNS, _stored_columns(session), strict=True))["subjects"]
-    events = session.execute(
+    events = _stored_rows(
+        session,
         select(_EVENTS.c.id, _EVENTS.c.chain_id, subjects_column).order_by(_EVENTS.c.id),
-        execution_options={"yield_per": batch},
+        batch,
     )
     loads = json.loads
     pending = next(listed, None)
