@@ -296,6 +296,34 @@ def test_sqlite_values_of_another_kind_are_read_as_before(sqlite_url: str) -> No
     assert report.first_break.event_id == 2
 
 
+def test_driver_rows_are_the_core_rows(db_url: str) -> None:
+    """The rows verification and export read (on SQLite straight from the driver when the
+    statement has no parameters), events and the subject index, hold the very values Core rows hold, tampered kinds included,
+    in the same order, whatever the batch."""
+    clock = FixedClock(T0)
+    with Compliance.open(db_url, clock) as app:
+        build_world(app)
+        if db_url.startswith("sqlite"):
+            with tampering(db_url) as conn:
+                conn.exec_driver_sql("UPDATE audit_events SET actor_id = x'35' WHERE id = 2")
+                conn.exec_driver_sql("UPDATE audit_events SET payload = 7 WHERE id = 3")
+        with Session(app.engine) as session, session.begin():
+            columns = store._stored_columns(session)
+            for stmt in (
+                select(*columns).order_by(store._EVENTS.c.chain_id, store._EVENTS.c.chain_seq),
+                store.query(store.LogFilter(), columns),
+                store.query(store.LogFilter(action="prescriber.register"), columns),
+                select(store._SUBJECTS.c.event_id, store._SUBJECTS.c.subject).order_by(
+                    store._SUBJECTS.c.event_id, store._SUBJECTS.c.subject
+                ),
+            ):
+                core = [tuple(row) for row in session.execute(stmt)]
+                for batch in (1, 7, 2000):
+                    read = [tuple(row) for row in store._stored_rows(session, stmt, batch)]
+                    assert repr(read) == repr(core)
+                assert len(core) >= 1, stmt
+
+
 def test_a_generated_trail_reads_alike(tmp_path: Path) -> None:
     """The benchmark generator's trail (written without the engine's append) through both
     paths, every event answered by the fast one; its export equals the records' dicts."""

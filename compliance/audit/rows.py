@@ -30,8 +30,9 @@ from typing import Any
 from compliance.audit.canonical import canonical
 
 _SAFE = 2**53 - 1
+# No circular check: a decoded JSON value cannot contain itself, and the bytes are the same.
 _ENCODE = json.JSONEncoder(
-    ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False
+    ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False, check_circular=False
 ).encode
 #: A ``\\uD800``-``\\uDFFF`` escape: half of a character beyond the plane, or a lone surrogate.
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")

@@ -552,11 +552,12 @@ def verify(
     walk = ChainWalk(heads=_heads(session, batch), claims=_claims(session, batch))
     # The stored values themselves, hashed without building a record (``rows``); a row they
     # cannot answer for is read again through the column types and hashed as a record.
-    stream = session.execute(
+    stream = _stored_rows(
+        session,
         select(*_stored_columns(session)).order_by(
             _by_chain(session, _EVENTS.c.chain_id), _EVENTS.c.chain_seq
         ),
-        execution_options={"yield_per": batch},
+        batch,
     )
     instant = _instant_reader(session)
     step, sha256 = walk.step, hashlib.sha256
@@ -607,6 +608,28 @@ def _stored_columns(session: Session) -> list[Any]:
             column = type_coerce(column, DateTime(timezone=True) if postgres else Text)
         columns.append(column.label(name))
     return columns
+
+
+def _stored_rows(session: Session, stmt: Select[Any], batch: int) -> Iterator[Sequence[Any]]:
+    """The rows of ``stmt`` (columns without result processing on SQLite: ``_stored_columns``,
+    integers, text), ``batch`` at a time. On SQLite a statement without parameters runs on the
+    session's own DBAPI connection (same transaction): the driver's tuples are the values a Core
+    row holds, without building a Core row per event (measured: 3.3 against 4.8 us a row).
+    Otherwise, and on PostgreSQL (whose server-side cursor SQLAlchemy already streams), Core
+    rows."""
+    if _dialect(session) == "sqlite":
+        connection = session.connection()
+        compiled = stmt.compile(dialect=connection.dialect)
+        if not compiled.params:
+            cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            try:
+                cursor.execute(str(compiled))
+                while rows := cursor.fetchmany(batch):
+                    yield from rows
+            finally:
+                cursor.close()
+            return
+    yield from session.execute(stmt, execution_options={"yield_per": batch})
 
 
 def _instant_reader(session: Session) -> Any:
@@ -720,19 +743,21 @@ def _checkpoint_digests_break(session: Session, batch: int = 2000) -> tuple[int,
 def _subject_index_break(session: Session, batch: int) -> Break | None:
     """The subject index must list exactly the subjects each hashed event names."""
     listed: Iterator[Any] = iter(
-        session.execute(
+        _stored_rows(
+            session,
             select(_SUBJECTS.c.event_id, _SUBJECTS.c.subject).order_by(
                 _SUBJECTS.c.event_id, _SUBJECTS.c.subject
             ),
-            execution_options={"yield_per": batch},
+            batch,
         )
     )
     # The stored text, decoded as the column type decodes it (``json.loads``); a value that is
     # not text is read through the column type itself.
     subjects_column = dict(zip(COLUMNS, _stored_columns(session), strict=True))["subjects"]
-    events = session.execute(
+    events = _stored_rows(
+        session,
         select(_EVENTS.c.id, _EVENTS.c.chain_id, subjects_column).order_by(_EVENTS.c.id),
-        execution_options={"yield_per": batch},
+        batch,
     )
     loads = json.loads
     pending = next(listed, None)
@@ -820,7 +845,7 @@ def stream_dicts(session: Session, f: LogFilter, batch: int = 2000) -> Iterator[
     through the column types."""
     stmt = query(f, _stored_columns(session))
     instant = _instant_reader(session)
-    for row in session.execute(stmt, execution_options={"yield_per": batch}):
+    for row in _stored_rows(session, stmt, batch):
         event = dict_of(row, instant)
         yield _record(session, row[0]).to_dict() if event is None else event
 

@@ -220,7 +220,8 @@ def log(state: Context, /, limit: int, oldest_first: bool, as_json: bool, **filt
 
 #: One JSON Lines record: ``json.dumps(event, ensure_ascii=False, sort_keys=True)``, its
 #: encoder built once rather than for every line.
-_LINE = json.JSONEncoder(ensure_ascii=False, sort_keys=True).encode
+# No circular check: an exported event is decoded JSON, which cannot contain itself.
+_LINE = json.JSONEncoder(ensure_ascii=False, sort_keys=True, check_circular=False).encode
 
 #: A cell starting with one of these is a formula to a spreadsheet.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
