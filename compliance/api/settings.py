@@ -5,9 +5,11 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from compliance.api.authz import Actor, refuse
+from compliance.db.base import table_of
 from compliance.db.models import Setting
 from compliance.domain import reasons as rc
 from compliance.domain import validate as v
@@ -16,6 +18,13 @@ from compliance.errors import NotPermitted
 
 MODE = "database.mode"
 CLOCK_OVERRIDE = "clock.override"
+
+_SETTINGS = table_of(Setting)
+# Both settings a simulated clock is judged by, in one statement built once: every call made
+# with a simulated clock reads them.
+_CLOCK_SETTINGS = select(_SETTINGS.c.key, _SETTINGS.c.value).where(
+    _SETTINGS.c.key.in_(bindparam("keys", expanding=True))
+)
 
 
 def get(session: Session, key: str) -> dict[str, Any] | None:
@@ -55,10 +64,12 @@ def clock_override_allowed(session: Session, real_now: datetime) -> bool:
     """Whether simulated clocks are accepted: on a training database always; elsewhere while an
     administrator's override lasts, judged on the real clock (a simulated one could claim any
     instant before the expiry)."""
-    mode = get(session, MODE) or {}
+    rows = session.execute(_CLOCK_SETTINGS, {"keys": [MODE, CLOCK_OVERRIDE]})
+    found: dict[str, dict[str, Any]] = {row.key: row.value for row in rows}
+    mode = found.get(MODE) or {}
     if mode.get("training"):
         return True
-    override = get(session, CLOCK_OVERRIDE) or {}
+    override = found.get(CLOCK_OVERRIDE) or {}
     if not override.get("enabled"):
         return False
     expires = override.get("expires_at")
