@@ -124,16 +124,21 @@ def _umask() -> int:
     return mask
 
 
-def _receive(sock: socket.socket) -> tuple[bytes, int] | None:
-    data = b""
-    while len(data) < REPLY.size:
-        try:
-            chunk = sock.recv(REPLY.size - len(data))
-        except InterruptedError:  # pragma: no cover (PEP 475 retries)
-            continue
+def read_exactly(sock: socket.socket, size: int) -> bytes | None:
+    """``size`` bytes from ``sock``, or None if the other end closes first."""
+    data = bytearray()
+    while len(data) < size:
+        chunk = sock.recv(min(size - len(data), 1 << 16))
         if not chunk:
             return None
         data += chunk
+    return bytes(data)
+
+
+def _receive(sock: socket.socket) -> tuple[bytes, int] | None:
+    data = read_exactly(sock, REPLY.size)
+    if data is None:
+        return None
     kind, value = REPLY.unpack(data)
     return kind, value
 

@@ -191,13 +191,10 @@ def request_stop(path: str) -> int:
 
 
 def _exactly(sock: socket.socket, size: int) -> bytes:
-    data = bytearray()
-    while len(data) < size:
-        chunk = sock.recv(min(size - len(data), 1 << 16))
-        if not chunk:
-            raise ConnectionError("the connection closed early")
-        data += chunk
-    return bytes(data)
+    data = launcher.read_exactly(sock, size)
+    if data is None:
+        raise ConnectionError("the connection closed early")
+    return data
 
 
 @dataclass(frozen=True)
