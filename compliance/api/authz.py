@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, bindparam, select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from compliance.db import models as m
 from compliance.db.base import Base, table_of
+from compliance.db.direct import Direct
 from compliance.db.rows import PharmacyRow
 from compliance.domain import reasons as rc
 from compliance.domain.ids import Kind, kind_of, normalise
@@ -21,36 +21,39 @@ from compliance.domain.roles import DELEGABLE, Action, Role, allowed
 from compliance.errors import InvalidInput, NotPermitted
 
 
-def _who(model: type[Base]) -> Select[Any]:
+def _who(model: type[Base]) -> Direct:
     table = table_of(model)
-    return select(table.c.id, table.c.status).where(table.c.short_id == bindparam("ref"))
+    return Direct(select(table.c.id, table.c.status).where(table.c.short_id == bindparam("ref")))
 
 
 _PATIENT = table_of(m.Patient)
 _PHARMACIST = table_of(m.Pharmacist)
 _PHARMACY = table_of(m.Pharmacy)
-# Every call starts here: one statement, built once, reads the person (and a pharmacist's pharmacy).
-_ROLE_OF_KIND: dict[Kind, tuple[Role, Select[Any]]] = {
+# Every call starts here: one statement, built once, reads the person (and a pharmacist's
+# pharmacy); its row is read by position: id, status, then the pharmacy's columns.
+_ROLE_OF_KIND: dict[Kind, tuple[Role, Direct]] = {
     Kind.ADMINISTRATOR: (Role.ADMINISTRATOR, _who(m.Administrator)),
     Kind.PRESCRIBER: (Role.PRESCRIBER, _who(m.Prescriber)),
     Kind.DESIGNEE: (Role.DESIGNEE, _who(m.Designee)),
     Kind.PHARMACIST: (
         Role.PHARMACIST,
-        select(
-            _PHARMACIST.c.id,
-            _PHARMACIST.c.status,
-            _PHARMACY.c.id.label("pharmacy_id"),
-            _PHARMACY.c.short_id.label("pharmacy_short_id"),
-            _PHARMACY.c.time_zone,
-            _PHARMACY.c.status.label("pharmacy_status"),
-            _PHARMACY.c.activation_expires_on,
-        )
-        .join_from(_PHARMACIST, _PHARMACY, _PHARMACY.c.id == _PHARMACIST.c.pharmacy_id)
-        .where(_PHARMACIST.c.short_id == bindparam("ref")),
+        Direct(
+            select(
+                _PHARMACIST.c.id,
+                _PHARMACIST.c.status,
+                _PHARMACY.c.id,
+                _PHARMACY.c.short_id,
+                _PHARMACY.c.time_zone,
+                _PHARMACY.c.status,
+                _PHARMACY.c.activation_expires_on,
+            )
+            .join_from(_PHARMACIST, _PHARMACY, _PHARMACY.c.id == _PHARMACIST.c.pharmacy_id)
+            .where(_PHARMACIST.c.short_id == bindparam("ref"))
+        ),
     ),
     Kind.PATIENT: (
         Role.PATIENT,
-        select(_PATIENT.c.id).where(_PATIENT.c.short_id == bindparam("ref")),
+        Direct(select(_PATIENT.c.id).where(_PATIENT.c.short_id == bindparam("ref"))),
     ),
 }
 
@@ -127,7 +130,7 @@ def authorize(session: Session, acting: Acting, action: Action, now: datetime) -
     if kind is None or kind not in _ROLE_OF_KIND:
         raise refuse(action, [rc.ACTOR_UNKNOWN])
     role, who = _ROLE_OF_KIND[kind]
-    row = session.execute(who, {"ref": ref}).one_or_none()
+    row = who.first(session, {"ref": ref})
     if row is None:
         raise refuse(action, [rc.ACTOR_UNKNOWN])
     if acting.on_behalf_of is not None and role is not Role.DESIGNEE:
@@ -136,22 +139,16 @@ def authorize(session: Session, acting: Acting, action: Action, now: datetime) -
     codes: list[str] = []
     if not allowed(role, action):
         codes.append(rc.ACTOR_NOT_PERMITTED)
-    actor = Actor(ref, row.id, role)
+    actor = Actor(ref, row[0], role)
     if role is Role.PRESCRIBER:
-        if row.status != PrescriberStatus.ACTIVATED:
+        if row[1] != PrescriberStatus.ACTIVATED:
             codes.append(rc.PRESCRIBER_NOT_CERTIFIED)
-    elif role is not Role.PATIENT and row.status != StaffStatus.ACTIVE:
+    elif role is not Role.PATIENT and row[1] != StaffStatus.ACTIVE:
         codes.append(rc.ACTOR_INACTIVE)
     if role is Role.PHARMACIST:
-        pharmacy = PharmacyRow(
-            row.pharmacy_id,
-            row.pharmacy_short_id,
-            row.time_zone,
-            row.pharmacy_status,
-            row.activation_expires_on,
-        )
+        pharmacy = PharmacyRow(*row[2:7])
         codes.extend(pharmacy_problems(pharmacy, now))
-        actor = Actor(ref, row.id, role, pharmacy=pharmacy)
+        actor = Actor(ref, row[0], role, pharmacy=pharmacy)
     if role is Role.DESIGNEE and rc.ACTOR_NOT_PERMITTED not in codes:
         actor, grant_codes = _designee(session, actor, acting.on_behalf_of, action, now)
         codes.extend(grant_codes)

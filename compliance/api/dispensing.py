@@ -39,7 +39,8 @@ from compliance.api.results_course import (
 )
 from compliance.db import models as m
 from compliance.db.base import table_of
-from compliance.db.rows import CourseRow, Named, PharmacyRow
+from compliance.db.direct import Direct
+from compliance.db.rows import COURSE_COLUMNS, CourseRow, Named, PharmacyRow
 from compliance.domain import reasons as rc
 from compliance.domain import validate as v
 from compliance.domain.authorization_number import formatted, is_valid, new_number, normalise
@@ -60,14 +61,14 @@ _PRESCRIBER = table_of(m.Prescriber)
 _AUTHORIZATION = table_of(m.Authorization)
 # The prescription, its course (locked: the course row serialises every operation on the course)
 # and the course's patient and prescriber, in one statement built once.
-_PRESCRIPTION = (
+_PRESCRIPTION = Direct(
     select(
-        _RX.c.id.label("rx_id"),
-        _RX.c.short_id.label("rx_short_id"),
-        _RX.c.days_supply.label("rx_days_supply"),
-        _PATIENT.c.short_id.label("patient_short_id"),
-        _PRESCRIBER.c.short_id.label("prescriber_short_id"),
-        *_COURSE.c,
+        _RX.c.id,
+        _RX.c.short_id,
+        _RX.c.days_supply,
+        _PATIENT.c.short_id,
+        _PRESCRIBER.c.short_id,
+        *(_COURSE.c[name] for name in COURSE_COLUMNS),
     )
     .select_from(
         _RX.join(_COURSE, _COURSE.c.id == _RX.c.course_id)
@@ -77,8 +78,8 @@ _PRESCRIPTION = (
     .where(_RX.c.short_id == bindparam("ref"))
     .with_for_update(of=_COURSE)
 )
-_ADD_AUTHORIZATION = insert(_AUTHORIZATION)
-_MOVE_COURSE = (
+_ADD_AUTHORIZATION = Direct(insert(_AUTHORIZATION), [c.key for c in _AUTHORIZATION.c])
+_MOVE_COURSE = Direct(
     update(_COURSE)
     .where(_COURSE.c.id == bindparam("course"))
     .values(state=bindparam("new_state"), is_open=bindparam("open"), updated_at=bindparam("at"))
@@ -99,18 +100,11 @@ class Prescribed:
 
 def _prescription(session: Session, ref: object) -> Prescribed:
     short = checked_ref(Kind.PRESCRIPTION, ref, "prescription", session)
-    row = session.execute(_PRESCRIPTION, {"ref": short}).one_or_none()
+    row = _PRESCRIPTION.first(session, {"ref": short})
     if row is None:
         raise NotFound("prescription", short)
-    course = CourseRow.of(row._mapping)
-    return Prescribed(
-        row.rx_id,
-        row.rx_short_id,
-        row.rx_days_supply,
-        course,
-        Named(course.patient_id, row.patient_short_id),
-        row.prescriber_short_id,
-    )
+    course = CourseRow(*row[5:])
+    return Prescribed(row[0], row[1], row[2], course, Named(course.patient_id, row[3]), row[4])
 
 
 def _pharmacy(actor: Actor) -> PharmacyRow:
@@ -195,8 +189,8 @@ def request_authorization(
     number = new_number()
     test_id = uuid.UUID(decision.test_id) if decision.test_id else None
     last_instant = decision.window.last_instant if decision.window else None
-    session.execute(
-        _ADD_AUTHORIZATION,
+    _ADD_AUTHORIZATION.run(
+        session,
         {
             "number": number,
             "course_id": course.id,
@@ -217,8 +211,8 @@ def request_authorization(
         },
     )
     before = fire(course, "authorize", now)
-    session.execute(
-        _MOVE_COURSE,
+    _MOVE_COURSE.run(
+        session,
         {"course": course.id, "new_state": course.state, "open": course.is_open, "at": now},
     )
     issued = AuthorizationRecord(

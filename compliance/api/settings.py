@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, or_, select
 from sqlalchemy.orm import Session
 
 from compliance.api.authz import Actor, refuse
 from compliance.db.base import table_of
+from compliance.db.direct import Direct
 from compliance.db.models import Setting
 from compliance.domain import reasons as rc
 from compliance.domain import validate as v
@@ -22,8 +23,10 @@ CLOCK_OVERRIDE = "clock.override"
 _SETTINGS = table_of(Setting)
 # Both settings a simulated clock is judged by, in one statement built once: every call made
 # with a simulated clock reads them.
-_CLOCK_SETTINGS = select(_SETTINGS.c.key, _SETTINGS.c.value).where(
-    _SETTINGS.c.key.in_(bindparam("keys", expanding=True))
+_CLOCK_SETTINGS = Direct(
+    select(_SETTINGS.c.key, _SETTINGS.c.value).where(
+        or_(_SETTINGS.c.key == bindparam("mode"), _SETTINGS.c.key == bindparam("override"))
+    )
 )
 
 
@@ -64,8 +67,8 @@ def clock_override_allowed(session: Session, real_now: datetime) -> bool:
     """Whether simulated clocks are accepted: on a training database always; elsewhere while an
     administrator's override lasts, judged on the real clock (a simulated one could claim any
     instant before the expiry)."""
-    rows = session.execute(_CLOCK_SETTINGS, {"keys": [MODE, CLOCK_OVERRIDE]})
-    found: dict[str, dict[str, Any]] = {row.key: row.value for row in rows}
+    rows = _CLOCK_SETTINGS.rows(session, {"mode": MODE, "override": CLOCK_OVERRIDE})
+    found: dict[str, dict[str, Any]] = dict(rows)
     mode = found.get(MODE) or {}
     if mode.get("training"):
         return True

@@ -34,6 +34,8 @@ from compliance.api.course_status import flags_for
 from compliance.api.results_course import Flag
 from compliance.db import course_facts as cf
 from compliance.db import models as m
+from compliance.db.base import table_of
+from compliance.db.direct import Direct
 from compliance.db.rows import CourseFields
 from compliance.domain import reasons as rc
 from compliance.domain.facts import CourseFacts
@@ -75,9 +77,10 @@ def _index(
     return rows
 
 
-_SET_INDEX = (
-    update(m.Course)
-    .where(m.Course.id == bindparam("row"))
+_COURSES = table_of(m.Course)
+_SET_INDEX = Direct(
+    update(_COURSES)
+    .where(_COURSES.c.id == bindparam("row"))
     .values(
         attention_from=bindparam("first"),
         attention_until=bindparam("until"),
@@ -87,8 +90,8 @@ _SET_INDEX = (
 
 
 def _write(session: Session, rows: list[dict[str, Any]]) -> None:
-    if rows:
-        session.connection().execute(_SET_INDEX, rows)
+    for row in rows:  # mostly one: the course the call changed
+        _SET_INDEX.run(session, row)
 
 
 def refresh(session: Session, now: datetime) -> None:

@@ -32,6 +32,8 @@ from sqlalchemy import (
     type_coerce,
     update,
 )
+from sqlalchemy import Sequence as DbSequence
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from compliance.audit.canonical import canonical
@@ -50,6 +52,7 @@ from compliance.audit.chain import (
 from compliance.audit.rows import COLUMNS, canonical_of, dict_of
 from compliance.audit.signing import Signer, fingerprint, signature_valid
 from compliance.db.base import UTCDateTime, table_of
+from compliance.db.direct import Direct
 from compliance.db.models import AuditChainHead, AuditEvent, AuditSubject
 
 CHECKPOINT_ACTION = "audit.checkpoint"
@@ -87,12 +90,15 @@ _HEAD = (
     .where(_HEADS.c.chain_id == bindparam("chain"))
     .with_for_update()
 )
-_LAST_ID = select(func.max(_EVENTS.c.id))
-_NEXT_ID = text("SELECT nextval('audit_event_id_seq')")
-_ADD_EVENT = insert(_EVENTS)
-_ADD_SUBJECT = insert(_SUBJECTS)
 _ADD_HEAD = insert(_HEADS)
-_MOVE_HEAD = (
+# The statements of every append, run on the driver's cursor (``Direct``): the same values
+# through the same column types, without SQLAlchemy's per-statement execution cost.
+_READ_HEAD = Direct(_HEAD)
+_LAST_ID = Direct(select(func.max(_EVENTS.c.id)))
+_NEXT_ID = Direct(select(DbSequence("audit_event_id_seq").next_value()))
+_ADD_EVENT = Direct(insert(_EVENTS), [c.key for c in _EVENTS.c])
+_ADD_SUBJECT = Direct(insert(_SUBJECTS), ["subject", "event_id"])
+_MOVE_HEAD = Direct(
     update(_HEADS)
     .where(_HEADS.c.chain_id == bindparam("chain"))
     .values(
@@ -101,24 +107,24 @@ _MOVE_HEAD = (
 )
 
 
-def _next_event_id(session: Session) -> int:
-    if session.get_bind().dialect.name == "postgresql":
-        return int(session.execute(_NEXT_ID).scalar_one())
-    current = session.execute(_LAST_ID).scalar_one()
-    return int(current or 0) + 1
+def _next_event_id(conn: Connection) -> int:
+    if conn.dialect.name == "postgresql":
+        return int(_NEXT_ID.scalar(conn, {}))
+    return int(_LAST_ID.scalar(conn, {}) or 0) + 1
 
 
 def append(session: Session, draft: EventDraft, at: datetime) -> AuditRecord:
     # Pending ORM changes reach the database before the event that describes them.
     session.flush()
+    conn = session.connection()
     chain_id = chain_for(draft.subjects)
-    head = session.execute(_HEAD, {"chain": chain_id}).one_or_none()
-    seq, prev = (head.last_seq, head.last_hash) if head else (0, GENESIS)
+    head = _READ_HEAD.first(conn, {"chain": chain_id})
+    seq, prev = (head[0], head[1]) if head else (0, GENESIS)
     subjects = tuple(dict.fromkeys(draft.subjects))
     # A session may carry notes every event must record (e.g. a simulated clock).
     notes = session.info.get(ANNOTATIONS) or {}
     record = AuditRecord(
-        id=_next_event_id(session),
+        id=_next_event_id(conn),
         chain_id=chain_id,
         chain_seq=seq + 1,
         occurred_at=at,
@@ -135,8 +141,8 @@ def append(session: Session, draft: EventDraft, at: datetime) -> AuditRecord:
         prev_hash=prev,
     )
     digest = compute_hash(record)
-    session.execute(
-        _ADD_EVENT,
+    _ADD_EVENT.run(
+        conn,
         {
             "id": record.id,
             "chain_id": chain_id,
@@ -156,10 +162,10 @@ def append(session: Session, draft: EventDraft, at: datetime) -> AuditRecord:
             "hash": digest,
         },
     )
-    if subjects:
-        session.execute(_ADD_SUBJECT, [{"subject": s, "event_id": record.id} for s in subjects])
+    for subject in subjects:
+        _ADD_SUBJECT.run(conn, {"subject": subject, "event_id": record.id})
     if head is None:
-        session.execute(
+        conn.execute(
             _ADD_HEAD,
             {
                 "chain_id": chain_id,
@@ -170,8 +176,8 @@ def append(session: Session, draft: EventDraft, at: datetime) -> AuditRecord:
             },
         )
     else:
-        session.execute(
-            _MOVE_HEAD,
+        _MOVE_HEAD.run(
+            conn,
             {"chain": chain_id, "seq": record.chain_seq, "digest": digest, "event": record.id},
         )
     return AuditRecord(**{**record.__dict__, "hash": digest})

@@ -9,10 +9,12 @@ from datetime import date
 from typing import Any
 
 from sqlalchemy import ARRAY, String, Text, Uuid, any_, bindparam, cast, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from compliance.db import models as m
 from compliance.db.base import table_of
+from compliance.db.direct import Direct, connection_of
 from compliance.db.rows import CourseFields
 from compliance.domain.course import CourseState
 from compliance.domain.facts import (
@@ -121,15 +123,16 @@ def test_record(row: Any) -> TestRecord:
     )
 
 
-def load(session: Session, course: CourseFields) -> CourseFacts:
+_ONE_COURSE = tuple(Direct(s) for s in (_RECORDS, _TESTS, _PRESCRIPTIONS, _AUTHORIZATIONS))
+_ZONE_OF = Direct(_PRESCRIBER_ZONE)
+
+
+def load(session: Session | Connection, course: CourseFields) -> CourseFacts:
+    conn = session if isinstance(session, Connection) else connection_of(session)
     key = {"course": course.id}
+    records, tests, prescriptions, authorizations = (s.rows(conn, key) for s in _ONE_COURSE)
     return _build(
-        course,
-        session.execute(_RECORDS, key),
-        session.execute(_TESTS, key),
-        session.execute(_PRESCRIPTIONS, key),
-        session.execute(_AUTHORIZATIONS, key),
-        prescriber_zone(session, course),
+        course, records, tests, prescriptions, authorizations, prescriber_zone(conn, course)
     )
 
 
@@ -405,7 +408,7 @@ def _build(
     )
 
 
-def prescriber_zone(session: Session, course: CourseFields) -> str | None:
+def prescriber_zone(session: Session | Connection, course: CourseFields) -> str | None:
     """The clinic's own zone configured for the course's prescriber (None: not configured)."""
-    zone = session.execute(_PRESCRIBER_ZONE, {"prescriber": course.prescriber_id}).scalar()
+    zone = _ZONE_OF.scalar(session, {"prescriber": course.prescriber_id})
     return None if zone is None else str(zone)

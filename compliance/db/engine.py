@@ -17,10 +17,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DisconnectionError
 
+from compliance.db.direct import Direct
 from compliance.errors import DatabaseNotReady, InvalidInput
 
 DEFAULT_URL = "sqlite:///compliance.db"
@@ -155,6 +156,10 @@ def _create_private_file(url: URL) -> None:
     os.close(fd)
 
 
+# Every transaction starts with one of these: run on the driver's cursor (``Direct``).
+_BEGIN = {mode: Direct(text(f"BEGIN {mode}")) for mode in ("IMMEDIATE", "DEFERRED", "EXCLUSIVE")}
+
+
 def configure_sqlite(engine: Engine) -> None:
     """Set the durability pragmas and take the write lock at BEGIN. Idempotent per engine."""
     if getattr(engine, "_compliance_sqlite", False):
@@ -175,4 +180,4 @@ def configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         mode = conn.get_execution_options().get("sqlite_begin", "IMMEDIATE")
-        conn.exec_driver_sql(f"BEGIN {mode}")
+        _BEGIN[mode].run(conn, {})
