@@ -4,15 +4,19 @@ No ORM, no rule engine: the reads, writes and hashing ``request_authorization`` 
 order it performs them, with the driver alone (``sqlite3`` or ``psycopg``):
 
 ``BEGIN IMMEDIATE`` (PostgreSQL: ``BEGIN``); read the acting pharmacist with their pharmacy (one
-join); read the prescription with its course (``FOR UPDATE OF`` the course), the course's patient
-and prescriber (one join); read the course facts (records, tests, prescriptions with their
-prescriber's status, authorizations); the minimal check (the course is ``qualified``, the
-prescription is the cycle's, no live authorization this cycle); draw an authorization number
-(the primary key refuses a collision); insert the authorization; update the course; read and
-lock the chain head; take the next event id (``max(id) + 1`` on SQLite, ``nextval`` on
-PostgreSQL); build the event and hash its canonical JSON (which includes the previous hash);
-insert the event and its subject row; update the chain head; ``COMMIT`` (SQLite in WAL with
-``synchronous=FULL``; PostgreSQL with ``synchronous_commit=on``).
+join); read the two settings that allow a simulated clock (the benchmark's clock is one: its
+data is dated ``AS_OF``) and check them; read the prescription with its course (``FOR UPDATE
+OF`` the course), the course's patient and prescriber with the prescriber's zone (one join);
+read the course facts (records, tests, prescriptions with their prescriber's status,
+authorizations); the minimal check (the course is ``qualified``, the prescription is the
+cycle's, no live authorization this cycle); draw an authorization number (the primary key
+refuses a collision); insert the authorization; update the course; read and lock the chain
+head; take the next event id (``max(id) + 1`` on SQLite, ``nextval`` on PostgreSQL); build the
+event, with the simulated and the real instant the engine records under a simulated clock, and
+hash its canonical JSON (which includes the previous hash); insert the event and its subject
+row; update the chain head; write the course's worklist index (``attention_*``; here the value
+that makes the worklist always read the course, where the engine works out its flags);
+``COMMIT`` (SQLite in WAL with ``synchronous=FULL``; PostgreSQL with ``synchronous_commit=on``).
 
 The canonical JSON is ``json.dumps(sort_keys=True, separators=(",", ":"), ensure_ascii=False)``:
 for these events (ASCII keys, integers, strings) it is byte for byte the RFC 8785 form, which
@@ -81,9 +85,18 @@ def event_body(
 
 
 def authorize_payload(
-    course: str, cycle: int, number: str, rx: str, pharmacy: str, days: int, now: datetime
+    course: str,
+    cycle: int,
+    number: str,
+    rx: str,
+    pharmacy: str,
+    days: int,
+    now: datetime,
+    real_now: datetime | None = None,
 ) -> dict[str, Any]:
+    """The engine's payload; with ``real_now``, the notes of a simulated clock after it."""
     today = now.date().isoformat()  # the ruleset's zone; equal to UTC's date at AS_OF
+    notes = {} if real_now is None else simulated_notes(now, real_now)
     return {
         "course": course,
         "cycle": cycle,
@@ -93,6 +106,7 @@ def authorize_payload(
         "do_not_dispense_after": None,
         "test": None,
         "days_supply": days,
+        "prescribed_days_supply": days,
         "idempotency_key": None,
         "decision": {
             "gate": "dispense",
@@ -106,14 +120,46 @@ def authorize_payload(
             "test": None,
             "earliest": None,
         },
+        **notes,
     }
+
+
+def simulated_notes(now: datetime, real_now: datetime) -> dict[str, str]:
+    return {"simulated_now": now.isoformat(), "recorded_at": real_now.isoformat()}
+
+
+MODE, OVERRIDE = "database.mode", "clock.override"
+
+
+def clock_allowed(found: dict[str, Any], real_now: datetime) -> bool:
+    """The engine's rule for a simulated clock, on the two settings' decoded values."""
+    if (found.get(MODE) or {}).get("training"):
+        return True
+    override = found.get(OVERRIDE) or {}
+    expires = override.get("expires_at")
+    return (
+        bool(override.get("enabled"))
+        and expires is not None
+        and (real_now < datetime.fromisoformat(str(expires)))
+    )
+
+
+class ClockNotAllowed(RuntimeError):
+    """The database neither is for training nor has a clock override: the engine refuses too."""
 
 
 def check_canonical_form() -> None:
     """The shortcut canonical form equals RFC 8785 for an event of this shape."""
     now = datetime(2027, 6, 1, 15, 0, tzinfo=UTC)
     payload = authorize_payload(
-        "4f0c6a3e-0000-4000-8000-000000000000", 3, "1" * 21, "RX-0000000", "PHA-0000000", 30, now
+        "4f0c6a3e-0000-4000-8000-000000000000",
+        3,
+        "1" * 21,
+        "RX-0000000",
+        "PHA-0000000",
+        30,
+        now,
+        datetime(2026, 12, 4, 1, 57, 2, 586237, tzinfo=UTC),
     )
     body = event_body(
         7, "PAT-0000000", 9, now, "RPH-0000000", "qualified", "authorized", payload, "0" * 64
@@ -180,14 +226,20 @@ class RawSqlite:
             (pharmacist,),
         ).fetchone()
         pharmacy = rph[2:]
+        settings = one(
+            "SELECT key, value FROM settings WHERE key = ? OR key = ?", (MODE, OVERRIDE)
+        ).fetchall()
+        real_now = datetime.now(UTC)
+        if not clock_allowed({key: json.loads(value) for key, value in settings}, real_now):
+            raise ClockNotAllowed(rx_ref)
         found = one(
             "SELECT x.id, x.short_id, x.cycle, x.days_supply, p.short_id, s.short_id,"
-            " c.id, c.state, c.cycle FROM prescriptions x JOIN courses c ON c.id = x.course_id"
-            " JOIN patients p ON p.id = c.patient_id JOIN prescribers s ON s.id = c.prescriber_id"
-            " WHERE x.short_id = ?",
+            " s.time_zone, c.id, c.state, c.cycle FROM prescriptions x"
+            " JOIN courses c ON c.id = x.course_id JOIN patients p ON p.id = c.patient_id"
+            " JOIN prescribers s ON s.id = c.prescriber_id WHERE x.short_id = ?",
             (rx_ref,),
         ).fetchone()
-        rx, patient, course = found[0:4], found[4:5], found[6:9]
+        rx, patient, course = found[0:4], found[4:5], found[7:10]
         one(
             "SELECT kind, cycle, payload, effective_on FROM course_records WHERE course_id = ?"
             " ORDER BY seq",
@@ -234,7 +286,7 @@ class RawSqlite:
         ).fetchone()
         event_id = int(one("SELECT max(id) FROM audit_events").fetchone()[0] or 0) + 1
         payload = authorize_payload(
-            str(uuid.UUID(course[0])), cycle, number, rx[1], pharmacy[1], rx[3], now
+            str(uuid.UUID(course[0])), cycle, number, rx[1], pharmacy[1], rx[3], now, real_now
         )
         body = event_body(
             event_id,
@@ -278,6 +330,11 @@ class RawSqlite:
             " WHERE chain_id = ?",
             (head[0] + 1, digest, event_id, chain),
         )
+        one(
+            "UPDATE courses SET attention_from = NULL, attention_until = NULL,"
+            " attention_checked = ? WHERE id = ?",
+            (now.date().isoformat(), course[0]),
+        )
         return number
 
 
@@ -307,14 +364,20 @@ class RawPostgres:
             (pharmacist,),
         )
         pharmacy = rph[2:]
+        settings = rows(
+            "SELECT key, value FROM settings WHERE key = %s OR key = %s", (MODE, OVERRIDE)
+        )
+        real_now = datetime.now(UTC)
+        if not clock_allowed(dict(settings), real_now):
+            raise ClockNotAllowed(rx_ref)
         found = one(
             "SELECT x.id, x.short_id, x.cycle, x.days_supply, p.short_id, s.short_id,"
-            " c.id, c.state, c.cycle FROM prescriptions x JOIN courses c ON c.id = x.course_id"
-            " JOIN patients p ON p.id = c.patient_id JOIN prescribers s ON s.id = c.prescriber_id"
-            " WHERE x.short_id = %s FOR UPDATE OF c",
+            " s.time_zone, c.id, c.state, c.cycle FROM prescriptions x"
+            " JOIN courses c ON c.id = x.course_id JOIN patients p ON p.id = c.patient_id"
+            " JOIN prescribers s ON s.id = c.prescriber_id WHERE x.short_id = %s FOR UPDATE OF c",
             (rx_ref,),
         )
-        rx, patient, course = found[0:4], found[4:5], found[6:9]
+        rx, patient, course = found[0:4], found[4:5], found[7:10]
         rows(
             "SELECT kind, cycle, payload, effective_on FROM course_records WHERE course_id = %s"
             " ORDER BY seq",
@@ -358,7 +421,9 @@ class RawPostgres:
             (chain,),
         )
         event_id = int(one("SELECT nextval('audit_event_id_seq')")[0])
-        payload = authorize_payload(str(course[0]), cycle, number, rx[1], pharmacy[1], rx[3], now)
+        payload = authorize_payload(
+            str(course[0]), cycle, number, rx[1], pharmacy[1], rx[3], now, real_now
+        )
         body = event_body(
             event_id,
             chain,
@@ -400,5 +465,10 @@ class RawPostgres:
             "UPDATE audit_chain_heads SET last_seq = %s, last_hash = %s, last_event_id = %s"
             " WHERE chain_id = %s",
             (head[0] + 1, digest, event_id, chain),
+        )
+        c.execute(
+            "UPDATE courses SET attention_from = NULL, attention_until = NULL,"
+            " attention_checked = %s WHERE id = %s",
+            (now.date(), course[0]),
         )
         return number

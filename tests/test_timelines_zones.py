@@ -178,6 +178,21 @@ def test_validity_day_7_or_8_is_the_pharmacys_own_date_not_the_clinics(eu: Clini
     assert refused(lambda: c.app.request_authorization(c.lisbon_rph, rx)) == (rc.RX_EXPIRED,)
 
 
+def test_a_clinic_asking_about_dispensing_is_judged_on_its_own_date(eu: Clinics) -> None:
+    """Someone who is not a pharmacist names no pharmacy: the dispense question is judged in
+    the clinic's zone. At 22:30 UTC on day 0 the Athens clinic is on day 1 (Brussels, the
+    ruleset's own zone, is still on day 0)."""
+    c = eu
+    pat = c.qualified(c.athens, "Eleni")
+    c.test(c.athens, pat, c.date(0))
+    rx, _ = c.written(c.athens, pat)
+    c.at(0, 22, 30)
+    decision = c.app.check_dispense(c.athens, rx)
+    assert decision.today == c.date(1)
+    assert c.app.check_dispense(c.athens_rph, rx).today == c.date(1)  # the Athens pharmacy's
+    assert c.app.check_dispense(c.lisbon_rph, rx).today == c.date(0)  # Lisbon's, UTC+0
+
+
 def test_the_worklist_judges_today_in_the_clinics_zone(eu: Clinics) -> None:
     """The Athens prescription of day 1 is valid to day 7. At 22:30 UTC on day 1 (day 2 in
     Athens, day 1 in Brussels) a 5-day look-ahead reaches day 7 from Athens only."""

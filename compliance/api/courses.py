@@ -365,9 +365,12 @@ def add_record(
     return row
 
 
-def facts(session: Session, course: CourseFields) -> CourseFacts:
+def facts(
+    session: Session, course: CourseFields, prescriber_zone: str | cf.Unread | None = cf.UNREAD
+) -> CourseFacts:
+    """``prescriber_zone``: the prescriber's zone when the caller read it with the course."""
     session.flush()
-    return cf.load(session, course)
+    return cf.load(session, course, prescriber_zone)
 
 
 def outcome(

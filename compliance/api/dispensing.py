@@ -60,7 +60,8 @@ _PATIENT = table_of(m.Patient)
 _PRESCRIBER = table_of(m.Prescriber)
 _AUTHORIZATION = table_of(m.Authorization)
 # The prescription, its course (locked: the course row serialises every operation on the course)
-# and the course's patient and prescriber, in one statement built once.
+# and the course's patient and prescriber (with the clinic's zone its facts carry), in one
+# statement built once.
 _PRESCRIPTION = Direct(
     select(
         _RX.c.id,
@@ -68,6 +69,7 @@ _PRESCRIPTION = Direct(
         _RX.c.days_supply,
         _PATIENT.c.short_id,
         _PRESCRIBER.c.short_id,
+        _PRESCRIBER.c.time_zone,
         *(_COURSE.c[name] for name in COURSE_COLUMNS),
     )
     .select_from(
@@ -96,6 +98,7 @@ class Prescribed:
     course: CourseRow
     patient: Named
     prescriber: str  # the course's prescriber, by short id
+    prescriber_zone: str | None  # the zone configured for that prescriber's clinic
 
 
 def _prescription(session: Session, ref: object) -> Prescribed:
@@ -103,8 +106,9 @@ def _prescription(session: Session, ref: object) -> Prescribed:
     row = _PRESCRIPTION.first(session, {"ref": short})
     if row is None:
         raise NotFound("prescription", short)
-    course = CourseRow(*row[5:])
-    return Prescribed(row[0], row[1], row[2], course, Named(course.patient_id, row[3]), row[4])
+    course = CourseRow(*row[6:])
+    patient = Named(course.patient_id, row[3])
+    return Prescribed(row[0], row[1], row[2], course, patient, row[4], row[5])
 
 
 def _pharmacy(actor: Actor) -> PharmacyRow:
@@ -136,7 +140,7 @@ def evaluate(
     request = DispenseRequest(
         rx.short_id, pharmacy.time_zone, tuple(pharmacy_problems(pharmacy, now)), days_supply
     )
-    known = facts(session, rx.course)
+    known = facts(session, rx.course, rx.prescriber_zone)
     return dispense_gate(known, now, request), rx, pharmacy, known
 
 
@@ -154,7 +158,7 @@ def check_dispense(
     rx = _prescription(session, prescription_ref)
     check_scope(actor, Action.COURSE_READ, rx.course, rx.patient)
     # No pharmacy is named: judged in the clinic's zone.
-    course_facts = facts(session, rx.course)
+    course_facts = facts(session, rx.course, rx.prescriber_zone)
     zone = clinic_zone(ruleset_of(rx.course), course_facts.prescriber_zone).key
     request = DispenseRequest(rx.short_id, zone, days_supply=supply)
     return dispense_gate(course_facts, now, request)

@@ -6,6 +6,7 @@ import json
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import date
+from enum import Enum
 from typing import Any
 
 from sqlalchemy import ARRAY, String, Text, Uuid, any_, bindparam, cast, select
@@ -127,13 +128,28 @@ _ONE_COURSE = tuple(Direct(s) for s in (_RECORDS, _TESTS, _PRESCRIPTIONS, _AUTHO
 _ZONE_OF = Direct(_PRESCRIBER_ZONE)
 
 
-def load(session: Session | Connection, course: CourseFields) -> CourseFacts:
+class Unread(Enum):
+    """A value the caller did not read: ``load`` reads it."""
+
+    UNREAD = "unread"
+
+
+UNREAD = Unread.UNREAD
+
+
+def load(
+    session: Session | Connection,
+    course: CourseFields,
+    zone: str | Unread | None = UNREAD,
+) -> CourseFacts:
+    """``zone``: the prescriber's configured zone, when the caller read it with the course (one
+    statement fewer on the dispense path)."""
     conn = session if isinstance(session, Connection) else connection_of(session)
     key = {"course": course.id}
     records, tests, prescriptions, authorizations = (s.rows(conn, key) for s in _ONE_COURSE)
-    return _build(
-        course, records, tests, prescriptions, authorizations, prescriber_zone(conn, course)
-    )
+    if zone is UNREAD:
+        zone = prescriber_zone(conn, course)
+    return _build(course, records, tests, prescriptions, authorizations, zone)
 
 
 # For many courses at once (worklists, dry runs): the same columns, for a set of courses,
