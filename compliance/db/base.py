@@ -42,6 +42,31 @@ class UTCDateTime(TypeDecorator[datetime]):
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
 
+    def result_processor(self, dialect: Dialect, coltype: Any) -> Any:
+        """On SQLite, the text SQLAlchemy itself writes (``YYYY-MM-DD HH:MM:SS.ffffff``, UTC)
+        is read by one C call; anything else, and every other dialect, takes the composed path
+        above. Instants are read by the million in whole-population reads, and the composed
+        path costs about ten times the parse (``tests/test_utc_datetime.py`` proves the two
+        equal)."""
+        composed = super().result_processor(dialect, coltype)
+        if dialect.name != "sqlite" or composed is None:
+            return composed
+        parse = datetime.fromisoformat
+
+        def process(value: Any) -> datetime | None:
+            if (
+                type(value) is str
+                and len(value) == 26
+                and value[10] == " "
+                and value[19] == "."
+                and value[4] == value[7] == "-"
+                and value[13] == value[16] == ":"
+            ):
+                return parse(value + "+00:00")
+            return composed(value)
+
+        return process
+
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
