@@ -82,6 +82,7 @@ def test_known_shapes() -> None:
     for text in (
         "2027-W22-1 15:00:00.123456",  # an ISO week date
         "2027-06-01 15:00:00,123456",
+        "2027-06-01 15:00:00.12345Z",  # the shape of the stored text, with a zone designator
         "2027-06-01T15:00:00.123456",
         "2027-06-01 15:00:00",
         "2027-06-01 15:00:00.123456+02:00",

@@ -62,7 +62,10 @@ class UTCDateTime(TypeDecorator[datetime]):
                 and value[4] == value[7] == "-"
                 and value[13] == value[16] == ":"
             ):
-                return parse(value + "+00:00")
+                try:
+                    return parse(value + "+00:00")
+                except ValueError:  # e.g. a zone designator in place of the last digit
+                    pass
             return composed(value)
 
         return process
