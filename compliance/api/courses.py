@@ -369,8 +369,8 @@ def facts(
     session: Session, course: CourseFields, prescriber_zone: str | cf.Unread | None = cf.UNREAD
 ) -> CourseFacts:
     """``prescriber_zone``: the prescriber's zone when the caller read it with the course."""
-    session.flush()
-    return cf.load(session, course, prescriber_zone)
+    session.flush()  # whatever the session's autoflush: the facts include this call's changes
+    return cf.load(session.connection(), course, prescriber_zone)
 
 
 def outcome(

@@ -144,7 +144,7 @@ def load(
 ) -> CourseFacts:
     """``zone``: the prescriber's configured zone, when the caller read it with the course (one
     statement fewer on the dispense path)."""
-    conn = session if isinstance(session, Connection) else connection_of(session)
+    conn = connection_of(session)
     key = {"course": course.id}
     records, tests, prescriptions, authorizations = (s.rows(conn, key) for s in _ONE_COURSE)
     if zone is UNREAD:

@@ -67,7 +67,7 @@ class Direct:
 
     def rows(self, session: Session | Connection, params: Mapping[str, Any]) -> list[Row]:
         """Every row of a query, as tuples in the statement's column order."""
-        connection = _connection(session)
+        connection = connection_of(session)
         cursor = self._execute(connection, params)
         try:
             found = cursor.fetchall()
@@ -98,7 +98,7 @@ class Direct:
 
     def run(self, session: Session | Connection, params: Mapping[str, Any]) -> int:
         """Run a statement that returns no rows; the number of rows it changed."""
-        cursor = self._execute(_connection(session), params)
+        cursor = self._execute(connection_of(session), params)
         try:
             return int(cursor.rowcount)
         finally:
@@ -208,14 +208,12 @@ class Direct:
         return kept
 
 
-def connection_of(session: Session) -> Connection:
-    """The session's connection in its transaction, with pending ORM changes flushed first, as
-    ``Session.execute`` does before each statement: for several statements in a row that no
-    ORM change comes between."""
+def connection_of(session: Session | Connection) -> Connection:
+    """A connection as it is, or the session's connection in its transaction with pending ORM
+    changes flushed first, as ``Session.execute`` does before each statement: for several
+    statements in a row that no ORM change comes between."""
+    if isinstance(session, Connection):
+        return session
     if session.autoflush:
         session.flush()
     return session.connection()
-
-
-def _connection(session: Session | Connection) -> Connection:
-    return session if isinstance(session, Connection) else connection_of(session)
