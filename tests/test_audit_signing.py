@@ -394,6 +394,39 @@ def test_a_course_state_changed_without_its_event_is_detected(
     assert "last audit event" in _broken(app.verify_audit(admin))
 
 
+def test_beside_the_walk_the_first_break_is_the_same_as_in_one_pass(
+    authorized: tuple[Compliance, str],
+) -> None:
+    """The business tables are checked on a second connection beside the walk: what is reported
+    is what a single pass reports, a broken chain first, a business row once the chains hold."""
+    from sqlalchemy.orm import Session
+
+    from compliance.audit import store
+    from compliance.db.models import AuditEvent
+
+    app, admin = authorized
+
+    def one_pass() -> Any:
+        with Session(app.engine) as session, session.begin():
+            return store.verify(session)
+
+    with app.engine.begin() as conn:
+        conn.execute(update(Course.__table__).values(state="dispensed"))
+    both = app.verify_audit(admin), one_pass()
+    assert [r.first_break for r in both] == [both[1].first_break] * 2
+    assert "last audit event" in _broken(both[0])
+    from tests.test_audit import tampering
+
+    with tampering(str(app.engine.url.render_as_string(hide_password=False))) as conn:
+        first = conn.execute(select(AuditEvent.id).order_by(AuditEvent.id).limit(1)).scalar_one()
+        conn.execute(
+            update(AuditEvent.__table__).where(AuditEvent.id == first).values(action="forged")
+        )
+    both = app.verify_audit(admin), one_pass()
+    assert both[0].first_break == both[1].first_break
+    assert both[0].first_break is not None and both[0].first_break.event_id == first
+
+
 # --- keys and the CLI --------------------------------------------------------------------------
 
 

@@ -1287,7 +1287,7 @@ class Compliance:
         return self._call(
             Acting(actor),
             Action.AUDIT_VERIFY,
-            lambda s, a, now: audit.verify(s, trusted_key=public_key, against=against),
+            lambda s, a, now: audit.verify(s, trusted_key=public_key, against=against, beside=True),
         )
 
     def checkpoint_audit(self, actor: str, signer: Signer | None = None) -> audit.Checkpoint:

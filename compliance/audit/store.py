@@ -12,6 +12,7 @@ import binascii
 import hashlib
 import json
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -51,6 +52,7 @@ from compliance.audit.chain import (
 )
 from compliance.audit.rows import COLUMNS, canonical_of, dict_of
 from compliance.audit.signing import Signer, fingerprint, signature_valid
+from compliance.db import snapshots
 from compliance.db.base import UTCDateTime, table_of
 from compliance.db.direct import Direct
 from compliance.db.models import AuditChainHead, AuditEvent, AuditSubject
@@ -544,9 +546,14 @@ def verify(
     *,
     trusted_key: bytes | None = None,
     against: Mapping[str, Any] | None = None,
+    beside: bool = False,
 ) -> VerifyReport:
     """Walk every chain in order; check links, hashes, heads, checkpoints, their signatures and
     the subject index; with a published checkpoint, check the database has not fallen behind.
+
+    With ``beside``, for a session that has written nothing (a read-only snapshot): the business
+    tables are checked on a second connection to the same snapshot, beside the walk
+    (``snapshots.pair``; on SQLite both are new read transactions, begun together).
 
     Events, heads and the checkpoints' claims are three streams in the same chain order, merged
     as they are read: memory is bounded by the largest single event (a checkpoint lists every
@@ -554,6 +561,24 @@ def verify(
     if against is not None:
         against = check_published(against, trusted_key)
         trusted_key = trusted_key or _b64(against.get("public_key"))
+    with snapshots.pair(session) if beside else nullcontext((session, None)) as (main, other):
+        # The business tables' checks are SQL the database answers alone: on a second
+        # connection to the same snapshot they run beside the walk.
+        task = snapshots.Background(_business_break, other) if other is not None else None
+        try:
+            return _verify(main, batch, trusted_key, against, task)
+        finally:
+            if task is not None:
+                task.cancel()
+
+
+def _verify(
+    session: Session,
+    batch: int,
+    trusted_key: bytes | None,
+    against: Mapping[str, Any] | None,
+    beside: snapshots.Background[Break | None] | None,
+) -> VerifyReport:
     checkpoints, checkpoint_break = _checkpoint_digests_break(session)
     walk = ChainWalk(heads=_heads(session, batch), claims=_claims(session, batch))
     # The stored values themselves, hashed without building a record (``rows``); a row they
@@ -582,7 +607,7 @@ def verify(
         or walk.mark_break
         or _signed_break(session, signed)
         or _subject_index_break(session, batch)
-        or _business_break(session)
+        or (beside.result() if beside is not None else _business_break(session))
     )
     return VerifyReport(
         first is None,
