@@ -965,3 +965,91 @@ def test_the_streamed_impact_is_the_report_whatever_the_chunk(
         p.app.rules_impact_stream(p.admin, MOD, chunk=0),
     ):
         pass
+
+
+# --- a dry run judged by two processes --------------------------------------------------------
+
+
+def _lines(report: ImpactReport) -> list[str]:
+    from compliance.api.rule_changes import compact_json
+
+    return [compact_json(r.to_dict()) for r in report.courses]
+
+
+@pytest.mark.parametrize("chunk", [1, 2])
+def test_two_processes_write_the_report_one_writes(
+    population: Population, chunk: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every other chunk judged by a second process on the same snapshot: the same lines in the
+    same order, and the same totals, whatever the chunk (chunks with no course to move
+    included: some courses are already on the target)."""
+    from contextlib import contextmanager
+
+    from compliance.db import workers
+
+    p = population
+    seen: list[object] = []
+    real = workers.beside
+
+    @contextmanager
+    def recorded(*args: Any) -> Iterator[Any]:
+        with real(*args) as (main, other):
+            seen.append(other)
+            yield main, other
+
+    monkeypatch.setattr(workers, "beside", recorded)
+    p.app.migrate_courses(p.admin, MOD, patients=[p.lockout, p.allowed])
+    whole = p.app.rules_impact(p.admin, MOD)
+    assert whole.summary["already_on_ruleset"] == 2 and len(whole.courses) + 2 > 2 * chunk
+    with p.app.rules_impact_stream(p.admin, MOD, chunk=chunk, processes=2) as stream:
+        lines = list(stream.json_lines())
+        summary = stream.summary
+    assert lines == _lines(whole)
+    assert summary == whole.summary
+    assert len(seen) == 1 and isinstance(seen[0], workers.Worker)  # the work was shared
+    with p.app.rules_impact_stream(p.admin, MOD, processes=1) as stream:
+        assert list(stream.json_lines()) == _lines(whole)
+    assert len(seen) == 1
+    with (
+        pytest.raises(InvalidInput, match="processes"),
+        p.app.rules_impact_stream(p.admin, MOD, processes=3),
+    ):
+        pass
+
+
+def test_a_second_process_that_fails_is_an_error_not_a_short_report(
+    population: Population,
+) -> None:
+    from compliance.api import rule_changes
+    from compliance.db import workers
+
+    p = population
+    with p.app.rules_impact_stream(p.admin, MOD, chunk=1, processes=2) as stream:
+        args = {**rule_changes._plan_args(stream._plan), "target": "ipledge/no-such-ruleset"}
+        with workers.beside(stream._session, rule_changes._judged_elsewhere, args) as (_, other):
+            assert other is not None
+            with pytest.raises(workers.WorkerFailed):
+                other.next_frame()
+
+
+def test_with_the_write_lock_held_elsewhere_one_process_judges_all(
+    population: Population, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    from compliance.db import snapshots
+
+    p = population
+    if p.app.engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL shares a snapshot without any lock")
+    whole = p.app.rules_impact(p.admin, MOD)
+    monkeypatch.setattr(snapshots, "LOCK_WAIT_MS", 50)
+    writer = sqlite3.connect(str(p.app.engine.url.database), isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    try:
+        with p.app.rules_impact_stream(p.admin, MOD, chunk=1, processes=2) as stream:
+            assert list(stream.json_lines()) == _lines(whole)
+            assert stream.summary == whole.summary
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()

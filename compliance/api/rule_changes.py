@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import json
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from compliance.api.authz import Actor
@@ -17,6 +18,7 @@ from compliance.api.courses import audit, facts, latest_course, open_course, rul
 from compliance.api.parties import load
 from compliance.db import course_facts as cf
 from compliance.db import models as m
+from compliance.db import workers
 from compliance.db.base import table_of
 from compliance.db.rows import COURSE_COLUMNS, CourseFields, CourseRow
 from compliance.domain import validate as v
@@ -133,6 +135,7 @@ class ImpactPlan:
     pharmacy_zone: str | None
     prescriber_id: UUID | None
     chunk: int = IMPACT_CHUNK
+    workers: int | None = None  # processes judging: 1, 2, or None to decide by the count
 
 
 def impact_plan(
@@ -142,16 +145,20 @@ def impact_plan(
     as_of: object = None,
     pharmacy_zone: object = None,
     chunk: object = IMPACT_CHUNK,
+    processes: object = None,
 ) -> ImpactPlan:
     """The arguments of a dry run validated (InvalidInput names the field) and its scope fixed
-    from the actor, so a stream can be opened in a read transaction of its own."""
+    from the actor, so a stream can be opened in a read transaction of its own. ``processes``
+    judging the courses of ``ImpactStream.json_lines``: 1, 2, or None (two from
+    ``WORKER_FROM`` open courses)."""
     target = ruleset_arg("ruleset", ruleset)
     zone = None if pharmacy_zone is None else v.time_zone("pharmacy_zone", pharmacy_zone)
     day = None if as_of is None else v.calendar_date("as_of", as_of)
     when = now if day is None else as_of_instant(day, target, zone)
     mine = actor.uuid if actor.role is Role.PRESCRIBER else None
     size = v.whole_number("chunk", chunk, 1, MAX_CHUNK)
-    return ImpactPlan(target, when, day, zone, mine, size)
+    split = None if processes is None else v.whole_number("processes", processes, 1, 2)
+    return ImpactPlan(target, when, day, zone, mine, size, split)
 
 
 _COURSE = table_of(m.Course)
@@ -197,27 +204,40 @@ class ImpactStream:
         return self._rows()
 
     def _rows(self) -> Iterator[CourseImpactRow]:
-        plan, target = self._plan, self._plan.target
-        counts = {"courses": 0, **{c.value: 0 for c in Change}}
-        already = 0
-        stmt = _IN_FLIGHT.where(
-            _COURSE.c.ruleset_id.startswith(target.programme + "/", autoescape=True)
-        )
-        if plan.prescriber_id is not None:
-            stmt = stmt.where(_COURSE.c.prescriber_id == plan.prescriber_id)
-        result = self._session.execute(stmt.execution_options(yield_per=plan.chunk))
-        for part in result.partitions():
-            chunk = [(CourseRow(*row[:_WIDTH]), str(row[_WIDTH])) for row in part]
-            already += sum(course.ruleset_id == target.id for course, _ in chunk)
-            moving = [(c, patient) for c, patient in chunk if c.ruleset_id != target.id]
-            loaded = cf.load_many(self._session, [c for c, _ in moving], plan.chunk)
-            for (course, patient), course_facts in zip(moving, loaded, strict=True):
-                row = judged(plan, course, patient, course_facts)
-                counts["courses"] += 1
-                counts[row.change.value] += 1
-                yield row
-        counts["already_on_ruleset"] = already
+        counts = _no_counts()
+        for _, rows in _judged_chunks(self._session, self._plan, counts, _every):
+            yield from rows
         self._counts = counts
+
+    def json_lines(self) -> Iterator[str]:
+        """Each course's ``to_dict()`` as one line of compact JSON, in the order of ``iter``.
+        Over many courses every other chunk is judged by a second process on the same
+        snapshot (``workers.beside``), so two cores share the work; the lines are the same."""
+        if self._started:
+            raise RuntimeError("an impact stream is read once")
+        plan = self._plan
+        alone = plan.workers == 1 or (
+            plan.workers is None and not _worth_a_worker(self._session, plan)
+        )
+        if alone:
+            for row in self:
+                yield compact_json(row.to_dict())
+            return
+        self._started = True
+        with workers.beside(self._session, _judged_elsewhere, _plan_args(plan)) as (main, other):
+            counts = _no_counts()
+            mine = _every if other is None else _even
+            for index, rows in _judged_chunks(main, plan, counts, mine):
+                if mine(index):
+                    for row in rows:
+                        yield compact_json(row.to_dict())
+                elif other is not None and (text := other.next_frame().decode()):
+                    yield from text.split("\n")
+            if other is not None:
+                for key, value in json.loads(other.next_frame()).items():
+                    counts[key] += value
+                other.finish()
+            self._counts = counts
 
     @property
     def summary(self) -> dict[str, int]:
@@ -259,6 +279,109 @@ def judged(
         change=result.change,
         gates=result.gates,
     )
+
+
+def compact_json(data: Any) -> str:
+    """One line of JSON, in the C encoder (an indented document is encoded in Python)."""
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def _no_counts() -> dict[str, int]:
+    return {"courses": 0, **{c.value: 0 for c in Change}, "already_on_ruleset": 0}
+
+
+def _every(index: int) -> bool:
+    return True
+
+
+def _even(index: int) -> bool:
+    return index % 2 == 0
+
+
+def _odd(index: int) -> bool:
+    return index % 2 == 1
+
+
+def _judged_chunks(
+    session: Session,
+    plan: ImpactPlan,
+    counts: dict[str, int],
+    mine: Callable[[int], bool],
+) -> Iterator[tuple[int, Iterator[CourseImpactRow]]]:
+    """Each chunk of in-flight courses by its index, judged (and counted into ``counts``) as
+    its rows are read where ``mine(index)``; the others are read but neither loaded nor
+    judged, so two processes over one snapshot, each taking its own, cover every course."""
+    target = plan.target
+    stmt = _IN_FLIGHT.where(
+        _COURSE.c.ruleset_id.startswith(target.programme + "/", autoescape=True)
+    )
+    if plan.prescriber_id is not None:
+        stmt = stmt.where(_COURSE.c.prescriber_id == plan.prescriber_id)
+    result = session.execute(stmt.execution_options(yield_per=plan.chunk))
+    for index, part in enumerate(result.partitions()):
+        if not mine(index):
+            yield index, iter(())
+            continue
+        chunk = [(CourseRow(*row[:_WIDTH]), str(row[_WIDTH])) for row in part]
+        counts["already_on_ruleset"] += sum(c.ruleset_id == target.id for c, _ in chunk)
+        moving = [(c, patient) for c, patient in chunk if c.ruleset_id != target.id]
+        yield index, _judged_rows(session, plan, moving, counts)
+
+
+def _judged_rows(
+    session: Session,
+    plan: ImpactPlan,
+    moving: list[tuple[CourseRow, str]],
+    counts: dict[str, int],
+) -> Iterator[CourseImpactRow]:
+    loaded = cf.load_many(session, [c for c, _ in moving], plan.chunk)
+    for (course, patient), course_facts in zip(moving, loaded, strict=True):
+        row = judged(plan, course, patient, course_facts)
+        counts["courses"] += 1
+        counts[row.change.value] += 1
+        yield row
+
+
+# A second process is worth its start (a fraction of a second) from this many open courses.
+WORKER_FROM = 4 * IMPACT_CHUNK
+
+
+def _worth_a_worker(session: Session, plan: ImpactPlan) -> bool:
+    stmt = select(func.count()).select_from(_COURSE).where(_COURSE.c.is_open)
+    if plan.prescriber_id is not None:
+        stmt = stmt.where(_COURSE.c.prescriber_id == plan.prescriber_id)
+    return int(session.execute(stmt).scalar_one()) >= max(WORKER_FROM, 2 * plan.chunk)
+
+
+def _plan_args(plan: ImpactPlan) -> dict[str, Any]:
+    return {
+        "target": plan.target.id,
+        "evaluated_at": plan.evaluated_at.isoformat(),
+        "as_of": plan.as_of.isoformat() if plan.as_of else None,
+        "pharmacy_zone": plan.pharmacy_zone,
+        "prescriber_id": str(plan.prescriber_id) if plan.prescriber_id else None,
+        "chunk": plan.chunk,
+    }
+
+
+@workers.task
+def _judged_elsewhere(session: Session, args: Mapping[str, Any]) -> Iterator[bytes]:
+    """The second process's share of a dry run: each odd chunk's lines as one frame (empty
+    where none of its courses moves), then its counts."""
+    plan = ImpactPlan(
+        target=loader.get(args["target"]),
+        evaluated_at=datetime.fromisoformat(args["evaluated_at"]),
+        as_of=date.fromisoformat(args["as_of"]) if args["as_of"] else None,
+        pharmacy_zone=args["pharmacy_zone"],
+        prescriber_id=UUID(args["prescriber_id"]) if args["prescriber_id"] else None,
+        chunk=int(args["chunk"]),
+        workers=1,
+    )
+    counts = _no_counts()
+    for index, rows in _judged_chunks(session, plan, counts, _odd):
+        if _odd(index):
+            yield "\n".join(compact_json(row.to_dict()) for row in rows).encode()
+    yield json.dumps(counts).encode()
 
 
 def impact(

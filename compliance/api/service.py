@@ -785,16 +785,17 @@ class Compliance:
         pharmacy_zone: str | None = None,
         *,
         chunk: int = rule_changes.IMPACT_CHUNK,
+        processes: int | None = None,
     ) -> Iterator[rule_changes.ImpactStream]:
         """``rules_impact`` for any number of courses, in memory flat in their number: the
         courses as they are judged, ``chunk`` at a time, in one read snapshot, and the totals
         once all are read. The actor and the arguments are checked (a refusal audited) before
-        anything is read, as for every call."""
+        anything is read, as for every call. ``processes``: see ``impact_plan``."""
         plan = self._call(
             Acting(actor),
             Action.RULES_IMPACT,
             lambda s, a, now: rule_changes.impact_plan(
-                a, now, ruleset, as_of, pharmacy_zone, chunk
+                a, now, ruleset, as_of, pharmacy_zone, chunk, processes
             ),
         )
         with self._transaction(read_only=True, snapshot=True) as session:

@@ -3,7 +3,6 @@ differs between two of them, and what moving in-flight courses to one would chan
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
@@ -171,24 +170,21 @@ def rules_impact(
             _impact_text(stream)
 
 
-def _compact(data: Any) -> str:
-    """One line of JSON (the C encoder: an indented document is encoded in Python, slowly)."""
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=str)
-
-
 def _impact_json(stream: ImpactStream) -> None:
     """One JSON document, written as the courses are judged: the heading, ``courses`` one
     object a line, ``summary`` last (known only once every course is read)."""
+    from compliance.api.rule_changes import compact_json
+
     out = sys.stdout
     out.write("{\n")
     for key, value in stream.heading().items():
-        out.write(f"  {_compact(key)}: {_compact(value)},\n")
+        out.write(f"  {compact_json(key)}: {compact_json(value)},\n")
     out.write('  "courses": [')
     separator = "\n    "
-    for row in stream:
-        out.write(separator + _compact(row.to_dict()))
+    for line in stream.json_lines():
+        out.write(separator + line)
         separator = ",\n    "
-    out.write(f'\n  ],\n  "summary": {_compact(stream.summary)}\n}}\n')
+    out.write(f'\n  ],\n  "summary": {compact_json(stream.summary)}\n}}\n')
     out.flush()
 
 

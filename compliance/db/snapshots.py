@@ -24,13 +24,45 @@ from compliance.db.engine import BUSY_TIMEOUT_MS
 LOCK_WAIT_MS = 2_000
 _SNAPSHOT_ID = re.compile(r"[0-9A-Fa-f]+-[0-9A-Fa-f]+(-[0-9A-Fa-f]+)?")
 _REPEATABLE = frozenset({"REPEATABLE READ", "SERIALIZABLE"})
-_FIRST_READ = text("SELECT count(*) FROM sqlite_schema")
+FIRST_READ = text("SELECT count(*) FROM sqlite_schema")
 T = TypeVar("T")
 
 
-def _engine_of(session: Session) -> Engine | None:
+def engine_of(session: Session) -> Engine | None:
+    """The engine a session reads through (None for a session bound to a connection)."""
     bind = session.get_bind()
     return bind if isinstance(bind, Engine) else None
+
+
+def exported(session: Session) -> str | None:
+    """PostgreSQL: the identifier of the session's snapshot, for another transaction to import
+    while this one is open; None where the transaction has no one snapshot (READ COMMITTED
+    reads each statement's own moment)."""
+    connection = session.connection()
+    if connection.get_isolation_level() not in _REPEATABLE:
+        return None
+    snapshot = str(connection.execute(text("SELECT pg_export_snapshot()")).scalar_one())
+    return snapshot if _SNAPSHOT_ID.fullmatch(snapshot) else None
+
+
+def importing(engine: Engine, snapshot: str) -> Session:
+    """PostgreSQL: a read-only session on an exported snapshot."""
+    if not _SNAPSHOT_ID.fullmatch(snapshot):
+        raise ValueError(f"not a snapshot identifier: {snapshot!r}")
+    session = Session(
+        engine.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+    )
+    # The transaction's first statement; the identifier is checked above (SET binds nothing).
+    session.execute(text(f"SET TRANSACTION SNAPSHOT '{snapshot}'"))
+    return session
+
+
+def begun(engine: Engine) -> Session:
+    """SQLite: a read-only session whose snapshot is taken now (a read transaction takes it at
+    its first read, not at BEGIN)."""
+    session = Session(engine.execution_options(sqlite_begin="DEFERRED"))
+    session.execute(FIRST_READ)
+    return session
 
 
 @contextmanager
@@ -40,53 +72,28 @@ def pair(session: Session) -> Iterator[tuple[Session, Session | None]]:
     a snapshot, a SQLite file whose write lock cannot be taken). On PostgreSQL ``main`` is
     ``session`` itself; on SQLite both are new, begun together, and ``session`` (whose snapshot
     began earlier) is left as it is. The caller closes neither."""
-    engine = _engine_of(session)
+    engine = engine_of(session)
     opened: list[Session] = []
     try:
         found = None
         if engine is not None and engine.dialect.name == "postgresql":
-            found = _postgresql_pair(session, engine, opened)
+            snapshot = exported(session)
+            if snapshot is not None:
+                opened.append(importing(engine, snapshot))
+                found = session, opened[0]
         elif engine is not None and engine.dialect.name == "sqlite":
-            found = _sqlite_pair(engine, opened)
+            with writers_held(engine) as held:
+                if held:
+                    opened.extend(begun(engine) for _ in range(2))
+                    found = opened[0], opened[1]
         yield found or (session, None)
     finally:
         for other in opened:
             other.close()
 
 
-def _postgresql_pair(
-    session: Session, engine: Engine, opened: list[Session]
-) -> tuple[Session, Session] | None:
-    connection = session.connection()
-    if connection.get_isolation_level() not in _REPEATABLE:
-        return None  # each statement reads its own moment: there is no one snapshot to share
-    snapshot = str(connection.execute(text("SELECT pg_export_snapshot()")).scalar_one())
-    if not _SNAPSHOT_ID.fullmatch(snapshot):
-        return None
-    other = Session(
-        engine.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
-    )
-    opened.append(other)
-    # The first statement of the transaction; the identifier is checked above (SET takes no
-    # bound parameters).
-    other.execute(text(f"SET TRANSACTION SNAPSHOT '{snapshot}'"))
-    return session, other
-
-
-def _sqlite_pair(engine: Engine, opened: list[Session]) -> tuple[Session, Session] | None:
-    with _writers_held(engine) as held:
-        if not held:
-            return None
-        reads = engine.execution_options(sqlite_begin="DEFERRED")
-        for _ in range(2):
-            other = Session(reads)
-            opened.append(other)
-            other.execute(_FIRST_READ)  # the read transaction's snapshot is taken here
-    return opened[0], opened[1]
-
-
 @contextmanager
-def _writers_held(engine: Engine) -> Iterator[bool]:
+def writers_held(engine: Engine) -> Iterator[bool]:
     """Whether the write lock was taken: while inside, no other connection can commit."""
     raw = engine.raw_connection()
     cursor: Any = raw.driver_connection.cursor()  # type: ignore[union-attr]
