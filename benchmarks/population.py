@@ -13,8 +13,10 @@ at both sizes, with the growth factor between them: 1.0 is linear growth, below 
 start-up amortised over more work, above 1.0 a cost per unit that rises with the population.
 
 Wall time and peak memory come from a small wrapper interpreter that spawns the command and
-waits for it with ``os.wait4``: the wall time around that one child, and that child's own
-maximum resident set (Linux ``ru_maxrss``). ``RUSAGE_CHILDREN`` would be the running maximum over
+waits for it with ``os.wait4``: the wall time around that one child, and the larger of that
+child's own maximum resident set (Linux ``ru_maxrss``) and the peak, sampled every 20 ms, of the
+summed resident sets of the child and every process it started (``rules impact`` judges in two
+processes). ``RUSAGE_CHILDREN`` would be the running maximum over
 every child so far, and a child forked from the benchmark process itself inherits that
 process's high-water mark; the wrapper is too small (about 10 MB) to hide anything. The
 commands run from a bytecode cache of their own, as an installed package does (see
@@ -124,19 +126,45 @@ class Run:
     returncode: int
 
 
-# Spawns the command, waits for it with wait4 and writes [seconds, CPU seconds, ru_maxrss KiB,
-# exit code] to the file in argv[1]. Linux carries the parent's memory high-water mark over fork
-# and exec into the child's ru_maxrss, so the command is started from this small interpreter
-# (about 10 MB), never from the benchmark process itself (over 100 MB with the engine loaded).
+# Spawns the command, waits for it with wait4 and writes [seconds, CPU seconds, peak KiB, exit
+# code] to the file in argv[1]. Linux carries the parent's memory high-water mark over fork and
+# exec into the child's ru_maxrss, so the command is started from this small interpreter (about
+# 10 MB), never from the benchmark process itself (over 100 MB with the engine loaded). A
+# command may start processes of its own (``rules impact`` judges in two): every 20 ms the
+# resident sets of the command and all its descendants are summed from /proc, and the peak is
+# the larger of that sum's maximum and the command's own ru_maxrss. The CPU time from wait4
+# includes the descendants the command waited for.
 _WRAPPER = """\
 import json, os, sys, time
+def tree(pid):
+    found = [pid]
+    for p in found:
+        try:
+            with open(f"/proc/{p}/task/{p}/children") as f:
+                found.extend(int(c) for c in f.read().split())
+        except OSError:
+            pass
+    return found
+def rss_kib(pid):
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
+    except (OSError, IndexError, ValueError):
+        return 0
 started = time.perf_counter()
 pid = os.posix_spawn(sys.argv[2], sys.argv[2:], os.environ)
-_, status, usage = os.wait4(pid, 0)
+summed = 0
+while True:
+    done, status, usage = os.wait4(pid, os.WNOHANG)
+    if done:
+        break
+    summed = max(summed, sum(rss_kib(p) for p in tree(pid)))
+    time.sleep(0.02)
 seconds = time.perf_counter() - started
 with open(sys.argv[1], "w") as out:
     cpu = usage.ru_utime + usage.ru_stime
-    json.dump([seconds, cpu, usage.ru_maxrss, os.waitstatus_to_exitcode(status)], out)
+    peak = max(usage.ru_maxrss, summed)
+    json.dump([seconds, cpu, peak, os.waitstatus_to_exitcode(status)], out)
 """
 
 
