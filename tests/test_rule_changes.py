@@ -993,9 +993,9 @@ def test_two_processes_write_the_report_one_writes(
 
     @contextmanager
     def recorded(*args: Any) -> Iterator[Any]:
-        with real(*args) as (main, other):
+        with real(*args) as (mains, other):
             seen.append(other)
-            yield main, other
+            yield mains, other
 
     monkeypatch.setattr(workers, "beside", recorded)
     p.app.migrate_courses(p.admin, MOD, patients=[p.lockout, p.allowed])
@@ -1026,10 +1026,26 @@ def test_a_second_process_that_fails_is_an_error_not_a_short_report(
     p = population
     with p.app.rules_impact_stream(p.admin, MOD, chunk=1, processes=2) as stream:
         args = {**rule_changes._plan_args(stream._plan), "target": "ipledge/no-such-ruleset"}
-        with workers.beside(stream._session, rule_changes._judged_elsewhere, args) as (_, other):
+        with workers.beside(stream._session, rule_changes._judged_elsewhere, args) as (
+            _,
+            other,
+        ):
             assert other is not None
+            assert other.next_frame().decode() == loader.fingerprint()
             with pytest.raises(workers.WorkerFailed):
                 other.next_frame()
+
+
+def test_a_second_process_reading_other_rulesets_judges_nothing(
+    population: Population, pharmacy_zoned: str
+) -> None:
+    """This process reads a ruleset file the second process does not have (a test's own): the
+    second process says so first, and this process judges every course itself."""
+    p = population
+    whole = p.app.rules_impact(p.admin, pharmacy_zoned)
+    with p.app.rules_impact_stream(p.admin, pharmacy_zoned, chunk=1, processes=2) as stream:
+        assert list(stream.json_lines()) == _lines(whole)
+        assert stream.summary == whole.summary
 
 
 def test_with_the_write_lock_held_elsewhere_one_process_judges_all(

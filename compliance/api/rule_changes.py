@@ -224,7 +224,13 @@ class ImpactStream:
                 yield compact_json(row.to_dict())
             return
         self._started = True
-        with workers.beside(self._session, _judged_elsewhere, _plan_args(plan)) as (main, other):
+        with workers.beside(self._session, _judged_elsewhere, _plan_args(plan)) as (
+            (main, *_),
+            worker,
+        ):
+            other = worker
+            if other is not None and other.next_frame().decode() != loader.fingerprint():
+                other = None  # it reads other ruleset files: this process judges every course
             counts = _no_counts()
             mine = _every if other is None else _even
             for index, rows in _judged_chunks(main, plan, counts, mine):
@@ -366,8 +372,10 @@ def _plan_args(plan: ImpactPlan) -> dict[str, Any]:
 
 @workers.task
 def _judged_elsewhere(session: Session, args: Mapping[str, Any]) -> Iterator[bytes]:
-    """The second process's share of a dry run: each odd chunk's lines as one frame (empty
+    """The second process's share of a dry run: the digest of the ruleset files it reads (its
+    caller judges alone unless they are its own), each odd chunk's lines as one frame (empty
     where none of its courses moves), then its counts."""
+    yield loader.fingerprint().encode()
     plan = ImpactPlan(
         target=loader.get(args["target"]),
         evaluated_at=datetime.fromisoformat(args["evaluated_at"]),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -275,17 +275,100 @@ class ChainWalk:
 
     def finish(self) -> Break | None:
         """The first break of the events, else a head or checkpointed event with no events."""
+        self.part()
         if self.first_break is None:
-            self._close_chain()
-        if self.first_break is None:
-            self._skip_to(None)
             self.first_break = self._later.get("no events") or self._later.get("missing")
         return self.first_break
+
+    def part(self) -> WalkPart:
+        """The walk ended as one part of a walk split by chain ranges (``combined``)."""
+        broke_closing = False
+        if self.first_break is None:
+            self._close_chain()
+            broke_closing = self.first_break is not None
+        if self.first_break is None:
+            self._skip_to(None)
+        return WalkPart(self.events, self.chains, self.first_break, broke_closing, self._later)
 
     @property
     def mark_break(self) -> Break | None:
         """A head whose checkpoint mark is not the last sequence the checkpoints recorded."""
         return self._later.get("mark")
+
+
+@dataclass(frozen=True)
+class WalkPart:
+    """What a walk over one range of chains found: ``later`` holds the breaks that rank after
+    any break of the events themselves, first of each kind (see ``ChainWalk``)."""
+
+    events: int
+    chains: int
+    first_break: Break | None
+    broke_closing: bool  # the break is in the range's last chain, found once its events ended
+    later: Mapping[str, Break]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "events": self.events,
+            "chains": self.chains,
+            "first_break": _break_dict(self.first_break),
+            "broke_closing": self.broke_closing,
+            "later": {kind: _break_dict(b) for kind, b in self.later.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> WalkPart:
+        later = {str(kind): _break_of(b) for kind, b in data["later"].items()}
+        return cls(
+            int(data["events"]),
+            int(data["chains"]),
+            _break_of(data["first_break"]) if data["first_break"] else None,
+            bool(data["broke_closing"]),
+            {kind: b for kind, b in later.items() if b is not None},
+        )
+
+
+def _break_dict(found: Break | None) -> list[Any] | None:
+    if found is None:
+        return None
+    return [found.event_id, found.chain_id, found.chain_seq, found.problem]
+
+
+def _break_of(data: Any) -> Break | None:
+    if data is None:
+        return None
+    event_id, chain, seq, problem = data
+    return Break(event_id, str(chain), seq, str(problem))
+
+
+@dataclass(frozen=True)
+class Walked:
+    """A whole walk, as one walk in chain order would have ended it."""
+
+    events: int
+    chains: int
+    first_break: Break | None  # as ``ChainWalk.finish``
+    mark_break: Break | None  # as ``ChainWalk.mark_break``
+
+
+def combined(parts: Sequence[WalkPart]) -> Walked:
+    """Parts over consecutive chain ranges, in order, as one walk over them all: it stops at
+    the first break of the events (having read the event after a break found once a range's
+    events ended, when the next range has one); failing that, the first deferred break."""
+
+    def first(kind: str, walked: Sequence[WalkPart]) -> Break | None:
+        return next((p.later[kind] for p in walked if kind in p.later), None)
+
+    events = chains = 0
+    for index, part in enumerate(parts):
+        events, chains = events + part.events, chains + part.chains
+        if part.first_break is not None:
+            after = parts[index + 1 :]
+            if part.broke_closing and any(p.events for p in after):
+                events += 1  # one walk reads the next event before closing this chain
+            return Walked(events, chains, part.first_break, first("mark", parts[: index + 1]))
+    found = first("no events", parts) or first("missing", parts)
+    return Walked(events, chains, found, first("mark", parts))
 
 
 def _safe_hash(record: AuditRecord) -> str | None:

@@ -46,13 +46,15 @@ from compliance.audit.chain import (
     ChainWalk,
     Claim,
     Head,
+    WalkPart,
     checkpoint_digest,
+    combined,
     compute_hash,
     format_instant,
 )
 from compliance.audit.rows import COLUMNS, canonical_of, dict_of
 from compliance.audit.signing import Signer, fingerprint, signature_valid
-from compliance.db import snapshots
+from compliance.db import snapshots, workers
 from compliance.db.base import UTCDateTime, table_of
 from compliance.db.direct import Direct
 from compliance.db.models import AuditChainHead, AuditEvent, AuditSubject
@@ -553,7 +555,9 @@ def verify(
 
     With ``beside``, for a session that has written nothing (a read-only snapshot): the business
     tables are checked on a second connection to the same snapshot, beside the walk
-    (``snapshots.pair``; on SQLite both are new read transactions, begun together).
+    (``snapshots.pair``; on SQLite both are new read transactions, begun together), and from
+    ``SPLIT_FROM`` events the later half of the chains is walked by a second process on that
+    snapshot (``workers.beside``); the report is the one a single walk gives.
 
     Events, heads and the checkpoints' claims are three streams in the same chain order, merged
     as they are read: memory is bounded by the largest single event (a checkpoint lists every
@@ -561,32 +565,70 @@ def verify(
     if against is not None:
         against = check_published(against, trusted_key)
         trusted_key = trusted_key or _b64(against.get("public_key"))
+    if beside and (split := _split_point(session)) is not None:
+        args = {"batch": batch, "from": split}
+        with workers.beside(session, _walked_elsewhere, args, sessions=2) as (mains, worker):
+            if worker is not None:
+                business = snapshots.Background(_business_break, mains[1])
+                try:
+                    return _verify(mains[0], batch, trusted_key, against, business, (split, worker))
+                finally:
+                    business.cancel()
     with snapshots.pair(session) if beside else nullcontext((session, None)) as (main, other):
         # The business tables' checks are SQL the database answers alone: on a second
         # connection to the same snapshot they run beside the walk.
         task = snapshots.Background(_business_break, other) if other is not None else None
         try:
-            return _verify(main, batch, trusted_key, against, task)
+            return _verify(main, batch, trusted_key, against, task, None)
         finally:
             if task is not None:
                 task.cancel()
 
 
-def _verify(
-    session: Session,
-    batch: int,
-    trusted_key: bytes | None,
-    against: Mapping[str, Any] | None,
-    beside: snapshots.Background[Break | None] | None,
-) -> VerifyReport:
-    checkpoints, checkpoint_break = _checkpoint_digests_break(session)
-    walk = ChainWalk(heads=_heads(session, batch), claims=_claims(session, batch))
+# From this many events, the chains from the middle one on are walked by a second process.
+SPLIT_FROM = 100_000
+
+
+def _split_point(session: Session) -> str | None:
+    """The chain id half the chains sort before, for a trail worth walking in two parts."""
+    events = session.execute(select(func.max(_EVENTS.c.id))).scalar_one_or_none()
+    if events is None or events < SPLIT_FROM:
+        return None
+    chains = int(session.execute(select(func.count()).select_from(_HEADS)).scalar_one())
+    middle = session.execute(
+        select(_HEADS.c.chain_id)
+        .order_by(_by_chain(session, _HEADS.c.chain_id))
+        .offset(chains // 2)
+        .limit(1)
+    ).scalar_one_or_none()
+    return None if middle is None else str(middle)
+
+
+@workers.task
+def _walked_elsewhere(session: Session, args: Mapping[str, Any]) -> Iterator[bytes]:
+    """The second process's part of a verification: the chains from ``args["from"]`` on."""
+    walk = _walk(session, int(args["batch"]), str(args["from"]), None)
+    yield json.dumps(walk.part().to_dict()).encode()
+
+
+def _walk(session: Session, batch: int, start: str | None, end: str | None) -> ChainWalk:
+    """The chains from ``start`` (inclusive) to ``end`` (exclusive), None for no bound, walked
+    until the first break of their events."""
+    walk = ChainWalk(
+        heads=_heads(session, batch, start, end), claims=_claims(session, batch, start, end)
+    )
     # The stored values themselves, hashed without building a record (``rows``); a row they
     # cannot answer for is read again through the column types and hashed as a record.
     stream = _stored_rows(
         session,
-        select(*_stored_columns(session)).order_by(
-            _by_chain(session, _EVENTS.c.chain_id), _EVENTS.c.chain_seq
+        _in_range(
+            session,
+            select(*_stored_columns(session)).order_by(
+                _by_chain(session, _EVENTS.c.chain_id), _EVENTS.c.chain_seq
+            ),
+            _EVENTS.c.chain_id,
+            start,
+            end,
         ),
         batch,
     )
@@ -600,19 +642,48 @@ def _verify(
             step(row[0], row[1], row[2], row[14], row[15], sha256(content).hexdigest())
         if walk.first_break is not None:
             break
+    return walk
+
+
+def _in_range(
+    session: Session, stmt: Select[Any], column: Any, start: str | None, end: str | None
+) -> Select[Any]:
+    """``stmt`` over the chains from ``start`` to ``end``, compared in code point order."""
+    chain = _by_chain(session, column)
+    if start is not None:
+        stmt = stmt.where(chain >= start)
+    if end is not None:
+        stmt = stmt.where(chain < end)
+    return stmt
+
+
+def _verify(
+    session: Session,
+    batch: int,
+    trusted_key: bytes | None,
+    against: Mapping[str, Any] | None,
+    beside: snapshots.Background[Break | None] | None,
+    split: tuple[str, workers.Worker] | None,
+) -> VerifyReport:
+    checkpoints, checkpoint_break = _checkpoint_digests_break(session)
+    parts = [_walk(session, batch, None, split[0] if split else None).part()]
+    if split is not None:
+        parts.append(WalkPart.from_dict(json.loads(split[1].next_frame())))
+        split[1].finish()
+    walked = combined(parts)
     signed = _SignedCheck(trusted_key, against)
     first = (
-        walk.finish()
+        walked.first_break
         or checkpoint_break
-        or walk.mark_break
+        or walked.mark_break
         or _signed_break(session, signed)
         or _subject_index_break(session, batch)
         or (beside.result() if beside is not None else _business_break(session))
     )
     return VerifyReport(
         first is None,
-        walk.events,
-        walk.chains,
+        walked.events,
+        walked.chains,
         checkpoints,
         first,
         signed.count,
@@ -697,15 +768,18 @@ def _dialect(session: Session) -> str:
     return session.get_bind().dialect.name
 
 
-def _heads(session: Session, batch: int) -> Iterator[Head]:
+def _heads(
+    session: Session, batch: int, start: str | None = None, end: str | None = None
+) -> Iterator[Head]:
+    stmt = select(
+        _HEADS.c.chain_id,
+        _HEADS.c.last_seq,
+        _HEADS.c.last_hash,
+        _HEADS.c.last_event_id,
+        _HEADS.c.checkpointed_seq,
+    ).order_by(_by_chain(session, _HEADS.c.chain_id))
     rows = session.execute(
-        select(
-            _HEADS.c.chain_id,
-            _HEADS.c.last_seq,
-            _HEADS.c.last_hash,
-            _HEADS.c.last_event_id,
-            _HEADS.c.checkpointed_seq,
-        ).order_by(_by_chain(session, _HEADS.c.chain_id)),
+        _in_range(session, stmt, _HEADS.c.chain_id, start, end),
         execution_options={"yield_per": batch},
     )
     for chain, seq, digest, event_id, mark in rows:
@@ -727,22 +801,38 @@ _LISTED = {
         ' ORDER BY j.key COLLATE "C", 2'
     ),
 }
+_KEY = {"sqlite": "j.key", "postgresql": 'j.key COLLATE "C"'}
 
 
 def _listed(
-    session: Session, batch: int, event_id: int | None = None
+    session: Session,
+    batch: int,
+    event_id: int | None = None,
+    start: str | None = None,
+    end: str | None = None,
 ) -> Iterator[tuple[str, int, str]]:
-    sql = _LISTED[_dialect(session)].format(where="AND e.id = :id" if event_id else "")
     params: dict[str, Any] = {"system": SYSTEM_CHAIN, "action": CHECKPOINT_ACTION}
+    where = []
     if event_id:
+        where.append("AND e.id = :id")
         params["id"] = event_id
+    key = _KEY[_dialect(session)]
+    if start is not None:
+        where.append(f"AND {key} >= :start")
+        params["start"] = start
+    if end is not None:
+        where.append(f"AND {key} < :end")
+        params["end"] = end
+    sql = _LISTED[_dialect(session)].format(where=" ".join(where))
     rows = session.execute(text(sql), params, execution_options={"yield_per": batch})
     for chain, seq, digest in rows:
         yield str(chain), int(seq), str(digest)
 
 
-def _claims(session: Session, batch: int) -> Iterator[Claim]:
-    for chain, seq, digest in _listed(session, batch):
+def _claims(
+    session: Session, batch: int, start: str | None = None, end: str | None = None
+) -> Iterator[Claim]:
+    for chain, seq, digest in _listed(session, batch, None, start, end):
         yield Claim(chain, seq, digest)
 
 
@@ -1008,7 +1098,10 @@ def _business_break(session: Session) -> Break | None:
             AuditEvent.outcome == "ok",
             AuditEvent.payload["course"].as_string() == course_key,
         )
-        .order_by(AuditEvent.id.desc())
+        # In the subject index's own order (the same ids): read newest first, stopping at the
+        # first match, where ordering by the events' id sorts every event of the patient first
+        # (SQLite, measured: 10 s against 1 s over 100,000 courses).
+        .order_by(AuditSubject.event_id.desc())
         .limit(1)
         .scalar_subquery()
     )

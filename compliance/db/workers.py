@@ -137,18 +137,19 @@ def _expect(process: subprocess.Popen[bytes], said: bytes) -> bool:
 
 @contextmanager
 def beside(
-    session: Session, function: Task, args: Mapping[str, Any]
-) -> Iterator[tuple[Session, Worker | None]]:
-    """``(main, worker)``: ``function(args)`` running in a second process on the snapshot that
-    ``main`` reads; or ``(session, None)`` where one snapshot cannot be shared (see
-    ``snapshots.pair``) or the process could not begin, and the caller does all the work. On
-    SQLite ``main`` is a new session, begun with the worker's."""
+    session: Session, function: Task, args: Mapping[str, Any], sessions: int = 1
+) -> Iterator[tuple[list[Session], Worker | None]]:
+    """``(mains, worker)``: ``function(args)`` running in a second process on the snapshot that
+    each of the ``sessions`` sessions in ``mains`` reads; or ``([session], None)`` where one
+    snapshot cannot be shared (see ``snapshots.pair``) or the process could not begin, and the
+    caller does all the work. On PostgreSQL the first is ``session`` itself, the others import
+    its snapshot; on SQLite all are new, begun with the worker's."""
     name = _name(function)
     if _TASKS.get(name) is not function:
         raise ValueError(f"{name} is not registered as a task")
     engine = snapshots.engine_of(session)
     if engine is None or engine.dialect.name not in ("postgresql", "sqlite"):
-        yield session, None
+        yield [session], None
         return
     request: dict[str, Any] = {
         "url": engine.url.render_as_string(hide_password=False),
@@ -158,43 +159,51 @@ def beside(
     if engine.dialect.name == "postgresql":
         snapshot = snapshots.exported(session)
         if snapshot is None:
-            yield session, None
+            yield [session], None
             return
         request["snapshot"] = snapshot
     worker = _start(request)
-    main: Session | None = None
+    opened: list[Session] = []
     try:
-        joined = _join(engine, worker, session)
-        if joined is None:
+        if not _join(engine, worker, sessions, opened, request.get("snapshot")):
             worker.close()
-            yield session, None
+            yield [session], None
             return
-        main = joined if joined is not session else None
-        yield joined, worker
+        if engine.dialect.name == "postgresql":
+            yield [session, *opened], worker
+        else:
+            yield opened, worker
     finally:
         worker.close()
-        if main is not None:
-            main.close()
+        for other in opened:
+            other.close()
 
 
-def _join(engine: Engine, worker: Worker, session: Session) -> Session | None:
-    """The session of this process on the worker's snapshot, once the worker has begun: the
-    caller's own on PostgreSQL (whose snapshot the worker imported), a new one on SQLite."""
+def _join(
+    engine: Engine, worker: Worker, sessions: int, opened: list[Session], snapshot: str | None
+) -> bool:
+    """Whether the worker has begun on the snapshot, and ``opened`` holds this process's new
+    sessions on it: PostgreSQL's import it (the caller's own is one), SQLite's begin with the
+    worker's while the write lock is held."""
     process = worker.process
-    if engine.dialect.name == "postgresql":
-        return session if _expect(process, _BEGUN) else None
+    if snapshot is not None:
+        if not _expect(process, _BEGUN):
+            return False
+        opened.extend(snapshots.importing(engine, snapshot) for _ in range(sessions - 1))
+        return True
     if not _expect(process, _READY):
-        return None
+        return False
     assert process.stdin is not None
     with snapshots.writers_held(engine) as held:
         if not held:
-            return None
+            return False
         with suppress(OSError):
             process.stdin.write(_BEGIN)
             process.stdin.flush()
         if not _expect(process, _BEGUN):
-            return None
-        return snapshots.begun(engine)
+            return False
+        opened.extend(snapshots.begun(engine) for _ in range(sessions))
+    return True
 
 
 def serve() -> int:

@@ -3,6 +3,7 @@ the problem, so a rule change never half-applies."""
 
 from __future__ import annotations
 
+import hashlib
 import tomllib
 from collections.abc import Callable, Mapping
 from datetime import date
@@ -481,6 +482,16 @@ def _files() -> dict[str, str]:
         for entry in folder.iterdir()
         if entry.name.endswith(".toml")
     }
+
+
+def fingerprint() -> str:
+    """A digest of the ruleset files this process reads: another process with the same digest
+    judges by the same rules."""
+    digest = hashlib.sha256()
+    for name, text in sorted(_files().items()):
+        digest.update(f"{len(name)}:{name}{len(text)}:".encode())
+        digest.update(text.encode())
+    return digest.hexdigest()
 
 
 @cache
