@@ -564,9 +564,11 @@ def render(found: Mapping[str, Any]) -> list[str]:
         "*per unit* is the wall time over the courses (`due`: open courses; `rules impact`: "
         "in-flight courses) or audit events the command covered; *growth* is that cost against "
         "the smaller database's (1.0: linear; below: a fixed start-up spread over more work). "
-        "CPU is the command's own user + system time (less sensitive than the wall time to other "
-        "work on the machine). Peak RSS is the command's own process (`os.wait4` in a small "
-        "wrapper). A population command was timed once per size (after one untimed run of each "
+        "CPU is the user + system time of the command and the processes it started (less "
+        "sensitive than the wall time to other work on the machine). Peak RSS is the larger of "
+        "the command's own (`os.wait4` in a small wrapper) and the sampled peak of the sum over "
+        "the command and the processes it started (`rules impact` and `audit verify` work in "
+        "two). A population command was timed once per size (after one untimed run of each "
         "on the smaller database); the single-patient figures are medians of rotated runs.",
         "",
     ]

@@ -376,6 +376,8 @@ def _judged_elsewhere(session: Session, args: Mapping[str, Any]) -> Iterator[byt
     caller judges alone unless they are its own), each odd chunk's lines as one frame (empty
     where none of its courses moves), then its counts."""
     yield loader.fingerprint().encode()
+    if args["target"] not in loader.all_rulesets():
+        return  # other ruleset files (its caller judges alone, having seen the digest)
     plan = ImpactPlan(
         target=loader.get(args["target"]),
         evaluated_at=datetime.fromisoformat(args["evaluated_at"]),

@@ -245,5 +245,8 @@ if __name__ == "__main__":
     # Run as the imported module, whose registry the tasks' modules fill (not as ``__main__``).
     from compliance.db.workers import serve as _registered
 
-    with suppress(BrokenPipeError):  # its reader stopped early: the work is not wanted
+    # Its reader stopped early, or Ctrl-C reached the whole process group: the work is not
+    # wanted, and the command that started it says what happened.
+    with suppress(BrokenPipeError, KeyboardInterrupt):
         sys.exit(_registered())
+    sys.exit(1)
