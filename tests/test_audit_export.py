@@ -10,6 +10,7 @@ import os
 import stat
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from compliance.api import Compliance
@@ -93,3 +94,44 @@ def test_every_csv_cell_that_a_spreadsheet_would_run_is_made_plain_text() -> Non
         assert _csv_row(event) == [f"'{lead}1+1"] * len(CSV_COLUMNS)
     plain = dict.fromkeys(CSV_COLUMNS, "PAT-1")
     assert _csv_row(plain) == ["PAT-1"] * len(CSV_COLUMNS)
+
+
+def test_an_export_in_two_processes_is_the_export_of_one(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every other chunk of event ids encoded by a second process on the same snapshot: the same
+    lines in the same order as one process writes, with and without a filter; a limit is read
+    by one process."""
+    import json
+    from datetime import timedelta
+
+    from sqlalchemy.orm import Session
+
+    from compliance.audit import store
+    from compliance.db import workers
+
+    with Compliance.open(db_url, FixedClock(T0)) as app:
+        world = build_world(app)
+        admin = world.admin.id
+    started: list[object] = []
+    real = workers._start
+    monkeypatch.setattr(workers, "_start", lambda request: started.append(1) or real(request))
+    monkeypatch.setattr(store, "EXPORT_SPLIT_FROM", 0)
+    monkeypatch.setattr(store, "EXPORT_CHUNK", 3)
+    filters = [
+        store.LogFilter(),
+        store.LogFilter(action="pharmacy.register"),
+        store.LogFilter(since=T0 - timedelta(days=1), until=T0 + timedelta(days=1)),
+        store.LogFilter(limit=4),
+    ]
+    sizes = []
+    with Compliance.open(db_url, FixedClock(T0)) as app:
+        for f in filters:
+            with Session(app.engine) as session, session.begin():
+                alone = [store.json_line(e) for e in store.stream_dicts(session, f)]
+            with app.audit_export_lines(admin, f) as lines:
+                assert list(lines) == alone
+            assert all(json.loads(line) for line in alone)
+            sizes.append(len(alone))
+    assert sizes[0] > 2 * 3 and 0 < sizes[1] < sizes[0] and sizes[3] == 4
+    assert started == [1, 1, 1]  # each export without a limit was shared

@@ -1342,6 +1342,17 @@ class Compliance:
         with self._transaction(read_only=True, snapshot=True) as session:
             yield audit.stream_dicts(session, f)
 
+    @contextmanager
+    def audit_export_lines(
+        self, actor: str, log_filter: audit.LogFilter | None = None
+    ) -> Iterator[Iterator[str]]:
+        """Like ``audit_export``, each event as its JSON Lines record (``audit.json_line``); a
+        large export is encoded by two processes on the same snapshot (``audit.export_lines``)."""
+        f = _checked_filter(log_filter)
+        self._call(Acting(actor), Action.AUDIT_READ, lambda s, a, now: None)
+        with self._transaction(read_only=True, snapshot=True) as session:
+            yield audit.export_lines(session, f, beside=True)
+
     # --- API clients (the HTTP service's callers) -------------------------------------------
 
     def add_client(

@@ -218,11 +218,6 @@ def log(state: Context, /, limit: int, oldest_first: bool, as_json: bool, **filt
             note(f"showing the {which} {limit} of {total} matching events (see --limit, filters)")
 
 
-#: One JSON Lines record: ``json.dumps(event, ensure_ascii=False, sort_keys=True)``, its
-#: encoder built once rather than for every line.
-# No circular check: an exported event is decoded JSON, which cannot contain itself.
-_LINE = json.JSONEncoder(ensure_ascii=False, sort_keys=True, check_circular=False).encode
-
 #: A cell starting with one of these is a formula to a spreadsheet.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -299,11 +294,13 @@ def export(state: Context, /, fmt: str, output: str | None, **filters: Any) -> N
     show_progress = sys.stderr.isatty()
     total = app.audit_count(state.who(), log_filter) if show_progress else None
     target: IO[str]
-    # The actor is checked (audit_export) before any file is created.
-    with (
-        app.audit_export(state.who(), log_filter) as events,
-        _replacing(output) if output else _stdout() as target,
-    ):
+    opened = (
+        app.audit_export(state.who(), log_filter)
+        if fmt == "csv"
+        else app.audit_export_lines(state.who(), log_filter)
+    )
+    # The actor is checked (on entering the export) before any file is created.
+    with opened as events, _replacing(output) if output else _stdout() as target:
         writer = csv.writer(target) if fmt == "csv" else None
         if writer is not None:
             writer.writerow(CSV_COLUMNS)
@@ -313,9 +310,9 @@ def export(state: Context, /, fmt: str, output: str | None, **filters: Any) -> N
         lines: list[str] = []
         for event in events:
             if writer is not None:
-                writer.writerow(_csv_row(event))
+                writer.writerow(_csv_row(event))  # type: ignore[arg-type]
             else:
-                lines.append(_LINE(event))
+                lines.append(event)  # type: ignore[arg-type]
                 if len(lines) == 500:
                     target.write("\n".join(lines) + "\n")
                     lines.clear()
