@@ -988,7 +988,7 @@ json_line = json.JSONEncoder(ensure_ascii=False, sort_keys=True, check_circular=
 # From this many event ids, an export's chunks of ``EXPORT_CHUNK`` ids alternate between this
 # process and a second one on the same snapshot.
 EXPORT_SPLIT_FROM = 100_000
-EXPORT_CHUNK = 20_000
+EXPORT_CHUNK = 2_000  # about 1.5 MB of lines a frame
 
 
 def export_lines(
