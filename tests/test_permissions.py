@@ -635,6 +635,14 @@ def _audit_export(s: Scene) -> Act:
     return act
 
 
+def _audit_export_lines(s: Scene) -> Act:
+    def act(a: Acting) -> object:
+        with s.app.audit_export_lines(a.actor) as lines:
+            return list(lines)
+
+    return act
+
+
 def _check_prescribe(s: Scene) -> Act:
     pat = _enrolled(s)
     return lambda a: s.app.check_prescribe(a.actor, pat, 30, on_behalf_of=a.on_behalf_of)
@@ -684,6 +692,7 @@ OTHER_ENTRY_POINTS: dict[str, tuple[Action, Setup]] = {
     "audit_count": (Action.AUDIT_READ, lambda s: lambda a: s.app.audit_count(a.actor)),
     "audit_stream": (Action.AUDIT_READ, _audit_stream),
     "audit_export": (Action.AUDIT_READ, _audit_export),
+    "audit_export_lines": (Action.AUDIT_READ, _audit_export_lines),
     "check_prescribe": (Action.COURSE_READ, _check_prescribe),
     "check_dispense": (Action.COURSE_READ, _check_dispense),
     "rems_etasu": (Action.COURSE_READ, _rems_etasu),
