@@ -120,9 +120,7 @@ class World:
 
 def build_world(url: str, prescribers: int, pharmacies: int) -> World:
     with Compliance.open(url, FixedClock(WORLD_AT)) as app:
-        admin = app.initialize(
-            "Benchmark Administrator", training=True, remember_as=ADMIN_KEY
-        ).id
+        admin = app.initialize("Benchmark Administrator", training=True, remember_as=ADMIN_KEY).id
         doctors = []
         for i in range(prescribers):
             npi = npi_with_check_digit(str(100_000_000 + i))

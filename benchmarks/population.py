@@ -536,30 +536,33 @@ def render(found: Mapping[str, Any]) -> list[str]:
                     f"{_mb(s['peak_rss_mb'])} | ≤ 5 x click ({click * 1e3:,.0f} ms): "
                     f"{s['median_seconds'] / click:.1f} x |"
                 )
-    lines += [
-        "",
-        "| backend | command | marginal cost per unit | linear projection at 100,000 patients |"
-        " goal |",
-        "|---|---|---:|---:|---:|",
-    ]
+    projected: list[str] = []
     for name, per_size in found["backends"].items():
         if len(per_size) < 2 or per_size[-1]["patients"] >= GOAL_PATIENTS:
-            continue
+            continue  # a run at the goal's size measures it: nothing to project
         small, large = per_size[0], per_size[-1]
         for op in OPERATIONS:
             a, b = small["operations"][op.key], large["operations"][op.key]
             marginal = (b["seconds"] - a["seconds"]) / max(b["units"] - a["units"], 1)
             shown = _per_unit(marginal) if marginal > 0 else "none measured (noise)"
-            lines.append(
+            projected.append(
                 f"| {name} | `{op.label}` | {shown} | "
                 f"{projection(a, b, large['patients']):,.1f} s | {op.goal_seconds:g} s |"
             )
+    if projected:
+        lines += [
+            "",
+            "| backend | command | marginal cost per unit | linear projection at 100,000 patients"
+            " | goal |",
+            "|---|---|---:|---:|---:|",
+            *projected,
+            "",
+            "The marginal cost is the difference between the two runs over the difference in"
+            " units (the start-up cancels out); the projection adds that cost for the units a"
+            " population of 100,000 would hold to the larger run. It assumes linear growth: only"
+            " a run at that size (full mode) measures it.",
+        ]
     lines += [
-        "",
-        "The marginal cost is the difference between the two runs over the difference in units"
-        " (the start-up cancels out); the projection adds that cost for the units a population"
-        " of 100,000 would hold to the larger run. It assumes linear growth: only a run at that"
-        " size (full mode) measures it.",
         "",
         "*per unit* is the wall time over the courses (`due`: open courses; `rules impact`: "
         "in-flight courses) or audit events the command covered; *growth* is that cost against "
