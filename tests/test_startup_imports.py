@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 from sqlalchemy import Index
 
 from compliance import Compliance, FixedClock
-from compliance.cli.main import SUBCOMMANDS, cli
+from compliance.cli.main import SUBCOMMANDS, SUMMARIES, cli
 from compliance.db.models import Base, index_conditions
 from tests.conftest import T0
 
@@ -54,6 +55,52 @@ def test_every_lazy_subcommand_is_listed_and_loads() -> None:
     for name in SUBCOMMANDS:
         command = cli.commands[name]
         assert command.name == name
+
+
+def test_each_summary_is_the_first_paragraph_of_its_commands_help() -> None:
+    assert set(SUMMARIES) == set(SUBCOMMANDS)
+    for name in SUBCOMMANDS:
+        command = cli.commands[name]
+        # The listing derives the short help from the summary as click does from the help.
+        assert command.short_help is None and not command.deprecated and not command.hidden
+        assert (command.help or "").split("\n\n")[0].strip() == SUMMARIES[name], name
+
+
+_HELP_PROBE = (
+    "import sys\n"
+    "from compliance.cli.main import cli\n"
+    "if sys.argv[1] == 'loaded':\n"
+    "    cli.commands\n"
+    "try:\n"
+    "    cli.main(['--help'], prog_name='compliance')\n"
+    "except SystemExit:\n"
+    "    pass\n"
+    "loaded = sorted(m for m in sys.modules if m.startswith('compliance.cli.') and "
+    "m.endswith(('_cmds', '_cmd')))\n"
+    "print('loaded=' + ','.join(loaded))\n"
+)
+
+
+def test_the_top_level_help_loads_no_subcommand_and_reads_as_if_all_were_loaded(
+    tmp_path: Path,
+) -> None:
+    for columns in ("60", "200"):
+        env = {**os.environ, "COLUMNS": columns}
+        lazy, loaded = (
+            subprocess.run(
+                [sys.executable, "-c", _HELP_PROBE, how],
+                capture_output=True,
+                text=True,
+                check=True,
+                cwd=tmp_path,
+                env=env,
+            ).stdout.splitlines()
+            for how in ("lazy", "loaded")
+        )
+        assert lazy[-1] == "loaded=", lazy[-1]
+        assert loaded[-1] != "loaded="  # the comparison is with every command loaded
+        assert lazy[:-1] == loaded[:-1]
+        assert any(line.strip().startswith("resident ") for line in lazy)
 
 
 def test_partial_indexes_get_their_condition_for_a_dialect() -> None:

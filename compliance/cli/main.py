@@ -23,30 +23,91 @@ DISTRIBUTION = "compliance-ppp"
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
-#: The subcommands defined in other modules: name -> (module, attribute). A module is imported
-#: only when its command runs or is listed (``--help``, the reference), so ``compliance status``
-#: does not load the audit, client, rules, simulation or server commands.
+#: The subcommands defined in other modules: name -> (module, attribute, summary). A module is
+#: imported only when its command runs or the whole tree is walked (the reference), so
+#: ``compliance status`` does not load the audit, client, rules, simulation or server commands,
+#: and ``compliance --help`` lists each by its summary, the first paragraph of its help
+#: (``tests/test_startup_imports.py`` holds each summary to its command's).
+_LAZY: tuple[tuple[str, str, str, str], ...] = (
+    ("init", "db_cmds", "init", "Create (or migrate) the database and its first administrator."),
+    ("db", "db_cmds", "db", "Schema migrations: upgrade, current revision, drift check."),
+    (
+        "demo",
+        "demo_cmd",
+        "demo",
+        "Walk through what the engine does, on a database made for training.",
+    ),
+    ("admin", "party_cmds", "admin", "Administrators."),
+    (
+        "prescriber",
+        "party_cmds",
+        "prescriber",
+        "Prescribers: registered -> activated -> suspended / deactivated.",
+    ),
+    ("designee", "party_cmds", "designee", "Designees and their grants to act for prescribers."),
+    (
+        "pharmacy",
+        "party_cmds",
+        "pharmacy",
+        "Pharmacies: registered -> activated (renewed yearly) -> deactivated.",
+    ),
+    ("pharmacist", "party_cmds", "pharmacist", "Pharmacists (each belongs to one pharmacy)."),
+    ("patient", "patient_cmds", "patient", "Patients."),
+    ("audit", "audit_cmds", "audit", "The tamper-evident audit trail."),
+    (
+        "course",
+        "course_cmds",
+        "course",
+        "Treatment courses: what the clinic records, and prescribing.",
+    ),
+    (
+        "status",
+        "course_cmds",
+        "status",
+        "A patient's course: state, this cycle's checklist, window and deadlines, flags.",
+    ),
+    (
+        "due",
+        "course_cmds",
+        "due",
+        "The worklist: tests due, windows closing, reversals owed, overdue tests, pregnancies.",
+    ),
+    (
+        "dispense",
+        "dispense_cmds",
+        "dispense",
+        "Dispense authorizations: check, authorize, reverse, record the pickup.",
+    ),
+    (
+        "rules",
+        "rules_cmds",
+        "rules",
+        "Programme rulesets: list, show, diff, impact, schedule, diagram.",
+    ),
+    (
+        "simulate",
+        "simulate_cmd",
+        "simulate",
+        "Replay a timeline of events on a throwaway database and print every decision.",
+    ),
+    (
+        "client",
+        "client_cmds",
+        "client",
+        "API clients of the HTTP service and their keys (administrators only).",
+    ),
+    ("serve", "serve_cmd", "serve", "Run the HTTP service (JSON under /v1) until interrupted."),
+    (
+        "resident",
+        "resident_cmds",
+        "resident",
+        "A resident process that keeps the command line loaded and forks a child per command.",
+    ),
+)
 SUBCOMMANDS: Mapping[str, tuple[str, str]] = {
-    "init": ("compliance.cli.db_cmds", "init"),
-    "db": ("compliance.cli.db_cmds", "db"),
-    "demo": ("compliance.cli.demo_cmd", "demo"),
-    "admin": ("compliance.cli.party_cmds", "admin"),
-    "prescriber": ("compliance.cli.party_cmds", "prescriber"),
-    "designee": ("compliance.cli.party_cmds", "designee"),
-    "pharmacy": ("compliance.cli.party_cmds", "pharmacy"),
-    "pharmacist": ("compliance.cli.party_cmds", "pharmacist"),
-    "patient": ("compliance.cli.patient_cmds", "patient"),
-    "audit": ("compliance.cli.audit_cmds", "audit"),
-    "course": ("compliance.cli.course_cmds", "course"),
-    "status": ("compliance.cli.course_cmds", "status"),
-    "due": ("compliance.cli.course_cmds", "due"),
-    "dispense": ("compliance.cli.dispense_cmds", "dispense"),
-    "rules": ("compliance.cli.rules_cmds", "rules"),
-    "simulate": ("compliance.cli.simulate_cmd", "simulate"),
-    "client": ("compliance.cli.client_cmds", "client"),
-    "serve": ("compliance.cli.serve_cmd", "serve"),
-    "resident": ("compliance.cli.resident_cmds", "resident"),
+    name: (f"compliance.cli.{module}", attribute) for name, module, attribute, _ in _LAZY
 }
+SUMMARIES: Mapping[str, str] = {name: summary for name, _, _, summary in _LAZY}
 
 
 #: The root's options that take a value; they may be typed before or after the subcommand.
@@ -164,6 +225,21 @@ class _Root(click.Group):
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*self._commands, *SUBCOMMANDS})
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The commands as click lists them, each not yet loaded shown by its summary: help
+        at the top level loads no subcommand's module."""
+        shown = []
+        for name in self.list_commands(ctx):
+            command = self._commands.get(name)
+            if command is None:
+                command = click.Command(name, help=SUMMARIES[name])
+            if not command.hidden:
+                shown.append((name, command))
+        if shown:
+            limit = formatter.width - 6 - max(len(name) for name, _ in shown)
+            with formatter.section("Commands"):
+                formatter.write_dl([(n, c.get_short_help_str(limit)) for n, c in shown])
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         ctx.meta["compliance.json"] = "--json" in args
