@@ -128,15 +128,13 @@ def _notes(
             f"{cpus} logical CPUs): absolute figures are pessimistic and noisy; the ratios "
             "compare figures measured side by side in the same conditions."
         )
-    shared = sorted(
-        {
-            int(m.details["clients"])
-            for m in measured
-            if m.group == "Dispense authorization, PostgreSQL"
-            and m.details.get("clients", 1) + 1 > cpus
-            and m.details.get("clients", 1) > 1
-        }
-    )
+    # More than one client, and with the server more processes than CPUs.
+    postgres = {
+        int(m.details.get("clients", 1))
+        for m in measured
+        if m.group == "Dispense authorization, PostgreSQL"
+    }
+    shared = sorted(n for n in postgres if n > 1 and n + 1 > cpus)
     if shared:
         notes.append(
             f"With {', '.join(map(str, shared))} clients the PostgreSQL dispense rows run the "
